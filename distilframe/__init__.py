@@ -1,0 +1,46 @@
+"""distilframe: DistilBERT embeddings and sentiment for pandas DataFrames, on PaddlePaddle.
+
+>>> import pandas as pd, distilframe
+>>> df = pd.DataFrame({"text": ["a happy cat", "a sad dog"]})
+>>> df = df.distil.embed("text")  # doctest: +SKIP
+
+Importing this package imports pandas and numpy only; Paddle and PaddleNLP are
+imported when a model is first loaded.
+"""
+
+from __future__ import annotations
+
+from . import accessor as _accessor  # noqa: F401  (registers the .distil accessors)
+from .arrow import to_numpy
+from .errors import (
+    CheckpointError,
+    ColumnNotFoundError,
+    DistilFrameError,
+    DistilFrameWarning,
+    ModelNotAvailableError,
+    TestModelWarning,
+    TruncationWarning,
+    UnknownModelError,
+    UnsupportedTaskError,
+)
+from .manager import models
+from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CLASSIFIER",
+    "DEFAULT_EMBEDDER",
+    "CheckpointError",
+    "ColumnNotFoundError",
+    "DistilFrameError",
+    "DistilFrameWarning",
+    "ModelNotAvailableError",
+    "TestModelWarning",
+    "TruncationWarning",
+    "UnknownModelError",
+    "UnsupportedTaskError",
+    "__version__",
+    "models",
+    "to_numpy",
+]

@@ -1,0 +1,317 @@
+"""The ``.distil`` accessor on pandas DataFrames and Series.
+
+Thin and stateless: validate the input, call the executor, and wrap the result
+with the original index (whatever its shape: default, non-unique, MultiIndex).
+
+Row rules, for embed and classify alike:
+
+* a missing value (None, NaN, pd.NA), an empty string or a whitespace-only
+  string gives a null result in its row: never an error, never a shifted row;
+* a value that is not a string raises TypeError (``errors="raise"``, the
+  default), or is converted with ``str()`` (``errors="coerce"``);
+* a text longer than ``max_length`` tokens is truncated, with one warning per call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import executor
+from .errors import ColumnNotFoundError, UnsupportedTaskError
+from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER, find
+
+__all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
+
+ERRORS = ("raise", "coerce")
+
+
+def _check(task: str, errors: str, **options: Any) -> None:
+    """Reject bad options before any model is loaded or any text is read."""
+    if errors not in ERRORS:
+        raise ValueError(f"Got errors={errors!r} but expected 'raise' or 'coerce'.")
+    executor.check_options(task=task, **options)
+
+
+def _embed(series: pd.Series, *, model: Any, pooling: str, normalize: bool, max_length: int,
+           batch_size: int | None, errors: str, progress: bool | None) -> pd.api.extensions.ExtensionArray:
+    from .arrow import embedding_array
+    from .manager import get_model
+
+    _check("embed", errors, pooling=pooling, max_length=max_length, batch_size=batch_size)
+    texts = _texts(series, errors)
+    loaded = get_model(model)
+    result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
+                          max_length=max_length, batch_size=batch_size, progress=progress)
+    return embedding_array(result.values, result.valid)
+
+
+def _classify(series: pd.Series, prefix: str, *, model: Any, max_length: int, batch_size: int | None,
+              all_scores: bool, errors: str, progress: bool | None) -> pd.DataFrame:
+    from .manager import get_model
+
+    _check("classify", errors, max_length=max_length, batch_size=batch_size)
+    spec = find(model) if isinstance(model, str) else None
+    if spec is not None and not spec.can_classify:
+        raise UnsupportedTaskError(_no_head_message(spec.name))
+    texts = _texts(series, errors)
+    loaded = get_model(model)
+    if not loaded.engine.has_classifier:
+        raise UnsupportedTaskError(_no_head_message(loaded.name))
+    result = executor.run(texts, loaded, task="classify", max_length=max_length, batch_size=batch_size,
+                          progress=progress)
+    probs = result.values
+    best = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1)  # NaN rows (invalid input) are masked below
+    labels = np.where(result.valid, np.asarray(loaded.labels, dtype=object)[best], None)
+    columns: dict[str, Any] = {
+        f"{prefix}_label": pd.array(labels, dtype=pd.StringDtype()),
+        f"{prefix}_score": probs[np.arange(len(probs)), best],
+    }
+    if all_scores:
+        for j, label in enumerate(loaded.labels):
+            columns[f"{prefix}_score_{label}"] = probs[:, j]
+    return pd.DataFrame(columns, index=series.index)
+
+
+def _no_head_message(name: str) -> str:
+    return (
+        f"Model {name!r} has no trained classification head, so it cannot classify. "
+        "Use embed() with it, or pass a fine-tuned sequence-classification checkpoint as model= "
+        f"(for example {DEFAULT_CLASSIFIER!r}, a test model)."
+    )
+
+
+def _texts(series: pd.Series, errors: str) -> list[str | None]:
+    """Python strings, with None for missing values and blanks; non-strings per ``errors``."""
+    missing = series.isna().to_numpy()
+    values = series.to_numpy(dtype=object, na_value=None)
+    texts: list[str | None] = [None] * len(values)
+    bad: list[int] = []
+    for i, (value, is_missing) in enumerate(zip(values, missing)):
+        if is_missing:
+            continue
+        if isinstance(value, str):
+            texts[i] = value if value.strip() else None
+        elif errors == "coerce":
+            text = str(value)
+            texts[i] = text if text.strip() else None
+        else:
+            bad.append(i)
+    if bad:
+        shown = ", ".join(f"{series.index[i]!r} ({type(values[i]).__name__})" for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise TypeError(
+            f"Column {series.name!r} has {len(bad)} non-string values, at index {shown}{more}. "
+            "Pass errors='coerce' to convert them with str(), or clean the column first."
+        )
+    return texts
+
+
+def _string_columns(df: pd.DataFrame) -> list[Any]:
+    names = []
+    for name in df.columns:
+        dtype = df[name].dtype if not isinstance(df[name], pd.DataFrame) else None
+        if dtype is None:
+            continue
+        if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, pd.ArrowDtype) and _is_arrow_string(dtype)):
+            names.append(name)
+        elif dtype == object:
+            sample = df[name].dropna()
+            if len(sample) and all(isinstance(v, str) for v in sample.iloc[:100]):
+                names.append(name)
+    return names
+
+
+def _is_arrow_string(dtype: pd.ArrowDtype) -> bool:
+    import pyarrow as pa
+
+    t = dtype.pyarrow_dtype
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _column(df: pd.DataFrame, column: Any) -> pd.Series:
+    if column is None:
+        candidates = _string_columns(df)
+        if len(candidates) == 1:
+            return df[candidates[0]]
+        listed = ", ".join(map(repr, candidates)) or "none"
+        raise ValueError(
+            f"column= is needed: the frame has {len(candidates)} string columns ({listed}). "
+            "Name the text column, e.g. df.distil.embed('text')."
+        )
+    if column not in df.columns:
+        names = [str(c) for c in df.columns]
+        close = difflib.get_close_matches(str(column), names, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ColumnNotFoundError(
+            f"Column {column!r} not found.{hint} Columns: {', '.join(map(repr, df.columns[:50]))}"
+            + (" ..." if len(df.columns) > 50 else "")
+        )
+    selected = df[column]
+    if isinstance(selected, pd.DataFrame):
+        raise ValueError(f"Column name {column!r} appears {selected.shape[1]} times; rename the duplicates first.")
+    return selected
+
+
+def _prefix(name: Any, default: str) -> str:
+    return default if name is None else str(name)
+
+
+@pd.api.extensions.register_dataframe_accessor("distil")
+class DistilDataFrameAccessor:
+    """DistilBERT on a DataFrame: ``df.distil.embed("text")``, ``df.distil.classify("review")``."""
+
+    def __init__(self, obj: pd.DataFrame) -> None:
+        self._obj = obj
+
+    def embed(
+        self,
+        column: Any = None,
+        *,
+        model: str | os.PathLike = DEFAULT_EMBEDDER,
+        pooling: str = "mean",
+        normalize: bool = True,
+        max_length: int = 512,
+        batch_size: int | None = None,
+        errors: str = "raise",
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Embed a text column; return a new frame with ``<column>_embedding`` added.
+
+        Parameters
+        ----------
+        column
+            The text column; may be omitted when the frame has exactly one string column.
+        model
+            A registered name or alias (``distilframe.models()``), or a local checkpoint folder.
+        pooling
+            ``"mean"`` (average of the token states) or ``"cls"`` (the [CLS] state).
+        normalize
+            Scale each vector to unit length, so that a dot product is a cosine similarity.
+        max_length
+            Tokens per text, [CLS] and [SEP] included; longer texts are truncated (one warning).
+        batch_size
+            Rows per batch at most (default 128; batches also stay under a token budget).
+        errors
+            Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` with ``str()``.
+        progress
+            Show a progress bar; None shows one for large inputs.
+
+        Returns
+        -------
+        DataFrame
+            Every original column, same index, plus ``<column>_embedding``: fixed-size lists of
+            float32 (``pd.ArrowDtype``), null where the text is missing, empty or blank.
+
+        Examples
+        --------
+        >>> df = pd.DataFrame({"text": ["a happy cat", None]})
+        >>> out = df.distil.embed("text")  # doctest: +SKIP
+        >>> distilframe.to_numpy(out["text_embedding"]).shape  # doctest: +SKIP
+        (2, 768)
+        """
+        series = _column(self._obj, column)
+        values = _embed(series, model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                        batch_size=batch_size, errors=errors, progress=progress)
+        out = self._obj.copy(deep=False)
+        out[f"{_prefix(series.name, 'text')}_embedding"] = values  # positional: any index shape is kept
+        return out
+
+    def classify(
+        self,
+        column: Any = None,
+        *,
+        model: str | os.PathLike = DEFAULT_CLASSIFIER,
+        max_length: int = 512,
+        all_scores: bool = False,
+        errors: str = "raise",
+        progress: bool | None = None,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Classify a text column; return a new frame with ``<column>_label`` and ``<column>_score`` added.
+
+        The model must have a trained sequence-classification head; base models are refused.
+        The default is a 2-layer *test* model whose predictions carry no meaning: pass a real
+        fine-tuned checkpoint for real work.
+
+        Parameters
+        ----------
+        column, max_length, errors, progress, batch_size
+            As in :meth:`embed`.
+        model
+            A registered classifier, or a local fine-tuned checkpoint folder.
+        all_scores
+            Also add one probability column per label, ``<column>_score_<LABEL>``.
+
+        Returns
+        -------
+        DataFrame
+            Every original column, same index, plus ``<column>_label`` (string, the most probable
+            label) and ``<column>_score`` (float32, its probability); null where the text is
+            missing, empty or blank.
+
+        Examples
+        --------
+        >>> df = pd.DataFrame({"review": ["great!", "awful."]})
+        >>> df.distil.classify("review", model="path/to/sst2-checkpoint")  # doctest: +SKIP
+        """
+        series = _column(self._obj, column)
+        result = _classify(series, _prefix(series.name, "text"), model=model, max_length=max_length,
+                           batch_size=batch_size, all_scores=all_scores, errors=errors, progress=progress)
+        out = self._obj.copy(deep=False)
+        for name in result.columns:
+            out[name] = result[name].array
+        return out
+
+
+@pd.api.extensions.register_series_accessor("distil")
+class DistilSeriesAccessor:
+    """DistilBERT on a Series of texts: ``s.distil.embed()``, ``s.distil.classify()``."""
+
+    def __init__(self, obj: pd.Series) -> None:
+        self._obj = obj
+
+    def embed(
+        self,
+        *,
+        model: str | os.PathLike = DEFAULT_EMBEDDER,
+        pooling: str = "mean",
+        normalize: bool = True,
+        max_length: int = 512,
+        batch_size: int | None = None,
+        errors: str = "raise",
+        progress: bool | None = None,
+    ) -> pd.Series:
+        """Embed the texts; return a Series named ``<name>_embedding`` with the same index.
+
+        Options and row rules as :meth:`DistilDataFrameAccessor.embed`.
+
+        Examples
+        --------
+        >>> pd.Series(["a cat", "a dog"], name="text").distil.embed().name  # doctest: +SKIP
+        'text_embedding'
+        """
+        values = _embed(self._obj, model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                        batch_size=batch_size, errors=errors, progress=progress)
+        return pd.Series(values, index=self._obj.index, name=f"{_prefix(self._obj.name, 'text')}_embedding")
+
+    def classify(
+        self,
+        *,
+        model: str | os.PathLike = DEFAULT_CLASSIFIER,
+        max_length: int = 512,
+        all_scores: bool = False,
+        errors: str = "raise",
+        progress: bool | None = None,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Classify the texts; return a DataFrame of ``<name>_label`` and ``<name>_score`` with the same index.
+
+        Options and row rules as :meth:`DistilDataFrameAccessor.classify`.
+        """
+        return _classify(self._obj, _prefix(self._obj.name, "text"), model=model, max_length=max_length,
+                         batch_size=batch_size, all_scores=all_scores, errors=errors, progress=progress)

@@ -1,0 +1,298 @@
+"""Resolve a model name or a directory to a complete checkpoint on disk.
+
+A registered name lives in ``<DISTILFRAME_HOME>/models/<name>/``. Files that
+are missing there are fetched with PaddleNLP's downloader (``bos_download``)
+from PaddleNLP's server, into a private staging folder, and moved into place
+one finished file at a time: the model folder never holds a partial file, and a
+failed download leaves nothing behind. A folder that already has every file is
+used without any network call, so an offline machine can be pre-seeded by
+copying a checkpoint there.
+
+A local directory in PaddleNLP format (``config.json`` or ``model_config.json``,
+``model_state.pdparams``, ``vocab.txt``, optionally ``tokenizer_config.json``)
+is used as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import CheckpointError, ModelNotAvailableError, UnknownModelError
+from .registry import ModelSpec, RemoteFile, find, unknown_model_message
+
+__all__ = ["Checkpoint", "folder", "is_on_disk", "resolve"]
+
+WEIGHTS = "model_state.pdparams"
+VOCAB = "vocab.txt"
+CONFIGS = ("config.json", "model_config.json")
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint folder and what its files say.
+
+    ``name`` is the registered name, or the absolute path of a local folder.
+    """
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    do_lower_case: bool
+    labels: tuple[str, ...]
+    spec: ModelSpec | None = None
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.path / VOCAB
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config["hidden_size"])
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.config.get("max_position_embeddings", 512))
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.config.get("pad_token_id", 0))
+
+
+def resolve(model: str | os.PathLike) -> Checkpoint:
+    """Return the checkpoint for a registered name or alias, or a local directory.
+
+    Registered models are downloaded into the cache on first use.
+
+    Examples
+    --------
+    >>> resolve("uncased").path  # doctest: +SKIP
+    PosixPath('/home/me/.cache/distilframe/models/distilbert-base-uncased')
+    """
+    if isinstance(model, os.PathLike):
+        return _local(Path(model).expanduser())
+    if not isinstance(model, str):
+        raise TypeError(f"Got model={model!r} ({type(model).__name__}) but expected a model name or a directory path.")
+    spec = find(model)
+    if spec is not None:
+        return _read(_ensure_files(spec), spec)
+    path = Path(model).expanduser()
+    # "owner/repo" that is not a folder here is a (misspelt?) name; "./x", "/x", "~/x", "a/b/c" are paths.
+    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+        return _local(path)
+    raise UnknownModelError(unknown_model_message(model))
+
+
+def is_on_disk(spec: ModelSpec) -> bool:
+    """True when every required file of ``spec`` is in the cache folder."""
+    return not _missing(spec, folder(spec))
+
+
+def folder(spec: ModelSpec) -> Path:
+    return config.models_dir().joinpath(*spec.name.split("/"))
+
+
+def _missing(spec: ModelSpec, target: Path) -> list[RemoteFile]:
+    return [f for f in spec.files if not f.optional and not _present(f, target)]
+
+
+def _present(remote: RemoteFile, target: Path) -> bool:
+    return any((target / name).is_file() for name in remote.names)
+
+
+def _ensure_files(spec: ModelSpec) -> Path:
+    target = folder(spec)
+    if not _missing(spec, target):
+        _write_generated(spec, target)
+        return target
+    if config.offline():
+        raise _not_available(spec, target, _missing(spec, target), "DISTILFRAME_OFFLINE=1 forbids downloads")
+
+    from filelock import FileLock
+
+    lock_dir = config.home() / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock_dir / (spec.name.replace("/", "--") + ".lock"))):
+        missing = _missing(spec, target)  # another process may have fetched them meanwhile
+        optional = [f for f in spec.files if f.optional and not _present(f, target)]
+        if missing:
+            _download(spec, target, missing + optional)
+        _write_generated(spec, target)
+    return target
+
+
+def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
+    import requests
+
+    from paddlenlp.utils.download.bos_download import bos_download
+
+    folder.mkdir(parents=True, exist_ok=True)
+    staging_root = config.home() / "tmp"
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="download-", dir=staging_root))
+    base = config.endpoint()
+    tried: list[str] = []
+    try:
+        for remote in files:
+            fetched = None
+            for source in remote.sources:
+                url = f"{base}/{source}"
+                tried.append(url)
+                basename = source.rsplit("/", 1)[-1]
+                local_name = basename if basename in remote.also_accept else remote.local_name
+                try:
+                    fetched = bos_download(repo_id=spec.name, filename=local_name, url=url, cache_dir=str(staging))
+                    break
+                except requests.HTTPError as e:
+                    if e.response is not None and e.response.status_code == 404:
+                        continue  # try the next name this file may have on the server
+                    raise
+            if fetched is None:
+                if remote.optional:
+                    continue
+                raise FileNotFoundError(f"{remote.local_name} is not on the server (404 at {', '.join(remote.sources)})")
+            os.replace(fetched, folder / local_name)
+    except Exception as e:
+        raise _not_available(spec, folder, _missing(spec, folder), _short(e), tried) from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _short(e: BaseException) -> str:
+    """A one-line cause: requests' connection errors nest three layers of repr."""
+    import requests
+
+    if isinstance(e, requests.ConnectionError):
+        url = getattr(e.request, "url", None) or "the server"
+        return f"could not connect to {url}"
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+def _write_generated(spec: ModelSpec, folder: Path) -> None:
+    for name, content in spec.generated_files.items():
+        target = folder / name
+        if target.is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(content, f, indent=2)
+        os.replace(tmp, target)
+
+
+def _not_available(
+    spec: ModelSpec, folder: Path, missing: list[RemoteFile], cause: str, tried: list[str] | None = None
+) -> ModelNotAvailableError:
+    names = ", ".join(f.local_name for f in missing) or "(none)"
+    where = f" Tried: {', '.join(tried)}." if tried else ""
+    needed = ", ".join(
+        f.local_name for f in spec.files if not f.optional
+    )
+    return ModelNotAvailableError(
+        f"Model {spec.name!r} is not on disk and could not be downloaded ({cause}). "
+        f"Missing files: {names}; looked in {folder}.{where} "
+        f"To use it offline, copy a PaddleNLP checkpoint of it ({needed}) into {folder}, "
+        "or point DISTILFRAME_HOME at a cache that has it (for example one filled on a machine with network access)."
+    )
+
+
+def _local(path: Path) -> Checkpoint:
+    if not path.is_dir():
+        raise CheckpointError(
+            f"Checkpoint directory {str(path)!r} does not exist. Pass the path of a folder with "
+            f"{CONFIGS[0]} (or {CONFIGS[1]}), {WEIGHTS} and {VOCAB}, or a registered model name."
+        )
+    path = path.resolve()
+    missing = []
+    if not any((path / c).is_file() for c in CONFIGS):
+        missing.append(f"{CONFIGS[0]} or {CONFIGS[1]}")
+    missing += [f for f in (WEIGHTS, VOCAB) if not (path / f).is_file()]
+    if missing:
+        found = sorted(p.name for p in path.iterdir())[:20]
+        raise CheckpointError(
+            f"{str(path)!r} is not a PaddleNLP DistilBERT checkpoint: missing {', '.join(missing)}. "
+            f"Found: {', '.join(found) or '(empty folder)'}. Expected {CONFIGS[0]} (or {CONFIGS[1]}), "
+            f"{WEIGHTS}, {VOCAB} and optionally {TOKENIZER_CONFIG}."
+        )
+    return _read(path, None)
+
+
+def _read(path: Path, spec: ModelSpec | None) -> Checkpoint:
+    config_path = next(path / c for c in CONFIGS if (path / c).is_file())
+    cfg = _flatten(_load_json(config_path))
+    model_type = cfg.get("model_type", "distilbert")
+    if model_type != "distilbert":
+        raise CheckpointError(
+            f"{config_path} describes a {model_type!r} model; distilframe runs DistilBERT checkpoints only "
+            "(model_type 'distilbert')."
+        )
+    if "hidden_size" not in cfg:
+        raise CheckpointError(f"{config_path} has no hidden_size (or dim): is it a DistilBERT config?")
+    tok_path = path / TOKENIZER_CONFIG
+    tok_cfg = _load_json(tok_path) if tok_path.is_file() else {}
+    if spec is not None:
+        do_lower_case = not spec.cased
+        labels = spec.labels
+    else:
+        do_lower_case = bool(tok_cfg.get("do_lower_case", True))
+        labels = _labels(cfg)
+    return Checkpoint(
+        name=spec.name if spec else str(path),
+        path=path,
+        config=cfg,
+        do_lower_case=do_lower_case,
+        labels=labels,
+        spec=spec,
+    )
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"Could not read {path}: {e}. Re-download the model or fix the file.") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, expected a JSON object.")
+    return data
+
+
+_HF_NAMES = {"dim": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+             "hidden_dim": "intermediate_size", "activation": "hidden_act", "num_classes": "num_labels"}
+
+
+def _flatten(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One flat dict from a current or legacy PaddleNLP config (``init_args``), with PaddleNLP's key names."""
+    flat: dict[str, Any] = {}
+    init_args = cfg.get("init_args")
+    if isinstance(init_args, list):
+        for arg in init_args:
+            if isinstance(arg, dict):
+                flat.update(_flatten(arg))
+    flat.update({k: v for k, v in cfg.items() if k not in ("init_args", "init_class")})
+    for old, new in _HF_NAMES.items():
+        if old in flat and new not in flat:
+            flat[new] = flat[old]
+    return flat
+
+
+def _labels(cfg: dict[str, Any]) -> tuple[str, ...]:
+    id2label = cfg.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        try:
+            return tuple(str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0])))
+        except ValueError:
+            pass
+    return ()

@@ -1,0 +1,76 @@
+"""Settings read from ``DISTILFRAME_*`` environment variables, in one place.
+
+Values are read when asked for, not at import, so a notebook or a test can
+change the environment and see the change.
+
+=============================== ========================================== ======================
+variable                        meaning                                    default
+=============================== ========================================== ======================
+``DISTILFRAME_HOME``            cache folder for weights                   ``~/.cache/distilframe``
+                                                                           (``$XDG_CACHE_HOME`` if set)
+``DISTILFRAME_ENDPOINT``        where PaddleNLP weights are downloaded     ``$PPNLP_ENDPOINT`` or
+                                from                                       PaddleNLP's BOS server
+``DISTILFRAME_OFFLINE``         ``1`` never touches the network            ``0``
+``DISTILFRAME_MAX_LOADED_MODELS`` models kept in memory per process (LRU)  ``2``
+=============================== ========================================== ======================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["endpoint", "home", "max_loaded_models", "models_dir", "offline"]
+
+DEFAULT_ENDPOINT = "https://bj.bcebos.com/paddlenlp"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def home() -> Path:
+    """The cache folder: ``$DISTILFRAME_HOME``, else ``$XDG_CACHE_HOME/distilframe``, else ``~/.cache/distilframe``."""
+    value = os.environ.get("DISTILFRAME_HOME")
+    if value:
+        return Path(value).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "distilframe"
+
+
+def models_dir() -> Path:
+    """Where registered models are stored: ``<home>/models/<model name>/``."""
+    return home() / "models"
+
+
+def endpoint() -> str:
+    """Base URL of PaddleNLP's model server, without a trailing slash."""
+    value = os.environ.get("DISTILFRAME_ENDPOINT") or os.environ.get("PPNLP_ENDPOINT") or DEFAULT_ENDPOINT
+    return value.rstrip("/")
+
+
+def offline() -> bool:
+    """True when ``DISTILFRAME_OFFLINE`` asks never to touch the network."""
+    return _flag("DISTILFRAME_OFFLINE")
+
+
+def max_loaded_models() -> int:
+    """How many models the process keeps loaded at once (least recently used goes first)."""
+    raw = os.environ.get("DISTILFRAME_MAX_LOADED_MODELS", "2").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"Got DISTILFRAME_MAX_LOADED_MODELS={raw!r} but expected a positive integer, such as 2."
+        )
+    return value
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"Got {name}={raw!r} but expected 1 or 0 (true/false, yes/no, on/off).")

@@ -1,0 +1,181 @@
+"""Run a DistilBERT checkpoint with Paddle: the only module that imports paddle and paddlenlp.
+
+The network is PaddleNLP's own ``DistilBertModel`` /
+``DistilBertForSequenceClassification``, so results are those of the reference
+implementation of these weights. Guarantees, whatever the load path:
+
+* eval mode and ``paddle.no_grad()``: no dropout, no autograd graph;
+* the attention mask is always passed (PaddleNLP would otherwise mask
+  ``input_ids == pad_token_id``, which is wrong for a real [PAD] token in a text);
+* every LayerNorm uses the checkpoint's epsilon (1e-12 for DistilBERT), never
+  Paddle's default 1e-5, which PaddleNLP leaves in place on some load paths;
+* weights are checked name by name and shape by shape before use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+
+from .checkpoints import Checkpoint
+from .errors import CheckpointError
+
+__all__ = ["PaddleEngine", "available_cores"]
+
+_PREFIX = "distilbert."
+_HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (CPU affinity aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _import_paddle(num_threads: int | None) -> Any:
+    """Import paddle with a sensible thread count.
+
+    ``import paddle`` sets OMP_NUM_THREADS=1 when it is unset, which runs every matmul on
+    one core. Use ``num_threads``, else the user's OMP_NUM_THREADS (if they set it before
+    paddle was imported), else every core available to the process.
+    """
+    threads = num_threads
+    if threads is None and "paddle" not in sys.modules:
+        threads = _positive_int(os.environ.get("OMP_NUM_THREADS"))
+    threads = threads or available_cores()
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import paddle
+
+    paddle.base.core.set_num_threads(threads)
+    return paddle
+
+
+def _positive_int(raw: str | None) -> int | None:
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+class PaddleEngine:
+    """A loaded DistilBERT on Paddle, ready to run batches of token ids.
+
+    Parameters
+    ----------
+    checkpoint
+        A resolved checkpoint (``distilframe.checkpoints.resolve``).
+
+    Attributes
+    ----------
+    has_classifier
+        True when the weights include a trained sequence-classification head.
+    num_labels
+        Number of classes of that head (0 without one).
+    """
+
+    def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
+        paddle = _import_paddle(num_threads)
+        from paddlenlp.transformers import (
+            DistilBertConfig,
+            DistilBertForSequenceClassification,
+            DistilBertModel,
+        )
+
+        self.checkpoint = checkpoint
+        state = _load_state(paddle, checkpoint)
+        self.has_classifier = all(k in state for k in _HEAD_KEYS)
+        self.num_labels = int(state["classifier.weight"].shape[1]) if self.has_classifier else 0
+        cfg = _paddlenlp_config(checkpoint.config, self.num_labels)
+
+        with paddle.no_grad():
+            if self.has_classifier:
+                model = DistilBertForSequenceClassification(DistilBertConfig(**cfg))
+                encoder = model.distilbert
+            else:
+                model = encoder = DistilBertModel(DistilBertConfig(**cfg))
+                state = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
+            _check_and_set(model, state, checkpoint)
+        model.eval()
+        eps = float(checkpoint.config.get("layer_norm_eps", 1e-12))
+        for layer in model.sublayers(include_self=True):
+            if isinstance(layer, paddle.nn.LayerNorm):
+                layer._epsilon = eps
+        self._paddle = paddle
+        self._model = model
+        self._encoder = encoder
+        self.hidden_size = int(cfg["hidden_size"])
+        # Paddle dygraph layers are not documented as thread-safe: one forward at a time.
+        self._lock = threading.Lock()
+
+    def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Last hidden states, float32 of shape (batch, length, hidden)."""
+        return self._run(self._encoder, input_ids, attention_mask)
+
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Classification logits, float32 of shape (batch, num_labels)."""
+        if not self.has_classifier:
+            raise RuntimeError("this checkpoint has no classification head")
+        return self._run(self._model, input_ids, attention_mask)
+
+    def _run(self, layer: Any, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        paddle = self._paddle
+        with self._lock, paddle.no_grad():
+            ids = paddle.to_tensor(np.ascontiguousarray(input_ids, dtype=np.int64))
+            mask = paddle.to_tensor(np.ascontiguousarray(attention_mask, dtype=np.int64))
+            out = layer(input_ids=ids, attention_mask=mask)
+            return np.asarray(out.numpy(), dtype=np.float32)
+
+
+def _load_state(paddle: Any, checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+    """The weights with encoder keys under ``distilbert.``, whatever prefix the file used."""
+    try:
+        raw = paddle.load(str(checkpoint.weights_path), return_numpy=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"Could not read {checkpoint.weights_path}: {type(e).__name__}: {e}. "
+            "The file is damaged or not a Paddle state dict: delete it so it is downloaded again, "
+            "or replace it with a good copy."
+        ) from e
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{checkpoint.weights_path} holds a {type(raw).__name__}, expected a state dict.")
+    state: dict[str, np.ndarray] = {}
+    for key, value in raw.items():
+        if key.startswith(("embeddings.", "encoder.")):
+            key = _PREFIX + key
+        state[key] = np.asarray(value)
+    return state
+
+
+def _paddlenlp_config(cfg: dict[str, Any], num_labels: int) -> dict[str, Any]:
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "hidden_act", "max_position_embeddings", "pad_token_id")
+    out = {k: cfg[k] for k in keys if k in cfg}
+    out["hidden_dropout_prob"] = out["attention_probs_dropout_prob"] = 0.0  # eval anyway
+    if num_labels:
+        out["num_labels"] = num_labels
+    return out
+
+
+def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpoint) -> None:
+    expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs config {shape}"
+             for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
+    if missing or wrong:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing weights (e.g. {', '.join(missing[:3])})")
+        if wrong:
+            details.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+        raise CheckpointError(
+            f"The weights in {checkpoint.weights_path} do not fit the DistilBERT described by its config: "
+            f"{'; '.join(details)}. Check that the config and the weights come from the same model."
+        )
+    model.set_state_dict({k: state[k] for k in expected})

@@ -1,0 +1,73 @@
+"""Exceptions and warnings raised by distilframe.
+
+Every error derives from :class:`DistilFrameError`, and also from the built-in
+exception a Python user would expect, so ``except KeyError`` keeps working::
+
+    DistilFrameError
+    ├── UnknownModelError      (ValueError)   a model name that is not registered
+    ├── ColumnNotFoundError    (KeyError)     a column that is not in the frame
+    ├── CheckpointError        (ValueError)   files on disk that are not a usable DistilBERT
+    ├── ModelNotAvailableError (OSError)      weights that are not on disk and cannot be fetched
+    └── UnsupportedTaskError   (ValueError)   classify() on a model without a classification head
+
+    DistilFrameWarning         (UserWarning)
+    ├── TruncationWarning                     texts cut at max_length
+    └── TestModelWarning                      a test-size model whose outputs carry no meaning
+
+Messages say what came in and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ColumnNotFoundError",
+    "DistilFrameError",
+    "DistilFrameWarning",
+    "ModelNotAvailableError",
+    "TestModelWarning",
+    "TruncationWarning",
+    "UnknownModelError",
+    "UnsupportedTaskError",
+]
+
+
+class DistilFrameError(Exception):
+    """Base class of every error distilframe raises."""
+
+
+class UnknownModelError(DistilFrameError, ValueError):
+    """A model name that is neither registered nor a checkpoint directory."""
+
+
+class ColumnNotFoundError(DistilFrameError, KeyError):
+    """A column name that is not in the DataFrame."""
+
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(DistilFrameError, ValueError):
+    """Files on disk that are not a usable DistilBERT checkpoint."""
+
+
+class ModelNotAvailableError(DistilFrameError, OSError):
+    """Model files that are not on disk and could not be downloaded."""
+
+
+class UnsupportedTaskError(DistilFrameError, ValueError):
+    """A task the chosen model cannot do, such as classify() with a base model."""
+
+
+class DistilFrameWarning(UserWarning):
+    """Base class of distilframe's warnings."""
+
+
+class TruncationWarning(DistilFrameWarning):
+    """Some texts were longer than max_length tokens and were truncated."""
+
+
+class TestModelWarning(DistilFrameWarning):
+    """The model is a test-size model: its outputs carry no meaning."""
+
+    __test__ = False  # not a pytest test class

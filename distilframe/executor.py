@@ -1,0 +1,209 @@
+"""Run a model over a list of texts: the one executor behind every entry point.
+
+    texts ─► skip nulls/blanks ─► dedupe ─► per chunk: tokenize ─► sort by token length
+          ─► token-budget batches ─► engine ─► pool / normalise / softmax ─► unique results
+          ─► expand duplicates back, in input order (NaN rows for null input)
+
+Memory is bounded by the chunk: token ids and hidden states exist for one chunk
+(and one batch) at a time; only the float32 results grow with the input.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from . import pooling as pooling_mod
+from .errors import TruncationWarning
+
+if TYPE_CHECKING:
+    from .manager import LoadedModel
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "Result", "check_options", "run"]
+
+DEFAULT_BATCH_SIZE = 128  # rows per batch at most
+DEFAULT_TOKEN_BUDGET = 8192  # padded tokens per batch at most (one long text may exceed it alone)
+DEFAULT_CHUNK_SIZE = 4096  # distinct texts tokenized and sorted together
+AUTO_PROGRESS_MIN_TEXTS = 512  # progress=None shows a bar from this many distinct texts on
+PAD_MULTIPLE = 8  # padded lengths are rounded up to this, so the engine sees few distinct shapes
+TASKS = ("embed", "classify")
+
+
+@dataclass
+class Result:
+    """What the executor returns, row for row with its input.
+
+    ``values`` is (n, dim) embeddings or (n, n_labels) probabilities, float32,
+    with NaN rows where the input was null or blank (``valid`` is False there).
+    ``n_tokens`` is each text's token count before truncation (0 where invalid).
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+    n_tokens: np.ndarray
+    max_length: int
+
+    @property
+    def truncated(self) -> np.ndarray:
+        return self.n_tokens > self.max_length
+
+
+def run(
+    texts: Sequence[str | None],
+    model: "LoadedModel",
+    *,
+    task: str = "embed",
+    pooling: str = "mean",
+    normalize: bool = True,
+    max_length: int = 512,
+    batch_size: int | None = None,
+    token_budget: int | None = None,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> Result:
+    """Embed or classify ``texts`` with ``model``; results come back in input order.
+
+    Parameters
+    ----------
+    texts
+        Strings, or None for a missing value. None, empty and whitespace-only
+        strings give a NaN row and ``valid=False``.
+    task
+        ``"embed"`` (pooled last hidden states) or ``"classify"`` (class probabilities).
+    pooling, normalize
+        For embed: ``"mean"`` or ``"cls"``, and whether to scale rows to unit length.
+    max_length
+        Tokens per text, [CLS] and [SEP] included; longer texts are truncated.
+    batch_size, token_budget
+        At most ``batch_size`` rows and ``token_budget`` padded tokens per batch.
+    chunk_size
+        Distinct texts tokenized and sorted at once (bounds memory).
+    progress
+        Show a progress bar; None shows one for large inputs.
+
+    Examples
+    --------
+    >>> from distilframe.manager import get_model
+    >>> r = run(["a cat", None, "a cat"], get_model("uncased"))  # doctest: +SKIP
+    >>> r.values.shape, r.valid.tolist()  # doctest: +SKIP
+    ((3, 768), [True, False, True])
+    """
+    check_options(task=task, pooling=pooling, max_length=max_length, batch_size=batch_size,
+                  token_budget=token_budget, chunk_size=chunk_size)
+    limit = model.checkpoint.max_positions
+    if max_length > limit:
+        raise ValueError(f"Got max_length={max_length} but {model.name!r} has only {limit} positions: "
+                         f"use max_length <= {limit}.")
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    token_budget = token_budget or DEFAULT_TOKEN_BUDGET
+    chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+
+    n = len(texts)
+    codes = np.full(n, -1, dtype=np.int64)
+    uniques: list[str] = []
+    seen: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        if text is None or not text.strip():
+            continue
+        code = seen.get(text)
+        if code is None:
+            code = seen[text] = len(uniques)
+            uniques.append(text)
+        codes[i] = code
+    del seen
+
+    width = model.dim if task == "embed" else len(model.labels)
+    # One spare row of NaN at the end, for invalid inputs (code -1).
+    out = np.empty((len(uniques) + 1, width), dtype=np.float32)
+    out[-1] = np.nan
+    n_tokens = np.zeros(len(uniques) + 1, dtype=np.int64)
+
+    show = progress if progress is not None else len(uniques) >= AUTO_PROGRESS_MIN_TEXTS
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(uniques), disable=not show, unit="text", desc=f"{task} ({model.name})",
+              dynamic_ncols=True) as bar:
+        for start in range(0, len(uniques), chunk_size):
+            chunk = uniques[start:start + chunk_size]
+            encoded = model.tokenizer.encode(chunk, max_length=max_length)
+            n_tokens[start:start + len(chunk)] = encoded.n_tokens
+            lengths = encoded.lengths
+            for rows in _batches(lengths, batch_size, token_budget):
+                ids, mask = _pad([encoded.ids[r] for r in rows], model.tokenizer.pad_id, model.checkpoint.max_positions)
+                out[start + rows] = _forward(model, task, ids, mask, pooling, normalize)
+                bar.update(len(rows))
+
+    truncated = int(np.count_nonzero(n_tokens[:-1] > max_length))
+    if truncated:
+        warnings.warn(
+            f"{truncated} of {len(uniques)} distinct texts were longer than max_length={max_length} tokens "
+            "and were truncated (only their beginning was used).",
+            TruncationWarning,
+            stacklevel=3,
+        )
+
+    if n == len(uniques) and np.array_equal(codes, np.arange(n)):
+        values = out[:-1]  # no duplicates, no nulls: no copy needed
+        row_tokens = n_tokens[:-1]
+    else:
+        values = out[codes]
+        row_tokens = n_tokens[codes]
+    return Result(values=values, valid=codes >= 0, n_tokens=row_tokens, max_length=max_length)
+
+
+def _forward(model: "LoadedModel", task: str, ids: np.ndarray, mask: np.ndarray, pooling: str,
+             normalize: bool) -> np.ndarray:
+    if task == "classify":
+        return pooling_mod.softmax(model.engine.logits(ids, mask))
+    pooled = pooling_mod.pool(model.engine.hidden_states(ids, mask), mask, pooling)
+    return pooling_mod.l2_normalize(pooled) if normalize else pooled
+
+
+def _batches(lengths: np.ndarray, batch_size: int, token_budget: int) -> list[np.ndarray]:
+    """Group row numbers, longest first, so that each batch pads little and fits the budget."""
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        padded = _round_up(int(lengths[order[start]]))  # the longest row of this batch comes first
+        rows = max(1, min(batch_size, token_budget // padded))
+        batches.append(order[start:start + rows])
+        start += rows
+    return batches
+
+
+def _round_up(length: int) -> int:
+    return int(math.ceil(length / PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def _pad(rows: list[np.ndarray], pad_id: int, max_positions: int) -> tuple[np.ndarray, np.ndarray]:
+    longest = max(len(r) for r in rows)
+    width = min(_round_up(longest), max_positions)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def check_options(*, task: str = "embed", pooling: str = "mean", max_length: object = 512,
+                  batch_size: object = None, token_budget: object = None, chunk_size: object = None) -> None:
+    """Raise ValueError for an option no model could accept (called before any model is loaded)."""
+    if task not in TASKS:
+        raise ValueError(f"Got task={task!r} but expected one of {', '.join(map(repr, TASKS))}.")
+    if task == "embed" and pooling not in pooling_mod.POOLINGS:
+        raise ValueError(f"Got pooling={pooling!r} but expected one of {', '.join(map(repr, pooling_mod.POOLINGS))}.")
+    if not _is_int(max_length) or max_length < 2:
+        raise ValueError(f"Got max_length={max_length!r} but expected an integer of at least 2, such as 512.")
+    for name, value in (("batch_size", batch_size), ("token_budget", token_budget), ("chunk_size", chunk_size)):
+        if value is not None and (not _is_int(value) or value < 1):
+            raise ValueError(f"Got {name}={value!r} but expected a positive integer, or None for the default.")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -1,0 +1,186 @@
+"""Load each model once per process and keep it: a thread-safe LRU of loaded models.
+
+A model is keyed by its checkpoint folder and the size and modification time of
+its weights file, so a checkpoint replaced on disk is loaded afresh. The number
+of models kept is ``DISTILFRAME_MAX_LOADED_MODELS`` (default 2); the least
+recently used one is dropped first.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import checkpoints, config
+from .checkpoints import Checkpoint
+from .errors import CheckpointError, TestModelWarning
+from .registry import REGISTRY
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .engine import PaddleEngine
+    from .tokenize import WordPieceTokenizer
+
+__all__ = ["LoadedModel", "ModelManager", "get_model", "manager", "models"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run: its checkpoint, its Paddle engine and its tokenizer."""
+
+    checkpoint: Checkpoint
+    engine: "PaddleEngine"
+    tokenizer: "WordPieceTokenizer"
+    labels: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint.name
+
+    @property
+    def dim(self) -> int:
+        return self.engine.hidden_size
+
+
+class ModelManager:
+    """Process-wide cache of loaded models (least recently used first out).
+
+    Attributes
+    ----------
+    builds
+        How many times each checkpoint was built in this process, by name.
+    """
+
+    def __init__(self, max_models: int | None = None) -> None:
+        self._max_models = max_models
+        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[tuple, threading.Lock] = {}
+        self._warned: set[str] = set()
+        self.builds: Counter[str] = Counter()
+
+    @property
+    def max_models(self) -> int:
+        return self._max_models or config.max_loaded_models()
+
+    def get(self, model: str | os.PathLike, *, num_threads: int | None = None) -> LoadedModel:
+        """The loaded model for a name or a checkpoint folder, building it on first use."""
+        checkpoint = checkpoints.resolve(model)
+        key = _key(checkpoint)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            build_lock = self._building.setdefault(key, threading.Lock())
+        with build_lock:  # one thread builds; the others wait for it and reuse the result
+            with self._lock:
+                if key in self._models:
+                    self._models.move_to_end(key)
+                    return self._models[key]
+            loaded = self._build(checkpoint, num_threads)
+            with self._lock:
+                self._models[key] = loaded
+                while len(self._models) > self.max_models:
+                    self._models.popitem(last=False)
+                self._building.pop(key, None)
+        return loaded
+
+    def loaded_names(self) -> list[str]:
+        """Names of the models currently in memory, least recently used first."""
+        with self._lock:
+            return [m.name for m in self._models.values()]
+
+    def clear(self) -> None:
+        """Drop every loaded model (their memory is freed once no result refers to them)."""
+        with self._lock:
+            self._models.clear()
+
+    def _build(self, checkpoint: Checkpoint, num_threads: int | None) -> LoadedModel:
+        from .engine import PaddleEngine
+        from .tokenize import WordPieceTokenizer
+
+        if checkpoint.spec is not None and checkpoint.spec.test_model and checkpoint.name not in self._warned:
+            self._warned.add(checkpoint.name)
+            warnings.warn(
+                f"{checkpoint.name!r} is a 2-layer, hidden-size-2 test model: its predictions carry no meaning. "
+                "Use a real fine-tuned checkpoint for real work.",
+                TestModelWarning,
+                stacklevel=4,
+            )
+        engine = PaddleEngine(checkpoint, num_threads=num_threads)
+        try:
+            tokenizer = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from e
+        vocab_size = int(checkpoint.config.get("vocab_size", tokenizer.vocab_size))
+        if tokenizer.vocab_size > vocab_size:
+            raise CheckpointError(
+                f"{checkpoint.vocab_path} has {tokenizer.vocab_size} tokens but the model embeds only {vocab_size}: "
+                "the vocabulary and the weights come from different models."
+            )
+        labels = checkpoint.labels
+        if engine.has_classifier:
+            if not labels:
+                labels = tuple(f"LABEL_{i}" for i in range(engine.num_labels))
+            elif len(labels) != engine.num_labels:
+                raise CheckpointError(
+                    f"{checkpoint.name!r} names {len(labels)} labels ({', '.join(labels)}) but its classifier "
+                    f"has {engine.num_labels} outputs. Fix id2label in its config."
+                )
+        else:
+            labels = ()
+        self.builds[checkpoint.name] += 1
+        return LoadedModel(checkpoint=checkpoint, engine=engine, tokenizer=tokenizer, labels=labels)
+
+
+def _key(checkpoint: Checkpoint) -> tuple:
+    st = checkpoint.weights_path.stat()
+    return (str(checkpoint.path), st.st_size, st.st_mtime_ns)
+
+
+manager = ModelManager()
+
+
+def get_model(model: str | os.PathLike, *, num_threads: int | None = None) -> LoadedModel:
+    """The process-wide loaded model for ``model`` (see :class:`ModelManager`)."""
+    return manager.get(model, num_threads=num_threads)
+
+
+def models() -> "pd.DataFrame":
+    """The registry as a DataFrame, with whether each model is on disk and loaded in this process.
+
+    Examples
+    --------
+    >>> import distilframe
+    >>> distilframe.models()[["name", "task", "on_disk"]]  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    loaded = set(manager.loaded_names())
+    rows = []
+    for spec in REGISTRY:
+        rows.append(
+            {
+                "name": spec.name,
+                "aliases": ", ".join(spec.aliases),
+                "task": spec.task,
+                "languages": spec.languages,
+                "cased": spec.cased,
+                "layers": spec.layers,
+                "hidden_size": spec.hidden_size,
+                "heads": spec.heads,
+                "parameters": spec.parameters,
+                "max_length": spec.max_length,
+                "labels": ", ".join(spec.labels),
+                "on_disk": checkpoints.is_on_disk(spec),
+                "loaded": spec.name in loaded,
+                "path": str(checkpoints.folder(spec)),
+                "description": spec.description,
+            }
+        )
+    return pd.DataFrame(rows)

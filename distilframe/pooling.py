@@ -1,0 +1,45 @@
+"""Pooling, normalisation and softmax: pure numpy, float32 in and out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["POOLINGS", "l2_normalize", "pool", "softmax"]
+
+POOLINGS = ("mean", "cls")
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
+    """Pool token states (batch, length, dim) into one vector per row.
+
+    ``mean`` averages the states of every attended token, [CLS] and [SEP]
+    included (as sentence-transformers does); ``cls`` takes the first token.
+
+    Examples
+    --------
+    >>> h = np.ones((1, 3, 2), np.float32); m = np.array([[1, 1, 0]])
+    >>> pool(h, m, "mean")
+    array([[1., 1.]], dtype=float32)
+    """
+    if method == "cls":
+        return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+    if method == "mean":
+        weights = mask.astype(np.float32)[:, :, None]
+        summed = np.einsum("bld,bl->bd", hidden, weights[:, :, 0], dtype=np.float32)
+        counts = np.maximum(weights.sum(axis=1), 1.0)
+        return (summed / counts).astype(np.float32)
+    raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))}.")
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Scale each row to unit length (a zero row stays zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, computed stably in float64 and returned as float32."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

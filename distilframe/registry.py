@@ -1,0 +1,241 @@
+"""The table of known DistilBERT weights, their aliases, and name lookup.
+
+Pure data: no file system, no network, no heavy imports. Where the files of
+each model live on PaddleNLP's server is recorded here as paths relative to the
+endpoint (``distilframe.config.endpoint()``); ``checkpoints`` does the fetching.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownModelError
+
+__all__ = [
+    "DEFAULT_CLASSIFIER",
+    "DEFAULT_EMBEDDER",
+    "REGISTRY",
+    "ModelSpec",
+    "RemoteFile",
+    "known_names",
+    "lookup",
+]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a checkpoint: its name on disk and where to fetch it.
+
+    ``sources`` are tried in order (paths relative to the endpoint); the first
+    that exists wins. A file fetched from a source whose name is in
+    ``also_accept`` keeps that name, and any of those names on disk satisfies it
+    (a legacy ``model_config.json`` in place of ``config.json``). An optional
+    file may be missing on the server.
+    """
+
+    local_name: str
+    sources: tuple[str, ...]
+    optional: bool = False
+    also_accept: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.local_name, *self.also_accept)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: what it is, and where its files come from."""
+
+    name: str
+    aliases: tuple[str, ...]
+    task: str  # "embedding" or "sentiment"
+    languages: str
+    cased: bool
+    layers: int
+    hidden_size: int
+    heads: int
+    vocab_size: int
+    parameters: int
+    description: str
+    files: tuple[RemoteFile, ...]
+    labels: tuple[str, ...] = ()
+    max_length: int = 512
+    test_model: bool = False
+    # Files PaddleNLP does not host for built-in names but builds from its own tables;
+    # we write them into the cache folder so that it is a complete checkpoint.
+    generated_files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def can_classify(self) -> bool:
+        return bool(self.labels)
+
+
+def _base_config(vocab_size: int) -> dict[str, Any]:
+    # Same values as paddlenlp.transformers.distilbert.configuration.DISTILBERT_PRETRAINED_INIT_CONFIGURATION.
+    return {
+        "model_type": "distilbert",
+        "architectures": ["DistilBertModel"],
+        "vocab_size": vocab_size,
+        "hidden_size": 768,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+        "pad_token_id": 0,
+        "layer_norm_eps": 1e-12,
+    }
+
+
+def _paddlenlp_builtin(name: str, vocab_size: int, cased: bool) -> tuple[tuple[RemoteFile, ...], dict]:
+    folder = "models/transformers/distilbert"
+    files = (
+        RemoteFile("model_state.pdparams", (f"{folder}/{name}.pdparams",)),
+        RemoteFile("vocab.txt", (f"{folder}/{name}-vocab.txt",)),
+    )
+    generated = {
+        "config.json": _base_config(vocab_size),
+        "tokenizer_config.json": {"do_lower_case": not cased, "tokenizer_class": "DistilBertTokenizer"},
+    }
+    return files, generated
+
+
+def _community(repo: str) -> tuple[RemoteFile, ...]:
+    folder = f"models/community/{repo}"
+    return (
+        RemoteFile("model_state.pdparams", (f"{folder}/model_state.pdparams",)),
+        RemoteFile("config.json", (f"{folder}/config.json", f"{folder}/model_config.json"),
+                   also_accept=("model_config.json",)),
+        RemoteFile("vocab.txt", (f"{folder}/vocab.txt",)),
+        RemoteFile("tokenizer_config.json", (f"{folder}/tokenizer_config.json",), optional=True),
+    )
+
+
+def _base_parameters(vocab_size: int, dim: int = 768, layers: int = 6, ffn: int = 3072, positions: int = 512) -> int:
+    embeddings = vocab_size * dim + positions * dim + 2 * dim
+    layer = 4 * (dim * dim + dim) + (dim * ffn + ffn) + (ffn * dim + dim) + 4 * dim
+    return embeddings + layers * layer
+
+
+_uncased_files, _uncased_generated = _paddlenlp_builtin("distilbert-base-uncased", 30522, cased=False)
+_cased_files, _cased_generated = _paddlenlp_builtin("distilbert-base-cased", 28996, cased=True)
+_TINY = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
+
+REGISTRY: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="distilbert-base-uncased",
+        aliases=("uncased",),
+        task="embedding",
+        languages="English",
+        cased=False,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=30522,
+        parameters=_base_parameters(30522),
+        description="DistilBERT base, lower-cased English. PaddleNLP built-in weights.",
+        files=_uncased_files,
+        generated_files=_uncased_generated,
+    ),
+    ModelSpec(
+        name="distilbert-base-cased",
+        aliases=("cased",),
+        task="embedding",
+        languages="English",
+        cased=True,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=28996,
+        parameters=_base_parameters(28996),
+        description="DistilBERT base, cased English. PaddleNLP built-in weights.",
+        files=_cased_files,
+        generated_files=_cased_generated,
+    ),
+    ModelSpec(
+        name="renmada/distilbert-base-multilingual-cased",
+        aliases=("multilingual",),
+        task="embedding",
+        languages="104 languages (Wikipedia)",
+        cased=True,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=119547,
+        parameters=_base_parameters(119547),
+        description="DistilBERT base multilingual, cased. PaddleNLP community weights converted by renmada.",
+        files=_community("renmada/distilbert-base-multilingual-cased"),
+    ),
+    ModelSpec(
+        name=_TINY,
+        aliases=("sst2-tiny",),
+        task="sentiment",
+        languages="English",
+        cased=False,
+        layers=2,
+        hidden_size=2,
+        heads=2,
+        vocab_size=30522,
+        parameters=62_192,  # dominated by the 30522 x 2 word embeddings
+        description=(
+            "TEST MODEL: a 2-layer, hidden-size-2 DistilBERT made for unit tests. "
+            "Its sentiment predictions carry no meaning; use a real fine-tuned checkpoint for real work."
+        ),
+        files=_community(_TINY),
+        # Its legacy config names no labels; these are those of the original sshleifer/distilbert SST-2 models.
+        labels=("NEGATIVE", "POSITIVE"),
+        test_model=True,
+    ),
+)
+
+DEFAULT_EMBEDDER = "distilbert-base-uncased"
+DEFAULT_CLASSIFIER = _TINY
+
+_BY_KEY: dict[str, ModelSpec] = {}
+for _spec in REGISTRY:
+    for _key in (_spec.name, *_spec.aliases):
+        _BY_KEY[_key.lower()] = _spec
+
+
+def known_names() -> list[str]:
+    """Every registered name and alias."""
+    return [n for spec in REGISTRY for n in (spec.name, *spec.aliases)]
+
+
+def find(name: str) -> ModelSpec | None:
+    """The spec registered under ``name`` or an alias of it (case-insensitive), or None."""
+    return _BY_KEY.get(name.strip().lower())
+
+
+def lookup(name: str) -> ModelSpec:
+    """The spec registered under ``name``; raise UnknownModelError with a suggestion otherwise.
+
+    Examples
+    --------
+    >>> lookup("uncased").name
+    'distilbert-base-uncased'
+    """
+    spec = find(name)
+    if spec is not None:
+        return spec
+    raise UnknownModelError(unknown_model_message(name))
+
+
+def unknown_model_message(name: str) -> str:
+    keys = known_names()
+    close = difflib.get_close_matches(name.lower(), [k.lower() for k in keys], n=1, cutoff=0.5)
+    hint = ""
+    if close:
+        match = next(k for k in keys if k.lower() == close[0])
+        hint = f" Did you mean {match!r}?"
+    return (
+        f"Model {name!r} not found.{hint} Known models: {', '.join(repr(k) for k in keys)}. "
+        "A local checkpoint directory (PaddleNLP format) also works: pass its path."
+    )

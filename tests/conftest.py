@@ -1,0 +1,69 @@
+"""Session set-up: a private cache folder pre-seeded with tiny random checkpoints.
+
+The four registry names are seeded in the shapes the real files come in (plain
+and ``distilbert.``-prefixed weight names, a legacy ``init_args`` config with
+extra unused tensors for the renmada SST-2 model), so the by-name path runs
+offline through the real resolution code. The download endpoint points at a
+closed local port: no test can reach the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="distilframe-tests-"))
+os.environ["DISTILFRAME_HOME"] = str(_HOME / "home")
+os.environ["DISTILFRAME_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: a download fails at once
+os.environ.pop("DISTILFRAME_OFFLINE", None)
+os.environ.pop("DISTILFRAME_MAX_LOADED_MODELS", None)
+
+from checkpoint_factory import write_checkpoint  # noqa: E402
+
+TINY_SST2 = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
+SEEDED = {
+    "distilbert-base-uncased": dict(seed=1, prefixed=False),
+    "distilbert-base-cased": dict(seed=2, cased=True),
+    "renmada/distilbert-base-multilingual-cased": dict(seed=3, cased=True, extra_keys=True),
+    TINY_SST2: dict(seed=4, num_labels=2, legacy_config=True, extra_keys=True, tokenizer_config=False),
+}
+
+
+def seed_cache(home: Path) -> None:
+    for name, options in SEEDED.items():
+        write_checkpoint(home / "models" / Path(*name.split("/")), **options)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def seeded_home():
+    home = Path(os.environ["DISTILFRAME_HOME"])
+    seed_cache(home)
+    yield home
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory):
+    """A local base-model checkpoint folder, outside the cache."""
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "base", seed=11)
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory):
+    """A local 3-class classifier with label names, outside the cache."""
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "clf", seed=12, num_labels=3,
+                            labels=["negative", "neutral", "positive"])
+
+
+@pytest.fixture
+def fresh_manager(monkeypatch):
+    """A new, empty process-wide model manager for one test (to count builds)."""
+    from distilframe import manager as manager_mod
+
+    fresh = manager_mod.ModelManager()
+    monkeypatch.setattr(manager_mod, "manager", fresh)
+    return fresh
