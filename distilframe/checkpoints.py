@@ -134,6 +134,7 @@ def _ensure_files(spec: ModelSpec) -> Path:
 
 def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
     import requests
+    from huggingface_hub.utils import EntryNotFoundError
 
     from paddlenlp.utils.download.bos_download import bos_download
 
@@ -155,7 +156,8 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
                     fetched = bos_download(repo_id=spec.name, filename=local_name, url=url, cache_dir=str(staging))
                     break
                 except requests.HTTPError as e:
-                    if e.response is not None and e.response.status_code == 404:
+                    # PaddleNLP turns a 404 into EntryNotFoundError and drops the response.
+                    if isinstance(e, EntryNotFoundError) or getattr(e.response, "status_code", None) == 404:
                         continue  # try the next name this file may have on the server
                     raise
             if fetched is None:

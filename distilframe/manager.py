@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LoadedModel", "ModelManager", "get_model", "manager", "models"]
 
+_warned: set[str] = set()  # test models already warned about in this process
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -61,7 +63,6 @@ class ModelManager:
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[tuple, threading.Lock] = {}
-        self._warned: set[str] = set()
         self.builds: Counter[str] = Counter()
 
     @property
@@ -104,8 +105,8 @@ class ModelManager:
         from .engine import PaddleEngine
         from .tokenize import WordPieceTokenizer
 
-        if checkpoint.spec is not None and checkpoint.spec.test_model and checkpoint.name not in self._warned:
-            self._warned.add(checkpoint.name)
+        if checkpoint.spec is not None and checkpoint.spec.test_model and checkpoint.name not in _warned:
+            _warned.add(checkpoint.name)
             warnings.warn(
                 f"{checkpoint.name!r} is a 2-layer, hidden-size-2 test model: its predictions carry no meaning. "
                 "Use a real fine-tuned checkpoint for real work.",

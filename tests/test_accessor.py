@@ -1,0 +1,221 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import distilframe
+from conftest import TINY_SST2
+from distilframe import executor
+from distilframe.errors import ColumnNotFoundError, TestModelWarning, TruncationWarning, UnsupportedTaskError
+from distilframe.manager import get_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::distilframe.TestModelWarning")
+
+TEXTS = ["the cat is happy", "a bad movie", "hello world", "the cat is happy", "ok, bye"]
+
+
+def expected(texts, model="distilbert-base-uncased", **options):
+    """Row-by-row results through the executor, one text at a time (no batching, no dedupe)."""
+    loaded = get_model(model)
+    rows = [executor.run([t], loaded, **options).values[0] for t in texts]
+    return np.vstack(rows)
+
+
+def embeddings(series):
+    return distilframe.to_numpy(series)
+
+
+INDEXES = {
+    "default": pd.RangeIndex(5),
+    "strings": pd.Index(list("vwxyz")),
+    "non-unique": pd.Index([3, 1, 3, 1, 2]),
+    "multi": pd.MultiIndex.from_tuples([("a", 1), ("a", 2), ("b", 1), ("b", 1), ("c", 9)], names=["k", "n"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(INDEXES))
+def test_embed_keeps_index_columns_and_row_alignment(kind):
+    df = pd.DataFrame({"text": TEXTS, "n": range(5)}, index=INDEXES[kind])
+    before = df.copy()
+    out = df.distil.embed("text")
+    assert out.index.equals(df.index)
+    assert list(out.columns) == ["text", "n", "text_embedding"]
+    pd.testing.assert_frame_equal(out[["text", "n"]], df)
+    pd.testing.assert_frame_equal(df, before)  # the input is not modified
+    assert out["text_embedding"].dtype == pd.ArrowDtype(pa.list_(pa.float32(), 32))
+    np.testing.assert_allclose(embeddings(out["text_embedding"]), expected(TEXTS), atol=1e-5)
+
+
+def test_series_embed_returns_a_named_series_with_the_same_index():
+    s = pd.Series(TEXTS, index=INDEXES["non-unique"], name="body")
+    out = s.distil.embed(pooling="cls", normalize=False)
+    assert out.name == "body_embedding" and out.index.equals(s.index)
+    np.testing.assert_allclose(embeddings(out), expected(TEXTS, pooling="cls", normalize=False), atol=1e-5)
+    assert pd.Series(["a"]).distil.embed().name == "text_embedding"  # unnamed series
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_missing_values_and_blanks_give_null_rows(dtype):
+    values = ["the cat", None, np.nan, pd.NA, "", "  \t", "the dog"]
+    if dtype != object:
+        values = [None if v is pd.NA or v is np.nan else v for v in values]
+    df = pd.DataFrame({"text": pd.Series(values, dtype=dtype)})
+    out = df.distil.embed()
+    col = out["text_embedding"]
+    assert col.isna().tolist() == [False, True, True, True, True, True, False]
+    X = embeddings(col)
+    assert np.isnan(X[1:6]).all()
+    np.testing.assert_allclose(X[[0, 6]], expected(["the cat", "the dog"]), atol=1e-5)
+
+
+def test_non_strings_raise_with_their_labels_or_are_coerced():
+    df = pd.DataFrame({"text": ["the cat", 7, 2.5, True, b"x", ("a",), None, 9]}, index=list("abcdefgh"))
+    with pytest.raises(TypeError) as e:
+        df.distil.embed("text")
+    message = str(e.value)
+    assert "6 non-string values" in message
+    assert "'b' (int)" in message and "'c' (float)" in message and "'d' (bool)" in message
+    assert "'e' (bytes)" in message and "'f' (tuple)" in message and "and 1 more" in message
+    assert "errors='coerce'" in message
+    out = df.distil.embed("text", errors="coerce")
+    X = embeddings(out["text_embedding"])
+    np.testing.assert_allclose(X[1], expected(["7"])[0], atol=1e-5)
+    np.testing.assert_allclose(X[3], expected(["True"])[0], atol=1e-5)
+    assert np.isnan(X[6]).all()
+    with pytest.raises(ValueError, match="errors='ignore'"):
+        df.distil.embed("text", errors="ignore")
+
+
+def test_missing_column_is_a_key_error_with_the_closest_match():
+    df = pd.DataFrame({"review_text": ["a"], "stars": [5]})
+    with pytest.raises(KeyError) as e:
+        df.distil.embed("review_txt")
+    assert isinstance(e.value, ColumnNotFoundError)
+    assert "Did you mean 'review_text'?" in str(e.value) and "'stars'" in str(e.value)
+
+
+def test_column_is_inferred_only_when_one_string_column_exists():
+    out = pd.DataFrame({"id": [1, 2], "body": ["a cat", None]}).distil.embed()
+    assert "body_embedding" in out.columns
+    with pytest.raises(ValueError, match="2 string columns .*'a', 'b'"):
+        pd.DataFrame({"a": ["x"], "b": ["y"]}).distil.embed()
+    with pytest.raises(ValueError, match="0 string columns"):
+        pd.DataFrame({"a": [1]}).distil.embed()
+
+
+def test_empty_frame_gives_empty_result_with_the_right_dtypes():
+    df = pd.DataFrame({"text": pd.Series([], dtype=object), "n": pd.Series([], dtype="int64")})
+    out = df.distil.embed("text")
+    assert len(out) == 0 and list(out.columns) == ["text", "n", "text_embedding"]
+    assert out["text_embedding"].dtype == pd.ArrowDtype(pa.list_(pa.float32(), 32))
+    assert embeddings(out["text_embedding"]).shape == (0, 32)
+    c = df.distil.classify("text", all_scores=True)
+    assert list(c.columns) == ["text", "n", "text_label", "text_score", "text_score_NEGATIVE", "text_score_POSITIVE"]
+    assert c["text_label"].dtype == pd.StringDtype() and c["text_score"].dtype == np.float32
+
+
+def test_long_cell_is_truncated_with_a_warning():
+    df = pd.DataFrame({"text": [" ".join(["movie"] * 2000), "ok"]})
+    with pytest.warns(TruncationWarning, match="1 of 2 distinct texts"):
+        out = df.distil.embed(max_length=64)
+    assert not out["text_embedding"].isna().any()
+
+
+def test_model_is_loaded_once_across_calls(fresh_manager):
+    df = pd.DataFrame({"text": TEXTS})
+    df.distil.embed()
+    df["text"].distil.embed(pooling="cls")
+    df.distil.embed(model="uncased")
+    assert fresh_manager.builds == {"distilbert-base-uncased": 1}
+
+
+def test_options_are_checked_before_any_model_loads(fresh_manager):
+    df = pd.DataFrame({"text": TEXTS})
+    with pytest.raises(ValueError, match="pooling='max'"):
+        df.distil.embed(pooling="max")
+    with pytest.raises(ValueError, match="batch_size=0"):
+        df.distil.embed(batch_size=0)
+    with pytest.raises(distilframe.UnknownModelError, match="Did you mean"):
+        df.distil.embed(model="distilbert-base-uncasd")
+    assert fresh_manager.builds == {}
+
+
+# ------------------------------------------------------------------------------------------ classify
+
+def test_classify_adds_label_and_score_in_row_order():
+    df = pd.DataFrame({"review": TEXTS + [None]}, index=INDEXES["strings"].append(pd.Index(["n"])))
+    out = df.distil.classify("review", all_scores=True)
+    probs = expected(TEXTS, model=TINY_SST2, task="classify")
+    assert out.index.equals(df.index)
+    assert out["review_label"].dtype == pd.StringDtype()
+    labels = np.array(["NEGATIVE", "POSITIVE"])[probs.argmax(axis=1)]
+    assert out["review_label"].iloc[:5].tolist() == labels.tolist()
+    assert out["review_label"].isna().tolist() == [False] * 5 + [True]
+    np.testing.assert_allclose(out["review_score"].iloc[:5], probs.max(axis=1), atol=1e-5)
+    np.testing.assert_allclose(out["review_score_NEGATIVE"].iloc[:5], probs[:, 0], atol=1e-5)
+    np.testing.assert_allclose(out["review_score_POSITIVE"].iloc[:5], probs[:, 1], atol=1e-5)
+    assert np.isnan(out["review_score"].iloc[5])
+
+
+def test_series_classify_returns_two_columns(classifier_dir):
+    s = pd.Series(TEXTS, name="review", index=INDEXES["multi"])
+    out = s.distil.classify(model=classifier_dir)
+    assert list(out.columns) == ["review_label", "review_score"] and out.index.equals(s.index)
+    assert set(out["review_label"]) <= {"negative", "neutral", "positive"}
+    assert (out["review_score"] >= 1 / 3).all()
+
+
+def test_the_default_classifier_warns_that_it_is_a_test_model(monkeypatch):
+    from distilframe import manager as manager_mod
+
+    monkeypatch.setattr(manager_mod, "_warned", set())
+    monkeypatch.setattr(manager_mod, "manager", manager_mod.ModelManager())
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        pd.DataFrame({"text": ["a"]}).distil.classify()
+    assert any(issubclass(w.category, TestModelWarning) for w in record)
+
+
+def test_base_models_are_refused_for_classify(checkpoint_dir, fresh_manager):
+    df = pd.DataFrame({"text": ["a cat"]})
+    with pytest.raises(UnsupportedTaskError, match=r"no trained classification head.*embed\(\)"):
+        df.distil.classify(model="distilbert-base-uncased")
+    assert fresh_manager.builds == {}  # refused from the registry, before loading
+    with pytest.raises(UnsupportedTaskError, match="embed"):
+        df.distil.classify(model=checkpoint_dir)
+
+
+# ----------------------------------------------------------------------------- Arrow and Parquet
+
+def test_to_numpy_handles_slices_chunks_and_parquet(tmp_path):
+    df = pd.DataFrame({"text": ["the cat", None, "the dog", "hello"]}).distil.embed()
+    col = df["text_embedding"]
+    X = embeddings(col)
+    np.testing.assert_array_equal(embeddings(col.iloc[1:3]), X[1:3])  # sliced Arrow array (offset)
+    both = pd.concat([col, col.iloc[2:]])  # several chunks
+    np.testing.assert_array_equal(embeddings(both), np.vstack([X, X[2:]]))
+
+    path = tmp_path / "out.parquet"
+    df.to_parquet(path)
+    back = pd.read_parquet(path, dtype_backend="pyarrow")
+    np.testing.assert_array_equal(embeddings(back["text_embedding"]), X)
+    assert pa.types.is_fixed_size_list(pa.parquet.read_schema(path).field("text_embedding").type)
+    # Plain pd.read_parquet cannot rebuild Arrow list dtypes from pandas' metadata (pandas-dev/pandas#59738):
+    # the README says to read with dtype_backend="pyarrow". Object columns of arrays still convert:
+    objects = pd.Series([X[0], None, X[2], list(X[3])], dtype=object, name="e")
+    np.testing.assert_array_equal(embeddings(objects), X)
+
+    with pytest.raises(TypeError, match="not lists of floats"):
+        embeddings(pd.Series(["a"], dtype=pd.ArrowDtype(pa.string())))
+
+
+def test_to_numpy_of_variable_lists():
+    s = pd.Series([[1.0, 2.0], None, [3.0, 4.0]], dtype=pd.ArrowDtype(pa.list_(pa.float64())))
+    X = embeddings(s)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X[[0, 2]], [[1, 2], [3, 4]])
+    assert np.isnan(X[1]).all()
+    with pytest.raises(ValueError, match="different lengths"):
+        embeddings(pd.Series([[1.0], [1.0, 2.0]], dtype=pd.ArrowDtype(pa.list_(pa.float64()))))

@@ -1,0 +1,205 @@
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from checkpoint_factory import write_checkpoint
+from conftest import TINY_SST2
+from distilframe import checkpoints
+from distilframe.errors import CheckpointError, ModelNotAvailableError, UnknownModelError
+from distilframe.registry import lookup
+
+
+def test_registered_names_resolve_from_the_seeded_cache(seeded_home):
+    for name in ("distilbert-base-uncased", "cased", "multilingual"):
+        ckpt = checkpoints.resolve(name)
+        assert ckpt.path.is_relative_to(seeded_home / "models")
+        assert ckpt.hidden_size == 32  # the seeded test weights, not the generated base-size config
+    assert checkpoints.resolve("cased").do_lower_case is False
+    assert checkpoints.resolve("uncased").do_lower_case is True
+
+
+def test_legacy_config_of_the_sst2_model_is_flattened():
+    ckpt = checkpoints.resolve(TINY_SST2)
+    assert (ckpt.path / "model_config.json").is_file() and not (ckpt.path / "config.json").exists()
+    assert ckpt.config["hidden_size"] == 32 and ckpt.config["num_labels"] == 2
+    assert ckpt.labels == ("NEGATIVE", "POSITIVE")  # from the registry: the file names none
+
+
+def test_local_folder_as_str_or_path(classifier_dir):
+    for given in (str(classifier_dir), classifier_dir):
+        ckpt = checkpoints.resolve(given)
+        assert ckpt.path == classifier_dir.resolve()
+        assert ckpt.name == str(classifier_dir.resolve())
+        assert ckpt.labels == ("negative", "neutral", "positive")
+        assert ckpt.spec is None
+
+
+def test_local_folder_with_missing_files_is_refused(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=5)
+    (folder / "vocab.txt").unlink()
+    with pytest.raises(CheckpointError) as e:
+        checkpoints.resolve(folder)
+    assert "missing vocab.txt" in str(e.value) and "model_state.pdparams" in str(e.value)
+
+
+def test_missing_folder_and_misspelt_names():
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoints.resolve("./no/such/checkpoint")
+    with pytest.raises(UnknownModelError, match="Did you mean 'renmada/distilbert-base-multilingual-cased'"):
+        checkpoints.resolve("renmada/distilbert-base-multilingal-cased")
+
+
+def test_other_model_types_are_refused(tmp_path):
+    folder = write_checkpoint(tmp_path / "bert", seed=6)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="'bert' model"):
+        checkpoints.resolve(folder)
+
+
+# ------------------------------------------------------------------ downloads, through a local server
+
+class _Server:
+    """Serves a folder laid out like PaddleNLP's BOS server, on 127.0.0.1; counts requests."""
+
+    def __init__(self, root: Path, truncate: set[str] = frozenset()):
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                name = self.path.rsplit("/", 1)[-1]
+                if name in truncate:  # announce the whole file, send 100 bytes, hang up
+                    data = (root / self.path.lstrip("/")).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[:100])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                super().do_GET()
+
+        self.requests: list[str] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def bos(tmp_path, seeded_home):
+    """A BOS-like tree holding the seeded test weights under their server paths."""
+    root = tmp_path / "bos"
+    folder = root / "models/transformers/distilbert"
+    folder.mkdir(parents=True)
+    src = seeded_home / "models/distilbert-base-uncased"
+    shutil.copy(src / "model_state.pdparams", folder / "distilbert-base-uncased.pdparams")
+    shutil.copy(src / "vocab.txt", folder / "distilbert-base-uncased-vocab.txt")
+    tiny = root / "models/community" / TINY_SST2
+    shutil.copytree(seeded_home / "models" / TINY_SST2, tiny)  # legacy model_config.json, no tokenizer_config
+    return root
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+    home = tmp_path / "fresh-home"
+    monkeypatch.setenv("DISTILFRAME_HOME", str(home))
+    return home
+
+
+def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fresh_manager):
+    server = _Server(bos)
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    try:
+        ckpt = checkpoints.resolve("uncased")
+        folder = empty_home / "models/distilbert-base-uncased"
+        assert ckpt.path == folder
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "config.json", "model_state.pdparams", "tokenizer_config.json", "vocab.txt"]
+        assert json.loads((folder / "config.json").read_text())["hidden_size"] == 768  # PaddleNLP's table
+        assert (folder / "vocab.txt").read_bytes() == (bos / "models/transformers/distilbert/distilbert-base-uncased-vocab.txt").read_bytes()
+
+        tiny = checkpoints.resolve(TINY_SST2)
+        names = sorted(p.name for p in tiny.path.iterdir())
+        assert names == ["model_config.json", "model_state.pdparams", "vocab.txt"]  # config.json 404 -> legacy name
+        assert any(r.endswith("/config.json") for r in server.requests)
+
+        # The downloaded model runs, and gives what the seeded copy of the same files gives.
+        from distilframe import executor
+        from distilframe.manager import ModelManager
+
+        downloaded = ModelManager().get(TINY_SST2)
+        probs = executor.run(["a good movie", "a bad film"], downloaded, task="classify").values
+        assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+        n = len(server.requests)
+        checkpoints.resolve(TINY_SST2)
+        checkpoints.resolve("uncased")
+        assert len(server.requests) == n  # on disk: no network call
+        assert not any((empty_home / "tmp").iterdir())  # staging cleaned
+    finally:
+        server.close()
+
+
+def test_failed_download_names_what_is_missing_and_leaves_nothing(bos, empty_home, monkeypatch):
+    (bos / "models/transformers/distilbert/distilbert-base-uncased.pdparams").unlink()
+    server = _Server(bos)
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    try:
+        with pytest.raises(ModelNotAvailableError) as e:
+            checkpoints.resolve("distilbert-base-uncased")
+    finally:
+        server.close()
+    message = str(e.value)
+    folder = empty_home / "models/distilbert-base-uncased"
+    assert "'distilbert-base-uncased'" in message and "model_state.pdparams" in message
+    assert str(folder) in message and "DISTILFRAME_HOME" in message and "offline" in message
+    assert isinstance(e.value, OSError)
+    assert not folder.exists() or list(folder.iterdir()) == []  # no partial or temporary file
+    assert not any((empty_home / "tmp").iterdir())
+
+
+def test_connection_cut_mid_file_leaves_no_partial_file(bos, empty_home, monkeypatch):
+    server = _Server(bos, truncate={"model_state.pdparams"})
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    try:
+        with pytest.raises(ModelNotAvailableError):
+            checkpoints.resolve(TINY_SST2)
+    finally:
+        server.close()
+    folder = empty_home / "models" / TINY_SST2
+    assert not folder.exists() or list(folder.iterdir()) == []  # the weights came first: nothing kept
+    assert not any((empty_home / "tmp").iterdir())
+    assert not checkpoints.is_on_disk(lookup(TINY_SST2))
+
+
+def test_unreachable_server_says_so(empty_home):
+    with pytest.raises(ModelNotAvailableError, match="could not connect to http://127.0.0.1:9/"):
+        checkpoints.resolve("cased")
+
+
+def test_offline_mode_never_touches_the_network(bos, empty_home, monkeypatch):
+    server = _Server(bos)
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
+    try:
+        with pytest.raises(ModelNotAvailableError, match="DISTILFRAME_OFFLINE=1"):
+            checkpoints.resolve("uncased")
+    finally:
+        server.close()
+    assert server.requests == []

@@ -1,0 +1,102 @@
+"""The Paddle engine against an independent float64 numpy DistilBERT (checkpoint_factory.reference_forward)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from checkpoint_factory import reference_forward, write_checkpoint
+from conftest import TINY_SST2
+from distilframe import checkpoints
+from distilframe.engine import PaddleEngine
+from distilframe.errors import CheckpointError
+
+
+def batch():
+    """Mixed lengths with padding, and a real [PAD] id (0) inside the first text."""
+    ids = np.array([[2, 60, 0, 61, 62, 63, 64, 3], [2, 70, 71, 3, 0, 0, 0, 0], [2, 3, 0, 0, 0, 0, 0, 0]])
+    mask = np.array([[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])
+    return ids, mask
+
+
+def assert_hidden_close(got, want, mask, atol=1e-4):
+    m = mask.astype(bool)
+    assert np.max(np.abs(got[m] - want[m])) <= atol
+
+
+@pytest.mark.parametrize("name", ["distilbert-base-uncased", "distilbert-base-cased", "multilingual"])
+def test_hidden_states_match_the_reference(name):
+    ckpt = checkpoints.resolve(name)
+    engine = PaddleEngine(ckpt)
+    ids, mask = batch()
+    want, _ = reference_forward(ckpt.path, ids, mask)
+    got = engine.hidden_states(ids, mask)
+    assert got.dtype == np.float32 and got.shape == (3, 8, 32)
+    assert_hidden_close(got, want, mask)
+
+
+def test_logits_of_a_legacy_classifier_match_the_reference():
+    ckpt = checkpoints.resolve(TINY_SST2)
+    engine = PaddleEngine(ckpt)
+    assert engine.has_classifier and engine.num_labels == 2
+    ids, mask = batch()
+    want_hidden, want_logits = reference_forward(ckpt.path, ids, mask)
+    assert np.max(np.abs(engine.logits(ids, mask) - want_logits)) <= 1e-4
+    assert_hidden_close(engine.hidden_states(ids, mask), want_hidden, mask)
+
+
+def test_layernorm_epsilon_is_the_checkpoints_and_it_matters():
+    import paddle
+
+    ckpt = checkpoints.resolve("uncased")
+    engine = PaddleEngine(ckpt)
+    norms = [layer for layer in engine._model.sublayers(include_self=True) if isinstance(layer, paddle.nn.LayerNorm)]
+    assert len(norms) == 1 + 2 * 2 and all(layer._epsilon == 1e-12 for layer in norms)
+    assert not any(layer.training for layer in engine._model.sublayers(include_self=True))
+    # The test weights are made so that Paddle's default epsilon would show: the parity above is not luck.
+    ids, mask = batch()
+    with_default_eps, _ = reference_forward(ckpt.path, ids, mask, eps=1e-5)
+    got = engine.hidden_states(ids, mask)
+    assert np.max(np.abs(got[mask.astype(bool)] - with_default_eps[mask.astype(bool)])) > 1e-3
+
+
+def test_without_the_mask_a_real_pad_token_would_be_ignored():
+    # Guards the reason the engine always passes the mask: PaddleNLP's fallback masks id 0.
+    ckpt = checkpoints.resolve("uncased")
+    engine = PaddleEngine(ckpt)
+    ids, mask = batch()
+    want, _ = reference_forward(ckpt.path, ids, mask)
+    pad_masked = mask.copy()
+    pad_masked[0, 2] = 0
+    wrong, _ = reference_forward(ckpt.path, ids, pad_masked)
+    got = engine.hidden_states(ids, mask)
+    assert np.max(np.abs(got[0, 0] - want[0, 0])) <= 1e-4
+    assert np.max(np.abs(got[0, 0] - wrong[0, 0])) > 1e-3
+
+
+def test_config_that_does_not_fit_the_weights_is_refused(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=7)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "hidden_size": 64, "num_hidden_layers": 3}))
+    with pytest.raises(CheckpointError) as e:
+        PaddleEngine(checkpoints.resolve(folder))
+    assert "shape mismatches" in str(e.value) and "missing weights" in str(e.value)
+    assert "encoder.layers.2" in str(e.value)
+
+
+def test_damaged_weights_file_is_reported(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=8)
+    data = (folder / "model_state.pdparams").read_bytes()
+    (folder / "model_state.pdparams").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="damaged"):
+        PaddleEngine(checkpoints.resolve(folder))
+
+
+def test_thread_count_is_set_for_paddle():
+    import os
+
+    from distilframe.engine import available_cores
+
+    PaddleEngine(checkpoints.resolve("uncased"), num_threads=1)
+    assert int(os.environ["OMP_NUM_THREADS"]) >= 1
+    assert available_cores() >= 1

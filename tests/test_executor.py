@@ -1,0 +1,151 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from checkpoint_factory import reference_forward
+from conftest import TINY_SST2
+from distilframe import executor
+from distilframe.errors import TestModelWarning, TruncationWarning
+from distilframe.manager import get_model
+
+TEXTS = [
+    "the cat is happy",
+    "a very very bad movie, i hate it",
+    "hello world",
+    "ok",
+    "the story was good and the actor was great, so we love this film",
+    "the dog",
+    "bye",
+    "no",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return get_model("distilbert-base-uncased")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TestModelWarning)
+        return get_model(TINY_SST2)
+
+
+def reference_embedding(model, text, pooling="mean", normalize=True):
+    ids = model.tokenizer.encode([text], max_length=512).ids[0].astype(np.int64)[None]
+    mask = np.ones_like(ids)
+    hidden, _ = reference_forward(model.checkpoint.path, ids, mask)
+    v = hidden[0].mean(axis=0) if pooling == "mean" else hidden[0, 0]
+    return v / np.linalg.norm(v) if normalize else v
+
+
+@pytest.mark.parametrize("pooling,normalize", [("mean", True), ("cls", True), ("mean", False)])
+def test_embeddings_match_the_reference_in_input_order(model, pooling, normalize):
+    result = executor.run(TEXTS, model, pooling=pooling, normalize=normalize)
+    assert result.values.shape == (len(TEXTS), 32) and result.values.dtype == np.float32
+    for row, text in zip(result.values, TEXTS):
+        np.testing.assert_allclose(row, reference_embedding(model, text, pooling, normalize), atol=1e-5)
+
+
+def test_results_do_not_depend_on_batching_chunking_or_order(model):
+    texts = TEXTS * 3 + [t.upper() for t in TEXTS]
+    base = executor.run(texts, model).values
+    for options in (dict(batch_size=1), dict(batch_size=3), dict(chunk_size=1), dict(chunk_size=5, batch_size=2),
+                    dict(token_budget=16)):
+        np.testing.assert_allclose(executor.run(texts, model, **options).values, base, atol=1e-5, rtol=0)
+    perm = np.random.default_rng(0).permutation(len(texts))
+    shuffled = executor.run([texts[i] for i in perm], model).values
+    np.testing.assert_allclose(shuffled, base[perm], atol=1e-5, rtol=0)
+
+
+def test_duplicates_run_once_and_nulls_and_blanks_give_nan_rows(model, monkeypatch):
+    seen = []
+    real = model.engine.hidden_states
+
+    def spy(ids, mask):
+        seen.append(ids.shape[0])
+        return real(ids, mask)
+
+    monkeypatch.setattr(model.engine, "hidden_states", spy)
+    texts = ["the cat", None, "the cat", "", "   \n", "the dog", "the cat"]
+    result = executor.run(texts, model)
+    assert sum(seen) == 2  # two distinct texts
+    assert result.valid.tolist() == [True, False, True, False, False, True, True]
+    assert np.isnan(result.values[~result.valid]).all()
+    np.testing.assert_array_equal(result.values[0], result.values[2])
+    np.testing.assert_array_equal(result.values[0], result.values[6])
+    assert result.n_tokens.tolist() == [4, 0, 4, 0, 0, 4, 4]
+
+
+def test_batches_respect_the_budget_and_pad_to_multiples_of_8(model, monkeypatch):
+    shapes = []
+    real = model.engine.hidden_states
+
+    def spy(ids, mask):
+        shapes.append(ids.shape)
+        assert (mask.sum(axis=1) >= 1).all()
+        return real(ids, mask)
+
+    monkeypatch.setattr(model.engine, "hidden_states", spy)
+    texts = [" ".join(["cat"] * n) for n in range(1, 60)]
+    executor.run(texts, model, batch_size=7, token_budget=64)
+    assert sum(s[0] for s in shapes) == len(texts)
+    for rows, width in shapes:
+        assert width % 8 == 0 and rows <= 7
+        assert rows * width <= 64 or rows == 1
+    widths = [w for _, w in shapes]
+    assert widths == sorted(widths, reverse=True)  # longest first: little padding
+
+
+def test_long_texts_are_truncated_with_one_warning(model):
+    long = " ".join(["cat"] * 2000)
+    with pytest.warns(TruncationWarning, match=r"2 of 3 distinct texts .* max_length=16") as record:
+        result = executor.run([long, long + " dog", "dog"], model, max_length=16)
+    assert len(record) == 1
+    assert result.n_tokens.tolist() == [2002, 2003, 3]
+    assert result.truncated.tolist() == [True, True, False]
+    np.testing.assert_allclose(result.values[0], result.values[1], atol=1e-6)  # same first 15 tokens
+
+
+def test_classify_returns_probabilities(classifier):
+    result = executor.run(TEXTS + [None], classifier, task="classify")
+    assert result.values.shape == (len(TEXTS) + 1, 2)
+    np.testing.assert_allclose(result.values[:-1].sum(axis=1), 1.0, atol=1e-6)
+    ids = classifier.tokenizer.encode([TEXTS[0]], max_length=512).ids[0].astype(np.int64)[None]
+    _, logits = reference_forward(classifier.checkpoint.path, ids, np.ones_like(ids))
+    want = np.exp(logits[0] - logits[0].max())
+    np.testing.assert_allclose(result.values[0], want / want.sum(), atol=1e-5)
+    assert np.isnan(result.values[-1]).all()
+
+
+def test_progress_bar_only_when_asked_or_large(model, capsys):
+    executor.run(TEXTS, model, progress=True)
+    assert "embed" in capsys.readouterr().err
+    executor.run(TEXTS, model)
+    assert capsys.readouterr().err == ""
+    executor.run([f"cat {i}" for i in range(executor.AUTO_PROGRESS_MIN_TEXTS)], model, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_empty_and_all_null_input(model):
+    assert executor.run([], model).values.shape == (0, 32)
+    result = executor.run([None, " "], model)
+    assert result.values.shape == (2, 32) and not result.valid.any()
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(task="summarize"), "task='summarize'"),
+    (dict(pooling="max"), "pooling='max'"),
+    (dict(max_length=1), "max_length=1"),
+    (dict(max_length=513), "max_length=513 but .* 512 positions"),
+    (dict(max_length=8.5), "max_length=8.5"),
+    (dict(batch_size=0), "batch_size=0"),
+    (dict(batch_size=True), "batch_size=True"),
+    (dict(chunk_size=-1), "chunk_size=-1"),
+    (dict(token_budget="8"), "token_budget='8'"),
+])
+def test_bad_options_are_refused(model, options, match):
+    with pytest.raises(ValueError, match=match):
+        executor.run(["the cat"], model, **options)

@@ -1,0 +1,105 @@
+import subprocess
+import sys
+
+import pytest
+
+import distilframe
+from distilframe import registry
+from distilframe.errors import UnknownModelError
+
+NAMES = [
+    "distilbert-base-uncased",
+    "distilbert-base-cased",
+    "renmada/distilbert-base-multilingual-cased",
+    "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english",
+]
+
+
+def test_import_does_not_load_paddle():
+    code = "import sys, distilframe; print(sorted(m for m in ('paddle', 'paddlenlp', 'tokenizers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_four_weights_are_registered_with_their_facts():
+    assert [s.name for s in registry.REGISTRY] == NAMES
+    by = {s.name: s for s in registry.REGISTRY}
+    assert by["distilbert-base-uncased"].cased is False and by["distilbert-base-cased"].cased is True
+    assert by["renmada/distilbert-base-multilingual-cased"].vocab_size == 119547
+    for spec in registry.REGISTRY:
+        assert spec.max_length == 512
+        assert spec.languages and spec.layers and spec.hidden_size and spec.heads and spec.parameters
+    tiny = by[NAMES[3]]
+    assert tiny.task == "sentiment" and tiny.labels == ("NEGATIVE", "POSITIVE")
+    assert tiny.test_model and "no meaning" in tiny.description
+    assert tiny.layers == 2 and tiny.hidden_size == 2
+    assert {s.task for s in registry.REGISTRY if s.name != NAMES[3]} == {"embedding"}
+
+
+@pytest.mark.parametrize("alias,name", [("uncased", NAMES[0]), ("cased", NAMES[1]), ("multilingual", NAMES[2]),
+                                        ("sst2-tiny", NAMES[3]), ("DistilBERT-Base-Uncased", NAMES[0])])
+def test_aliases_and_case_insensitive_lookup(alias, name):
+    assert registry.lookup(alias).name == name
+
+
+def test_unknown_name_lists_known_ones_and_suggests_the_closest():
+    with pytest.raises(UnknownModelError) as e:
+        registry.lookup("distilbert-base-uncasd")
+    message = str(e.value)
+    assert "Did you mean 'distilbert-base-uncased'?" in message
+    for name in NAMES:
+        assert repr(name) in message
+    assert isinstance(e.value, ValueError)
+
+
+def test_registry_matches_paddlenlp_own_tables():
+    from paddlenlp.transformers import DistilBertModel, DistilBertTokenizer
+    from paddlenlp.transformers.distilbert.configuration import DISTILBERT_PRETRAINED_INIT_CONFIGURATION
+    from paddlenlp.utils.downloader import COMMUNITY_MODEL_PREFIX
+
+    weights = DistilBertModel.pretrained_resource_files_map["model_state"]
+    vocabs = DistilBertTokenizer.pretrained_resource_files_map["vocab_file"]
+    for name in NAMES[:2]:
+        spec = registry.lookup(name)
+        sources = {f.local_name: f.sources[0] for f in spec.files}
+        assert weights[name].endswith("/paddlenlp/" + sources["model_state.pdparams"])
+        assert vocabs[name].endswith("/paddlenlp/" + sources["vocab.txt"])
+        generated = spec.generated_files["config.json"]
+        for key, value in DISTILBERT_PRETRAINED_INIT_CONFIGURATION[name].items():
+            assert generated[key] == value, key
+        tok = DistilBertTokenizer.pretrained_init_configuration[name]
+        assert spec.generated_files["tokenizer_config.json"]["do_lower_case"] == tok["do_lower_case"]
+    assert COMMUNITY_MODEL_PREFIX.endswith("/paddlenlp/models/community")
+    for name in NAMES[2:]:
+        for f in registry.lookup(name).files:
+            assert f.sources[0].startswith(f"models/community/{name}/")
+
+
+def test_parameter_counts_match_paddlenlp_models():
+    import paddle
+    from paddlenlp.transformers import DistilBertConfig, DistilBertModel
+
+    for name in NAMES[:3]:
+        spec = registry.lookup(name)
+        with paddle.LazyGuard():
+            model = DistilBertModel(DistilBertConfig(vocab_size=spec.vocab_size))
+        assert sum(int(p.size) for p in model.parameters()) == spec.parameters, name
+
+
+def test_models_table_shows_disk_and_memory_state(tmp_path, monkeypatch, fresh_manager):
+    table = distilframe.models()
+    assert list(table["name"]) == NAMES
+    for column in ("aliases", "task", "languages", "cased", "layers", "hidden_size", "heads", "parameters",
+                   "max_length", "labels", "on_disk", "loaded", "path", "description"):
+        assert column in table.columns
+    assert table["on_disk"].all()  # the session cache is seeded
+    assert not table["loaded"].any()
+
+    from distilframe.manager import get_model
+
+    get_model("uncased")
+    table = distilframe.models().set_index("name")
+    assert table.loc[NAMES[0], "loaded"] and not table.loc[NAMES[1], "loaded"]
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path))
+    assert not distilframe.models()["on_disk"].any()
