@@ -195,7 +195,7 @@ class DistilDataFrameAccessor:
         max_length
             Tokens per text, [CLS] and [SEP] included; longer texts are truncated (one warning).
         batch_size
-            Rows per batch at most (default 128; batches also stay under a token budget).
+            Rows per batch at most (default 64; batches also stay under 2048 padded tokens).
         errors
             Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` with ``str()``.
         progress

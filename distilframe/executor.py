@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "Result", "check_options", "run"]
 
-DEFAULT_BATCH_SIZE = 128  # rows per batch at most
-DEFAULT_TOKEN_BUDGET = 8192  # padded tokens per batch at most (one long text may exceed it alone)
+# Measured on 2 cores with a distilbert-base-sized model (benchmarks/throughput.py): batches of
+# ~2k padded tokens run fastest; 8k-token batches were ~45% slower (activations leave the cache).
+DEFAULT_BATCH_SIZE = 64  # rows per batch at most
+DEFAULT_TOKEN_BUDGET = 2048  # padded tokens per batch at most (one long text may exceed it alone)
 DEFAULT_CHUNK_SIZE = 4096  # distinct texts tokenized and sorted together
 AUTO_PROGRESS_MIN_TEXTS = 512  # progress=None shows a bar from this many distinct texts on
 PAD_MULTIPLE = 8  # padded lengths are rounded up to this, so the engine sees few distinct shapes

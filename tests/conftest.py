@@ -22,7 +22,7 @@ os.environ["DISTILFRAME_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: a dow
 os.environ.pop("DISTILFRAME_OFFLINE", None)
 os.environ.pop("DISTILFRAME_MAX_LOADED_MODELS", None)
 
-from checkpoint_factory import write_checkpoint  # noqa: E402
+from distilframe.testing import write_checkpoint  # noqa: E402
 
 TINY_SST2 = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
 SEEDED = {

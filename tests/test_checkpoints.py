@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checkpoint_factory import write_checkpoint
+from distilframe.testing import write_checkpoint
 from conftest import TINY_SST2
 from distilframe import checkpoints
 from distilframe.errors import CheckpointError, ModelNotAvailableError, UnknownModelError

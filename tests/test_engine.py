@@ -1,11 +1,12 @@
-"""The Paddle engine against an independent float64 numpy DistilBERT (checkpoint_factory.reference_forward)."""
+"""The Paddle engine against an independent float64 numpy DistilBERT (tests/reference.py)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from checkpoint_factory import reference_forward, write_checkpoint
+from distilframe.testing import write_checkpoint
+from reference import reference_forward
 from conftest import TINY_SST2
 from distilframe import checkpoints
 from distilframe.engine import PaddleEngine
@@ -92,11 +93,17 @@ def test_damaged_weights_file_is_reported(tmp_path):
         PaddleEngine(checkpoints.resolve(folder))
 
 
-def test_thread_count_is_set_for_paddle():
+def test_thread_count_follows_the_argument_then_the_cores(monkeypatch):
     import os
 
-    from distilframe.engine import available_cores
+    import paddle
 
-    PaddleEngine(checkpoints.resolve("uncased"), num_threads=1)
-    assert int(os.environ["OMP_NUM_THREADS"]) >= 1
-    assert available_cores() >= 1
+    from distilframe import engine as engine_mod
+
+    calls = []
+    monkeypatch.setattr(paddle.base.core, "set_num_threads", calls.append)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    engine_mod._import_paddle(1)
+    engine_mod._import_paddle(None)  # paddle already imported: its OMP_NUM_THREADS=1 is not the user's
+    assert calls == [1, 3]
+    assert engine_mod.available_cores() == 3

@@ -3,7 +3,7 @@ import warnings
 import numpy as np
 import pytest
 
-from checkpoint_factory import reference_forward
+from reference import reference_forward
 from conftest import TINY_SST2
 from distilframe import executor
 from distilframe.errors import TestModelWarning, TruncationWarning

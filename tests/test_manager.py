@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from checkpoint_factory import write_checkpoint
+from distilframe.testing import write_checkpoint
 from conftest import TINY_SST2
 from distilframe import manager as manager_mod
 from distilframe.errors import CheckpointError, TestModelWarning

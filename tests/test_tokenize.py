@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from checkpoint_factory import make_vocab
+from distilframe.testing import make_vocab
 from distilframe.tokenize import WordPieceTokenizer
 
 

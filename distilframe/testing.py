@@ -1,28 +1,32 @@
-"""Write tiny random DistilBERT checkpoints in PaddleNLP format, and a numpy reference forward.
+"""Random DistilBERT checkpoints for tests: no download, any size, PaddleNLP format.
 
-The reference (``reference_forward``) is written from the DistilBERT paper and the
-Hugging Face implementation, in float64 numpy, independent of Paddle and PaddleNLP:
-tests compare distilframe against it, never against distilframe's own output.
+Random weights give random outputs: use these to test that a pipeline runs, keeps
+rows aligned and writes what it should, never to judge results.
+
+>>> from distilframe.testing import write_checkpoint
+>>> folder = write_checkpoint(tmp_path / "tiny", seed=0)  # doctest: +SKIP
+>>> df.distil.embed("text", model=folder)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
+
+__all__ = ["base_config", "make_vocab", "random_state", "write_checkpoint"]
 
 WORDS = (
     "the a an is was are be to of and in it that this for on with as at by not no yes very so "
     "good bad great awful happy sad cat dog movie film film plot actor story love hate fun boring "
     "i you he she we they my your time day night world hello bye thanks ok"
 ).split()
-
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def make_vocab(cased: bool) -> list[str]:
+def make_vocab(cased: bool = False) -> list[str]:
+    """A small WordPiece vocabulary: BERT's special tokens, characters, word pieces and common words."""
     letters = "abcdefghijklmnopqrstuvwxyz"
     tokens = list(SPECIALS)
     tokens += list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -62,12 +66,13 @@ def base_config(vocab_size: int, *, hidden: int = 32, layers: int = 2, heads: in
     }
 
 
-def random_state(cfg: dict, *, seed: int, num_labels: int = 0, embed_std: float = 0.05) -> dict[str, np.ndarray]:
+def random_state(cfg: dict, *, seed: int, num_labels: int = 0, embed_std: float = 0.05,
+                 weight_std: float = 0.2) -> dict[str, np.ndarray]:
     """Weights named as PaddleNLP names them (Linear weights are [in, out]), under ``distilbert.``."""
     rng = np.random.default_rng(seed)
     h, f = cfg["hidden_size"], cfg["intermediate_size"]
 
-    def w(*shape, std=0.2):
+    def w(*shape, std=weight_std):
         return (rng.standard_normal(shape) * std).astype(np.float32)
 
     def ln(prefix):
@@ -110,16 +115,37 @@ def write_checkpoint(
     legacy_config: bool = False,
     extra_keys: bool = False,
     tokenizer_config: bool = True,
+    vocab: list[str] | None = None,
+    weight_std: float = 0.2,
     **dims,
 ) -> Path:
-    """A PaddleNLP-format checkpoint folder: config, model_state.pdparams, vocab.txt, tokenizer_config.json."""
+    """Write a random PaddleNLP-format checkpoint and return its folder.
+
+    Parameters
+    ----------
+    folder
+        Where to write ``config.json`` (or a legacy ``model_config.json``), ``model_state.pdparams``,
+        ``vocab.txt`` and ``tokenizer_config.json``.
+    seed
+        The weights are a function of the seed: the same seed writes the same checkpoint.
+    num_labels, labels
+        Add a sequence-classification head with that many classes (and label names).
+    prefixed, legacy_config, extra_keys, tokenizer_config
+        Variants of the format found in the wild: weight names with or without ``distilbert.``;
+        PaddleNLP's legacy ``init_args`` config; unused extra tensors; no tokenizer config.
+    vocab
+        Tokens, one per id; default :func:`make_vocab`.
+    **dims
+        ``hidden``, ``layers``, ``heads``, ``ffn``, ``positions`` (default a 32-wide, 2-layer model).
+    """
     import paddle
 
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = make_vocab(cased)
+    vocab = list(vocab) if vocab is not None else make_vocab(cased)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     cfg = base_config(len(vocab), **dims)
-    state = random_state(cfg, seed=seed, num_labels=num_labels)
+    state = random_state(cfg, seed=seed, num_labels=num_labels, weight_std=weight_std)
     if not prefixed:
         state = {k.removeprefix("distilbert."): v for k, v in state.items()}
     if extra_keys:
@@ -147,55 +173,3 @@ def write_checkpoint(
     return folder
 
 
-# ---------------------------------------------------------------------------- reference forward
-
-def _layer_norm(x, g, b, eps):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * g + b
-
-
-_erf = np.vectorize(math.erf)
-
-
-def _gelu(x):
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
-
-
-def reference_forward(folder: Path, ids: np.ndarray, mask: np.ndarray, *, eps: float = 1e-12):
-    """Last hidden states (float64) and, when the checkpoint has a head, logits."""
-    import paddle
-
-    cfg_path = folder / "config.json" if (folder / "config.json").exists() else folder / "model_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg = {**cfg.get("init_args", [{}])[0], **cfg} if "init_args" in cfg else cfg
-    raw = paddle.load(str(folder / "model_state.pdparams"), return_numpy=True)
-    s = {("distilbert." + k if k.startswith(("embeddings.", "encoder.")) else k): np.asarray(v, np.float64)
-         for k, v in raw.items()}
-    heads = cfg["num_attention_heads"]
-    b, n = ids.shape
-    x = s["distilbert.embeddings.word_embeddings.weight"][ids] + s["distilbert.embeddings.position_embeddings.weight"][np.arange(n)]
-    x = _layer_norm(x, s["distilbert.embeddings.layer_norm.weight"], s["distilbert.embeddings.layer_norm.bias"], eps)
-    neg = np.where(mask[:, None, None, :] > 0, 0.0, -np.inf)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"distilbert.encoder.layers.{i}"
-
-        def lin(t, name):
-            return t @ s[f"{p}.{name}.weight"] + s[f"{p}.{name}.bias"]
-
-        def split(t):
-            return t.reshape(b, n, heads, -1).transpose(0, 2, 1, 3)
-
-        q, k, v = (split(lin(x, f"self_attn.{m}")) for m in ("q_proj", "k_proj", "v_proj"))
-        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1]) + neg
-        scores = np.exp(scores - scores.max(-1, keepdims=True))
-        attn = scores / scores.sum(-1, keepdims=True)
-        ctx = (attn @ v).transpose(0, 2, 1, 3).reshape(b, n, -1)
-        x = _layer_norm(x + lin(ctx, "self_attn.out_proj"), s[f"{p}.norm1.weight"], s[f"{p}.norm1.bias"], eps)
-        ff = lin(_gelu(lin(x, "linear1")), "linear2")
-        x = _layer_norm(x + ff, s[f"{p}.norm2.weight"], s[f"{p}.norm2.bias"], eps)
-    logits = None
-    if "classifier.weight" in s:
-        pre = np.maximum(x[:, 0] @ s["pre_classifier.weight"] + s["pre_classifier.bias"], 0.0)
-        logits = pre @ s["classifier.weight"] + s["classifier.bias"]
-    return x, logits
