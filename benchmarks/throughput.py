@@ -26,11 +26,28 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import distilframe  # noqa: E402,F401
+from distilframe.engine import available_cores  # noqa: E402
 from distilframe.manager import get_model  # noqa: E402
 from distilframe.testing import write_checkpoint  # noqa: E402
 
 BASE = dict(hidden=768, layers=6, heads=12, ffn=3072, positions=512)
 VOCAB_SIZE = 30522
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def paddle_version() -> str:
+    import paddle
+
+    return paddle.__version__
 
 
 def sentences() -> list[str]:
@@ -84,8 +101,8 @@ def main() -> None:
         print(f"workload: {len(texts)} sentences, {n_tokens} tokens "
               f"(median {int(statistics.median(model.tokenizer.encode(texts, max_length=512).n_tokens))} per sentence); "
               f"model load {load:.1f} s")
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, python {platform.python_version()}")
+        print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {available_cores()} threads for Paddle, "
+              f"python {platform.python_version()}, paddle {paddle_version()}")
         print()
         print(f"| {'engine':<34} | {'sentences/s':>11} | {'tokens/s':>9} | {'best s':>7} |")
         print(f"|{'-' * 36}|{'-' * 13}|{'-' * 11}|{'-' * 9}|")

@@ -138,7 +138,10 @@ def write_checkpoint(
     **dims
         ``hidden``, ``layers``, ``heads``, ``ffn``, ``positions`` (default a 32-wide, 2-layer model).
     """
-    import paddle
+    from .engine import _quiet_imports
+
+    with _quiet_imports():
+        import paddle
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -149,3 +149,18 @@ def test_empty_and_all_null_input(model):
 def test_bad_options_are_refused(model, options, match):
     with pytest.raises(ValueError, match=match):
         executor.run(["the cat"], model, **options)
+
+
+def test_work_is_done_in_bounded_chunks(model, monkeypatch):
+    sizes = []
+    real = model.tokenizer.encode
+
+    def spy(texts, **kwargs):
+        sizes.append(len(texts))
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(model.tokenizer, "encode", spy)
+    texts = [f"cat {i}" for i in range(25)] + ["cat 0"] * 10
+    result = executor.run(texts, model, chunk_size=10)
+    assert sizes == [10, 10, 5]  # distinct texts only, never more than a chunk at a time
+    assert result.valid.all()
