@@ -8,8 +8,16 @@ Row rules, for embed and classify alike:
 * a missing value (None, NaN, pd.NA), an empty string or a whitespace-only
   string gives a null result in its row: never an error, never a shifted row;
 * a value that is not a string raises TypeError (``errors="raise"``, the
-  default), or is converted with ``str()`` (``errors="coerce"``);
+  default), or is converted (``errors="coerce"``): bytes are decoded as UTF-8,
+  anything else goes through ``str()``;
+* a string that is not valid Unicode (lone surrogates, as ``surrogateescape``
+  decoding leaves) raises ValueError naming its rows, or has those characters
+  replaced by U+FFFD with ``errors="coerce"``;
 * a text longer than ``max_length`` tokens is truncated, with one warning per call.
+
+Output columns are named after the input column (``text`` -> ``text_embedding``;
+``("a", "text")`` -> ``("a", "text_embedding")``). A column of that name is
+replaced in the returned frame; the input frame is never modified.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 ERRORS = ("raise", "coerce")
 
 
-def _check(task: str, errors: str, **options: Any) -> None:
+def _check(task: str, errors: str, normalize: object = True, **options: Any) -> None:
     """Reject bad options before any model is loaded or any text is read."""
     if errors not in ERRORS:
         raise ValueError(f"Got errors={errors!r} but expected 'raise' or 'coerce'.")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise ValueError(f"Got normalize={normalize!r} but expected True or False.")
     executor.check_options(task=task, **options)
 
 
@@ -42,7 +52,7 @@ def _embed(series: pd.Series, *, model: Any, pooling: str, normalize: bool, max_
     from .arrow import embedding_array
     from .manager import get_model
 
-    _check("embed", errors, pooling=pooling, max_length=max_length, batch_size=batch_size)
+    _check("embed", errors, normalize, pooling=pooling, max_length=max_length, batch_size=batch_size)
     texts = _texts(series, errors)
     loaded = get_model(model)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
@@ -50,7 +60,7 @@ def _embed(series: pd.Series, *, model: Any, pooling: str, normalize: bool, max_
     return embedding_array(result.values, result.valid)
 
 
-def _classify(series: pd.Series, prefix: str, *, model: Any, max_length: int, batch_size: int | None,
+def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, batch_size: int | None,
               all_scores: bool, errors: str, progress: bool | None) -> pd.DataFrame:
     from .manager import get_model
 
@@ -67,14 +77,16 @@ def _classify(series: pd.Series, prefix: str, *, model: Any, max_length: int, ba
     probs = result.values
     best = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1)  # NaN rows (invalid input) are masked below
     labels = np.where(result.valid, np.asarray(loaded.labels, dtype=object)[best], None)
-    columns: dict[str, Any] = {
-        f"{prefix}_label": pd.array(labels, dtype=pd.StringDtype()),
-        f"{prefix}_score": probs[np.arange(len(probs)), best],
+    columns: dict[Any, Any] = {
+        _out_name(name, "label"): pd.array(labels, dtype=pd.StringDtype()),
+        _out_name(name, "score"): probs[np.arange(len(probs)), best],
     }
     if all_scores:
         for j, label in enumerate(loaded.labels):
-            columns[f"{prefix}_score_{label}"] = probs[:, j]
-    return pd.DataFrame(columns, index=series.index)
+            columns[_out_name(name, f"score_{label}")] = probs[:, j]
+    out = pd.DataFrame(dict(enumerate(columns.values())), index=series.index)
+    out.columns = pd.MultiIndex.from_tuples(list(columns)) if isinstance(name, tuple) else list(columns)
+    return out
 
 
 def _no_head_message(name: str) -> str:
@@ -86,7 +98,7 @@ def _no_head_message(name: str) -> str:
 
 
 def _texts(series: pd.Series, errors: str) -> list[str | None]:
-    """Python strings, with None for missing values and blanks; non-strings per ``errors``."""
+    """Python strings, with None for missing values and blanks; other values per ``errors``."""
     missing = series.isna().to_numpy()
     values = series.to_numpy(dtype=object, na_value=None)
     texts: list[str | None] = [None] * len(values)
@@ -95,70 +107,119 @@ def _texts(series: pd.Series, errors: str) -> list[str | None]:
         if is_missing:
             continue
         if isinstance(value, str):
-            texts[i] = value if value.strip() else None
-        elif errors == "coerce":
-            text = str(value)
-            texts[i] = text if text.strip() else None
-        else:
+            text = value
+        elif errors == "raise":
             bad.append(i)
+            continue
+        elif isinstance(value, (bytes, bytearray)):
+            text = bytes(value).decode("utf-8", errors="replace")
+        else:
+            text = str(value)
+        texts[i] = text if text.strip() else None
+    what = "Column" if series.name is not None else "The Series"
+    name = f" {series.name!r}" if series.name is not None else ""
     if bad:
-        shown = ", ".join(f"{series.index[i]!r} ({type(values[i]).__name__})" for i in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise TypeError(
-            f"Column {series.name!r} has {len(bad)} non-string values, at index {shown}{more}. "
-            "Pass errors='coerce' to convert them with str(), or clean the column first."
+            f"{what}{name} has {len(bad)} non-string values, at index {_labels(series, values, bad)}. "
+            "Pass errors='coerce' to convert them (bytes are decoded as UTF-8, others use str()), "
+            "or clean the column first."
         )
+    _check_unicode(texts, series, errors, f"{what}{name}")
     return texts
 
 
-def _string_columns(df: pd.DataFrame) -> list[Any]:
-    names = []
-    for name in df.columns:
-        dtype = df[name].dtype if not isinstance(df[name], pd.DataFrame) else None
-        if dtype is None:
+def _check_unicode(texts: list[str | None], series: pd.Series, errors: str, what: str) -> None:
+    """Find strings the tokenizer cannot take (lone surrogates); one C-level encode when all is well."""
+    try:
+        "\n".join(t for t in texts if t is not None).encode("utf-8")
+        return
+    except UnicodeEncodeError:
+        pass
+    bad = []
+    for i, text in enumerate(texts):
+        if text is None:
             continue
-        if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, pd.ArrowDtype) and _is_arrow_string(dtype)):
-            names.append(name)
-        elif dtype == object:
-            sample = df[name].dropna()
-            if len(sample) and all(isinstance(v, str) for v in sample.iloc[:100]):
-                names.append(name)
-    return names
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            if errors == "coerce":  # each lone surrogate becomes U+FFFD
+                texts[i] = text.encode("utf-16", errors="surrogatepass").decode("utf-16", errors="replace")
+            else:
+                bad.append(i)
+    if bad:
+        raise ValueError(
+            f"{what} has {len(bad)} strings that are not valid Unicode (lone surrogates, as left by bytes "
+            f"decoded with errors='surrogateescape'), at index {_labels(series, texts, bad)}. "
+            "Pass errors='coerce' to replace those characters with U+FFFD, or decode the data correctly."
+        )
 
 
-def _is_arrow_string(dtype: pd.ArrowDtype) -> bool:
-    import pyarrow as pa
+def _labels(series: pd.Series, values: Any, rows: list[int]) -> str:
+    shown = ", ".join(f"{series.index[i]!r} ({type(values[i]).__name__})" for i in rows[:5])
+    return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
 
-    t = dtype.pyarrow_dtype
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+def _is_text(series: pd.Series) -> bool:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _is_text(pd.Series(dtype.categories))
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        t = dtype.pyarrow_dtype
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    if dtype == object:
+        sample = series.dropna().iloc[:100]
+        return len(sample) > 0 and all(isinstance(v, str) for v in sample)
+    return False
+
+
+def _string_columns(df: pd.DataFrame) -> list[Any]:
+    return [name for i, name in enumerate(df.columns) if _is_text(df.iloc[:, i])]
 
 
 def _column(df: pd.DataFrame, column: Any) -> pd.Series:
     if column is None:
         candidates = _string_columns(df)
         if len(candidates) == 1:
-            return df[candidates[0]]
+            return _column(df, candidates[0])
         listed = ", ".join(map(repr, candidates)) or "none"
         raise ValueError(
             f"column= is needed: the frame has {len(candidates)} string columns ({listed}). "
             "Name the text column, e.g. df.distil.embed('text')."
         )
-    if column not in df.columns:
+    try:
+        present = column in df.columns
+    except TypeError:  # unhashable: a list, a dict...
+        raise TypeError(
+            f"Got column={column!r} ({type(column).__name__}) but expected one column name. "
+            "Run embed once per column."
+        ) from None
+    if not present:
         names = [str(c) for c in df.columns]
         close = difflib.get_close_matches(str(column), names, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = f" Did you mean {df.columns[names.index(close[0])]!r}?" if close else ""
         raise ColumnNotFoundError(
             f"Column {column!r} not found.{hint} Columns: {', '.join(map(repr, df.columns[:50]))}"
             + (" ..." if len(df.columns) > 50 else "")
         )
     selected = df[column]
     if isinstance(selected, pd.DataFrame):
+        found = ", ".join(map(repr, selected.columns[:5]))
+        if isinstance(df.columns, pd.MultiIndex) and not isinstance(column, tuple):
+            raise ValueError(f"{column!r} selects {selected.shape[1]} columns under it ({found}): "
+                             "pass the full tuple of the text column.")
         raise ValueError(f"Column name {column!r} appears {selected.shape[1]} times; rename the duplicates first.")
     return selected
 
 
-def _prefix(name: Any, default: str) -> str:
-    return default if name is None else str(name)
+def _out_name(name: Any, suffix: str) -> Any:
+    """``text`` -> ``text_<suffix>``; a MultiIndex column keeps its levels: ``("a", "text_<suffix>")``."""
+    if isinstance(name, tuple) and name:
+        return (*name[:-1], f"{name[-1]}_{suffix}")
+    return f"{'text' if name is None else name}_{suffix}"
 
 
 @pd.api.extensions.register_dataframe_accessor("distil")
@@ -194,18 +255,21 @@ class DistilDataFrameAccessor:
             Scale each vector to unit length, so that a dot product is a cosine similarity.
         max_length
             Tokens per text, [CLS] and [SEP] included; longer texts are truncated (one warning).
+            Capped at the model's number of positions.
         batch_size
             Rows per batch at most (default 64; batches also stay under 2048 padded tokens).
         errors
-            Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` with ``str()``.
+            Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` (bytes decoded
+            as UTF-8, others with ``str()``).
         progress
-            Show a progress bar; None shows one for large inputs.
+            Show a progress bar; None shows one for large inputs in a terminal or a notebook.
 
         Returns
         -------
         DataFrame
             Every original column, same index, plus ``<column>_embedding``: fixed-size lists of
-            float32 (``pd.ArrowDtype``), null where the text is missing, empty or blank.
+            float32 (``pd.ArrowDtype``), null where the text is missing, empty, blank, or has no
+            token. Read a Parquet file of it back with ``pd.read_parquet(path, dtype_backend="pyarrow")``.
 
         Examples
         --------
@@ -218,7 +282,7 @@ class DistilDataFrameAccessor:
         values = _embed(series, model=model, pooling=pooling, normalize=normalize, max_length=max_length,
                         batch_size=batch_size, errors=errors, progress=progress)
         out = self._obj.copy(deep=False)
-        out[f"{_prefix(series.name, 'text')}_embedding"] = values  # positional: any index shape is kept
+        out[_out_name(series.name, "embedding")] = values  # positional: any index shape is kept
         return out
 
     def classify(
@@ -260,7 +324,7 @@ class DistilDataFrameAccessor:
         >>> df.distil.classify("review", model="path/to/sst2-checkpoint")  # doctest: +SKIP
         """
         series = _column(self._obj, column)
-        result = _classify(series, _prefix(series.name, "text"), model=model, max_length=max_length,
+        result = _classify(series, series.name, model=model, max_length=max_length,
                            batch_size=batch_size, all_scores=all_scores, errors=errors, progress=progress)
         out = self._obj.copy(deep=False)
         for name in result.columns:
@@ -297,7 +361,7 @@ class DistilSeriesAccessor:
         """
         values = _embed(self._obj, model=model, pooling=pooling, normalize=normalize, max_length=max_length,
                         batch_size=batch_size, errors=errors, progress=progress)
-        return pd.Series(values, index=self._obj.index, name=f"{_prefix(self._obj.name, 'text')}_embedding")
+        return pd.Series(values, index=self._obj.index, name=_out_name(self._obj.name, "embedding"))
 
     def classify(
         self,
@@ -313,5 +377,5 @@ class DistilSeriesAccessor:
 
         Options and row rules as :meth:`DistilDataFrameAccessor.classify`.
         """
-        return _classify(self._obj, _prefix(self._obj.name, "text"), model=model, max_length=max_length,
+        return _classify(self._obj, self._obj.name, model=model, max_length=max_length,
                          batch_size=batch_size, all_scores=all_scores, errors=errors, progress=progress)

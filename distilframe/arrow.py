@@ -109,4 +109,6 @@ def _from_objects(series: "pd.Series") -> np.ndarray:
 
 
 def _is_missing(value: object) -> bool:
-    return isinstance(value, float) and np.isnan(value)
+    import pandas as pd
+
+    return value is pd.NA or (isinstance(value, float) and np.isnan(value))

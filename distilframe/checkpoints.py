@@ -141,6 +141,7 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     staging_root = config.home() / "tmp"
     staging_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale(staging_root)
     staging = Path(tempfile.mkdtemp(prefix="download-", dir=staging_root))
     base = config.endpoint()
     tried: list[str] = []
@@ -169,6 +170,21 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
         raise _not_available(spec, folder, _missing(spec, folder), _short(e), tried) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+STALE_SECONDS = 24 * 3600
+
+
+def _remove_stale(staging_root: Path) -> None:
+    """Remove staging folders left by downloads that were killed (older than a day)."""
+    import time
+
+    for old in staging_root.glob("download-*"):
+        try:
+            if time.time() - old.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _short(e: BaseException) -> str:
@@ -248,7 +264,8 @@ def _read(path: Path, spec: ModelSpec | None) -> Checkpoint:
         do_lower_case = not spec.cased
         labels = spec.labels
     else:
-        do_lower_case = bool(tok_cfg.get("do_lower_case", True))
+        lower = tok_cfg.get("do_lower_case", cfg.get("do_lower_case"))
+        do_lower_case = bool(lower) if lower is not None else not _vocab_is_cased(path / VOCAB)
         labels = _labels(cfg)
     return Checkpoint(
         name=spec.name if spec else str(path),
@@ -258,6 +275,16 @@ def _read(path: Path, spec: ModelSpec | None) -> Checkpoint:
         labels=labels,
         spec=spec,
     )
+
+
+def _vocab_is_cased(vocab: Path) -> bool:
+    """Whether a vocabulary has upper-case word pieces: an uncased BERT vocabulary has none."""
+    with open(vocab, encoding="utf-8") as f:
+        for line in f:
+            token = line.rstrip("\n")
+            if not (token.startswith("[") and token.endswith("]")) and token != token.lower():
+                return True
+    return False
 
 
 def _load_json(path: Path) -> dict[str, Any]:

@@ -12,15 +12,23 @@ variable                        meaning                                    defau
                                 from                                       PaddleNLP's BOS server
 ``DISTILFRAME_OFFLINE``         ``1`` never touches the network            ``0``
 ``DISTILFRAME_MAX_LOADED_MODELS`` models kept in memory per process (LRU)  ``2``
+``DISTILFRAME_NUM_THREADS``     CPU threads for Paddle                     ``OMP_NUM_THREADS`` as set
+                                                                           before paddle was imported,
+                                                                           else every available core
 =============================== ========================================== ======================
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-__all__ = ["endpoint", "home", "max_loaded_models", "models_dir", "offline"]
+__all__ = ["endpoint", "home", "max_loaded_models", "models_dir", "num_threads", "offline"]
+
+# `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
+# told apart from Paddle's before paddle is imported: remember it when distilframe is imported.
+_OMP_BEFORE_PADDLE = None if "paddle" in sys.modules else os.environ.get("OMP_NUM_THREADS")
 
 DEFAULT_ENDPOINT = "https://bj.bcebos.com/paddlenlp"
 _TRUE = {"1", "true", "yes", "on"}
@@ -65,6 +73,25 @@ def max_loaded_models() -> int:
             f"Got DISTILFRAME_MAX_LOADED_MODELS={raw!r} but expected a positive integer, such as 2."
         )
     return value
+
+
+def num_threads() -> int | None:
+    """Threads for Paddle: ``DISTILFRAME_NUM_THREADS``, else the user's ``OMP_NUM_THREADS``; None for all cores."""
+    raw = os.environ.get("DISTILFRAME_NUM_THREADS", "").strip()
+    if raw:
+        value = _positive_int(raw)
+        if value is None:
+            raise ValueError(f"Got DISTILFRAME_NUM_THREADS={raw!r} but expected a positive integer, such as 2.")
+        return value
+    return _positive_int(_OMP_BEFORE_PADDLE)
+
+
+def _positive_int(raw: str | None) -> int | None:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def _flag(name: str) -> bool:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import warnings
 from typing import Any
 
 import numpy as np
 
+from . import config
 from .checkpoints import Checkpoint
 from .errors import CheckpointError
 
@@ -45,16 +45,36 @@ def _import_paddle(num_threads: int | None) -> Any:
 
     ``import paddle`` sets OMP_NUM_THREADS=1 when it is unset (and prints a warning when it
     is set higher), which would run every matmul on one core. So the variable is left alone
-    and the count is set after the import: ``num_threads``, else the user's OMP_NUM_THREADS
-    (if they set it before paddle was imported), else every core available to the process.
-    Measured on 2 cores: the same speed as OMP_NUM_THREADS=2, 1.5x that of one thread.
+    and the count is set after the import, the same for every model of the process:
+    ``num_threads``, else ``config.num_threads()`` (DISTILFRAME_NUM_THREADS, or the user's
+    OMP_NUM_THREADS), else every core available to the process. Measured on 2 cores:
+    the same speed as OMP_NUM_THREADS=2, 1.5x that of one thread.
     """
-    user_threads = None if "paddle" in sys.modules else _positive_int(os.environ.get("OMP_NUM_THREADS"))
     with _quiet_imports():
-        import paddle
+        try:
+            import paddle
+        except ImportError as e:
+            raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install 'paddlepaddle>=3.3,<3.4'.") from e
 
-    paddle.base.core.set_num_threads(num_threads or user_threads or available_cores())
+    paddle.base.core.set_num_threads(num_threads or config.num_threads() or available_cores())
     return paddle
+
+
+def _import_paddlenlp_models() -> tuple[Any, Any, Any]:
+    with _quiet_imports():
+        try:
+            from paddlenlp.transformers import (
+                DistilBertConfig,
+                DistilBertForSequenceClassification,
+                DistilBertModel,
+            )
+        except ImportError as e:
+            raise ImportError(
+                f"PaddleNLP could not be imported ({e}). paddlenlp 2.8.1 works only with "
+                "huggingface_hub<0.26, aistudio-sdk<0.3 and datasets<3; another package may have upgraded "
+                "them. Fix: pip install 'huggingface_hub<0.26' 'aistudio-sdk<0.3' 'datasets<3'."
+            ) from e
+    return DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
 
 
 @contextlib.contextmanager
@@ -64,14 +84,6 @@ def _quiet_imports():
         warnings.filterwarnings("ignore", message="No ccache found")
         warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
         yield
-
-
-def _positive_int(raw: str | None) -> int | None:
-    try:
-        value = int(raw or "")
-    except ValueError:
-        return None
-    return value if value > 0 else None
 
 
 class PaddleEngine:
@@ -92,18 +104,19 @@ class PaddleEngine:
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         paddle = _import_paddle(num_threads)
-        with _quiet_imports():
-            from paddlenlp.transformers import (
-                DistilBertConfig,
-                DistilBertForSequenceClassification,
-                DistilBertModel,
-            )
+        DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel = _import_paddlenlp_models()
 
         self.checkpoint = checkpoint
         state = _load_state(paddle, checkpoint)
-        self.has_classifier = all(k in state for k in _HEAD_KEYS)
+        head = [k for k in _HEAD_KEYS if k in state]
+        if head and len(head) != len(_HEAD_KEYS):
+            raise CheckpointError(
+                f"{checkpoint.weights_path} has an incomplete classification head: it has {', '.join(head)} "
+                f"but not {', '.join(k for k in _HEAD_KEYS if k not in state)}."
+            )
+        self.has_classifier = bool(head)
         self.num_labels = int(state["classifier.weight"].shape[1]) if self.has_classifier else 0
-        cfg = _paddlenlp_config(checkpoint.config, self.num_labels)
+        cfg = _paddlenlp_config(checkpoint, state, self.num_labels)
 
         with paddle.no_grad():
             if self.has_classifier:
@@ -111,7 +124,7 @@ class PaddleEngine:
                 encoder = model.distilbert
             else:
                 model = encoder = DistilBertModel(DistilBertConfig(**cfg))
-                state = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
+                state = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX) and k not in _IGNORED}
             _check_and_set(model, state, checkpoint)
         model.eval()
         eps = float(checkpoint.config.get("layer_norm_eps", 1e-12))
@@ -149,10 +162,11 @@ def _load_state(paddle: Any, checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     try:
         raw = paddle.load(str(checkpoint.weights_path), return_numpy=True)
     except Exception as e:
+        fix = ("delete it and it will be downloaded again" if checkpoint.spec is not None
+               else "replace it with a good copy of the checkpoint")
         raise CheckpointError(
             f"Could not read {checkpoint.weights_path}: {type(e).__name__}: {e}. "
-            "The file is damaged or not a Paddle state dict: delete it so it is downloaded again, "
-            "or replace it with a good copy."
+            f"The file is damaged or not a Paddle state dict: {fix}."
         ) from e
     if not isinstance(raw, dict):
         raise CheckpointError(f"{checkpoint.weights_path} holds a {type(raw).__name__}, expected a state dict.")
@@ -164,10 +178,32 @@ def _load_state(paddle: Any, checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     return state
 
 
-def _paddlenlp_config(cfg: dict[str, Any], num_labels: int) -> dict[str, Any]:
+# Tensors some conversions carry that DistilBERT does not use (BERT's token types).
+_IGNORED = (f"{_PREFIX}embeddings.token_type_embeddings.weight", f"{_PREFIX}embeddings.position_ids")
+
+
+def _paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_labels: int) -> dict[str, Any]:
+    """PaddleNLP config arguments; sizes the config leaves out are read from the weights."""
+    cfg = checkpoint.config
     keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
             "hidden_act", "max_position_embeddings", "pad_token_id")
     out = {k: cfg[k] for k in keys if k in cfg}
+    shapes = {
+        "vocab_size": (f"{_PREFIX}embeddings.word_embeddings.weight", 0),
+        "max_position_embeddings": (f"{_PREFIX}embeddings.position_embeddings.weight", 0),
+        "intermediate_size": (f"{_PREFIX}encoder.layers.0.linear1.weight", 1),
+    }
+    for key, (name, axis) in shapes.items():
+        if key not in out and name in state:
+            out[key] = int(state[name].shape[axis])
+    if "num_hidden_layers" not in out:
+        out["num_hidden_layers"] = len({k.split(".")[3] for k in state if k.startswith(f"{_PREFIX}encoder.layers.")})
+    hidden, heads = int(out["hidden_size"]), int(out.get("num_attention_heads", 12))
+    if heads < 1 or hidden % heads:
+        raise CheckpointError(
+            f"The config of {checkpoint.name!r} has hidden_size={hidden} and num_attention_heads={heads}: "
+            "the hidden size must be a multiple of the number of heads."
+        )
     out["hidden_dropout_prob"] = out["attention_probs_dropout_prob"] = 0.0  # eval anyway
     if num_labels:
         out["num_labels"] = num_labels
@@ -176,15 +212,20 @@ def _paddlenlp_config(cfg: dict[str, Any], num_labels: int) -> dict[str, Any]:
 
 def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpoint) -> None:
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
+    prefix = _PREFIX if any(k.startswith(_PREFIX) for k in expected) else ""
     missing = [k for k in expected if k not in state]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs config {shape}"
              for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
-    if missing or wrong:
+    # Encoder weights the config has no place for (more layers than it says) mean another model.
+    unused = [k for k in state if k.startswith(prefix + "encoder.") and k not in expected]
+    if missing or wrong or unused:
         details = []
         if missing:
             details.append(f"{len(missing)} missing weights (e.g. {', '.join(missing[:3])})")
         if wrong:
             details.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+        if unused:
+            details.append(f"{len(unused)} encoder weights the config does not describe (e.g. {', '.join(unused[:3])})")
         raise CheckpointError(
             f"The weights in {checkpoint.weights_path} do not fit the DistilBERT described by its config: "
             f"{'; '.join(details)}. Check that the config and the weights come from the same model."

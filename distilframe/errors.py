@@ -19,6 +19,10 @@ Messages say what came in and what to do about it.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "CheckpointError",
     "ColumnNotFoundError",
@@ -29,6 +33,7 @@ __all__ = [
     "TruncationWarning",
     "UnknownModelError",
     "UnsupportedTaskError",
+    "warn",
 ]
 
 
@@ -71,3 +76,16 @@ class TestModelWarning(DistilFrameWarning):
     """The model is a test-size model: its outputs carry no meaning."""
 
     __test__ = False  # not a pytest test class
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Warn at the first caller outside distilframe, so the warning names the user's line."""
+    frame = sys._getframe(1)  # the caller of warn(), which stacklevel=2 would name
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

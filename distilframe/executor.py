@@ -4,6 +4,9 @@
           ─► token-budget batches ─► engine ─► pool / normalise / softmax ─► unique results
           ─► expand duplicates back, in input order (NaN rows for null input)
 
+A text with no tokens at all (None, empty, whitespace, or only characters the
+tokenizer drops, such as zero-width spaces and control characters) gives a NaN row.
+
 Memory is bounded by the chunk: token ids and hidden states exist for one chunk
 (and one batch) at a time; only the float32 results grow with the input.
 """
@@ -11,14 +14,13 @@ Memory is bounded by the chunk: token ids and hidden states exist for one chunk
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import pooling as pooling_mod
-from .errors import TruncationWarning
+from .errors import TruncationWarning, warn
 
 if TYPE_CHECKING:
     from .manager import LoadedModel
@@ -79,13 +81,15 @@ def run(
     pooling, normalize
         For embed: ``"mean"`` or ``"cls"``, and whether to scale rows to unit length.
     max_length
-        Tokens per text, [CLS] and [SEP] included; longer texts are truncated.
+        Tokens per text, [CLS] and [SEP] included; longer texts are truncated. Capped at the
+        model's number of positions.
     batch_size, token_budget
         At most ``batch_size`` rows and ``token_budget`` padded tokens per batch.
     chunk_size
         Distinct texts tokenized and sorted at once (bounds memory).
     progress
-        Show a progress bar; None shows one for large inputs.
+        Show a progress bar; None shows one for large inputs in a terminal or a notebook
+        (not when stderr goes to a log file).
 
     Examples
     --------
@@ -96,10 +100,8 @@ def run(
     """
     check_options(task=task, pooling=pooling, max_length=max_length, batch_size=batch_size,
                   token_budget=token_budget, chunk_size=chunk_size)
-    limit = model.checkpoint.max_positions
-    if max_length > limit:
-        raise ValueError(f"Got max_length={max_length} but {model.name!r} has only {limit} positions: "
-                         f"use max_length <= {limit}.")
+    # A model cannot read past its position table: the limit is the smaller of the two.
+    max_length = min(max_length, model.checkpoint.max_positions)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     token_budget = token_budget or DEFAULT_TOKEN_BUDGET
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
@@ -124,7 +126,7 @@ def run(
     out[-1] = np.nan
     n_tokens = np.zeros(len(uniques) + 1, dtype=np.int64)
 
-    show = progress if progress is not None else len(uniques) >= AUTO_PROGRESS_MIN_TEXTS
+    show = progress if progress is not None else len(uniques) >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
     from tqdm.auto import tqdm
 
     with tqdm(total=len(uniques), disable=not show, unit="text", desc=f"{task} ({model.name})",
@@ -134,20 +136,25 @@ def run(
             encoded = model.tokenizer.encode(chunk, max_length=max_length)
             n_tokens[start:start + len(chunk)] = encoded.n_tokens
             lengths = encoded.lengths
-            for rows in _batches(lengths, batch_size, token_budget):
+            blank = np.flatnonzero(encoded.n_tokens <= 2)  # [CLS] [SEP] and nothing else
+            out[start + blank] = np.nan
+            bar.update(len(blank))
+            for rows in _batches(lengths, batch_size, token_budget, skip=blank):
                 ids, mask = _pad([encoded.ids[r] for r in rows], model.tokenizer.pad_id, model.checkpoint.max_positions)
                 out[start + rows] = _forward(model, task, ids, mask, pooling, normalize)
                 bar.update(len(rows))
 
     truncated = int(np.count_nonzero(n_tokens[:-1] > max_length))
     if truncated:
-        warnings.warn(
+        warn(
             f"{truncated} of {len(uniques)} distinct texts were longer than max_length={max_length} tokens "
             "and were truncated (only their beginning was used).",
             TruncationWarning,
-            stacklevel=3,
         )
 
+    no_tokens = np.flatnonzero(n_tokens[:-1] <= 2)
+    if len(no_tokens):
+        codes[np.isin(codes, no_tokens)] = -1
     if n == len(uniques) and np.array_equal(codes, np.arange(n)):
         values = out[:-1]  # no duplicates, no nulls: no copy needed
         row_tokens = n_tokens[:-1]
@@ -165,9 +172,24 @@ def _forward(model: "LoadedModel", task: str, ids: np.ndarray, mask: np.ndarray,
     return pooling_mod.l2_normalize(pooled) if normalize else pooled
 
 
-def _batches(lengths: np.ndarray, batch_size: int, token_budget: int) -> list[np.ndarray]:
+def _interactive() -> bool:
+    """A terminal or a notebook: where a progress bar is read, not logged."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _batches(lengths: np.ndarray, batch_size: int, token_budget: int,
+             skip: np.ndarray | None = None) -> list[np.ndarray]:
     """Group row numbers, longest first, so that each batch pads little and fits the budget."""
     order = np.argsort(-lengths, kind="stable")
+    if skip is not None and len(skip):
+        order = order[~np.isin(order, skip)]
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):

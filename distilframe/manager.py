@@ -1,7 +1,8 @@
 """Load each model once per process and keep it: a thread-safe LRU of loaded models.
 
 A model is keyed by its checkpoint folder and the size and modification time of
-its weights file, so a checkpoint replaced on disk is loaded afresh. The number
+each file in it, so a checkpoint changed on disk (weights, config, vocabulary) is
+loaded afresh. The number
 of models kept is ``DISTILFRAME_MAX_LOADED_MODELS`` (default 2); the least
 recently used one is dropped first.
 """
@@ -10,14 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import checkpoints, config
 from .checkpoints import Checkpoint
-from .errors import CheckpointError, TestModelWarning
+from .errors import CheckpointError, TestModelWarning, warn
 from .registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -79,16 +79,19 @@ class ModelManager:
                 return self._models[key]
             build_lock = self._building.setdefault(key, threading.Lock())
         with build_lock:  # one thread builds; the others wait for it and reuse the result
-            with self._lock:
-                if key in self._models:
-                    self._models.move_to_end(key)
-                    return self._models[key]
-            loaded = self._build(checkpoint, num_threads)
-            with self._lock:
-                self._models[key] = loaded
-                while len(self._models) > self.max_models:
-                    self._models.popitem(last=False)
-                self._building.pop(key, None)
+            try:
+                with self._lock:
+                    if key in self._models:
+                        self._models.move_to_end(key)
+                        return self._models[key]
+                loaded = self._build(checkpoint, num_threads)
+                with self._lock:
+                    self._models[key] = loaded
+                    while len(self._models) > self.max_models:
+                        self._models.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._building.pop(key, None)
         return loaded
 
     def loaded_names(self) -> list[str]:
@@ -107,11 +110,10 @@ class ModelManager:
 
         if checkpoint.spec is not None and checkpoint.spec.test_model and checkpoint.name not in _warned:
             _warned.add(checkpoint.name)
-            warnings.warn(
+            warn(
                 f"{checkpoint.name!r} is a 2-layer, hidden-size-2 test model: its predictions carry no meaning. "
                 "Use a real fine-tuned checkpoint for real work.",
                 TestModelWarning,
-                stacklevel=4,
             )
         engine = PaddleEngine(checkpoint, num_threads=num_threads)
         try:
@@ -133,6 +135,11 @@ class ModelManager:
                     f"{checkpoint.name!r} names {len(labels)} labels ({', '.join(labels)}) but its classifier "
                     f"has {engine.num_labels} outputs. Fix id2label in its config."
                 )
+            if len(set(labels)) != len(labels):
+                raise CheckpointError(
+                    f"{checkpoint.name!r} names the same label twice ({', '.join(labels)}): "
+                    "give each class its own name in id2label."
+                )
         else:
             labels = ()
         self.builds[checkpoint.name] += 1
@@ -140,8 +147,13 @@ class ModelManager:
 
 
 def _key(checkpoint: Checkpoint) -> tuple:
-    st = checkpoint.weights_path.stat()
-    return (str(checkpoint.path), st.st_size, st.st_mtime_ns)
+    """The folder and the size and time of each of its files: a file replaced on disk means a new model."""
+    stamps = []
+    for path in sorted(checkpoint.path.iterdir()):
+        if path.is_file():
+            st = path.stat()
+            stamps.append((path.name, st.st_size, st.st_mtime_ns))
+    return (str(checkpoint.path), tuple(stamps))
 
 
 manager = ModelManager()

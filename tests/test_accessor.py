@@ -88,6 +88,44 @@ def test_non_strings_raise_with_their_labels_or_are_coerced():
         df.distil.embed("text", errors="ignore")
 
 
+def test_bytes_are_decoded_and_invalid_unicode_is_named_or_replaced():
+    s = pd.Series([b"caf\xc3\xa9", "ok"], index=["x", "y"], name="t")
+    X = embeddings(s.distil.embed(errors="coerce"))
+    np.testing.assert_allclose(X[0], expected(["café"])[0], atol=1e-5)
+
+    bad = pd.Series(["ok", "bad \udcff end", "fine"], index=["a", "b", "c"], name="t", dtype=object)
+    with pytest.raises(ValueError, match=r"1 strings that are not valid Unicode .*'b' \(str\).*errors='coerce'"):
+        bad.distil.embed()
+    X = embeddings(bad.distil.embed(errors="coerce"))
+    np.testing.assert_allclose(X[1], expected(["bad \ufffd end"])[0], atol=1e-5)
+
+
+def test_unnamed_series_and_bad_column_arguments_have_clear_messages():
+    with pytest.raises(TypeError, match="The Series has 1 non-string"):
+        pd.Series(["a", 1]).distil.embed()
+    with pytest.raises(TypeError, match=r"column=\['text'\] \(list\) but expected one column name"):
+        pd.DataFrame({"text": ["a"]}).distil.embed(["text"])
+    with pytest.raises(ValueError, match="normalize='no'"):
+        pd.DataFrame({"text": ["a"]}).distil.embed(normalize="no")
+
+
+def test_multiindex_columns_keep_their_levels():
+    df = pd.DataFrame({("in", "text"): TEXTS, ("in", "n"): range(5)})
+    out = df.distil.embed(("in", "text"))
+    assert ("in", "text_embedding") in out.columns
+    np.testing.assert_allclose(embeddings(out[("in", "text_embedding")]), expected(TEXTS), atol=1e-5)
+    labelled = df.distil.classify(("in", "text"))
+    assert ("in", "text_label") in labelled.columns and ("in", "text_score") in labelled.columns
+    with pytest.raises(ValueError, match="selects 2 columns under it .*full tuple"):
+        df.distil.embed("in")
+
+
+def test_categorical_text_is_a_string_column():
+    df = pd.DataFrame({"n": range(5), "text": pd.Categorical(TEXTS)})
+    out = df.distil.embed()
+    np.testing.assert_allclose(embeddings(out["text_embedding"]), expected(TEXTS), atol=1e-5)
+
+
 def test_missing_column_is_a_key_error_with_the_closest_match():
     df = pd.DataFrame({"review_text": ["a"], "stars": [5]})
     with pytest.raises(KeyError) as e:
@@ -206,6 +244,8 @@ def test_to_numpy_handles_slices_chunks_and_parquet(tmp_path):
     # the README says to read with dtype_backend="pyarrow". Object columns of arrays still convert:
     objects = pd.Series([X[0], None, X[2], list(X[3])], dtype=object, name="e")
     np.testing.assert_array_equal(embeddings(objects), X)
+    np.testing.assert_array_equal(embeddings(col.astype(object)), X)  # nulls are pd.NA there
+    np.testing.assert_array_equal(embeddings(pd.Series(col.tolist())), X)
 
     with pytest.raises(TypeError, match="not lists of floats"):
         embeddings(pd.Series(["a"], dtype=pd.ArrowDtype(pa.string())))

@@ -203,3 +203,30 @@ def test_offline_mode_never_touches_the_network(bos, empty_home, monkeypatch):
     finally:
         server.close()
     assert server.requests == []
+
+
+def test_casing_of_a_local_checkpoint_without_tokenizer_config(tmp_path):
+    cased = write_checkpoint(tmp_path / "cased", seed=31, cased=True, tokenizer_config=False)
+    uncased = write_checkpoint(tmp_path / "uncased", seed=32, tokenizer_config=False)
+    assert checkpoints.resolve(cased).do_lower_case is False  # the vocabulary has upper-case pieces
+    assert checkpoints.resolve(uncased).do_lower_case is True
+
+
+def test_staging_folders_of_killed_downloads_are_removed(bos, empty_home, monkeypatch):
+    import os
+    import time
+
+    stale = empty_home / "tmp" / "download-old"
+    fresh = empty_home / "tmp" / "download-live"
+    for folder in (stale, fresh):
+        folder.mkdir(parents=True)
+        (folder / "partial").write_bytes(b"x")
+    old = time.time() - 2 * checkpoints.STALE_SECONDS
+    os.utime(stale, (old, old))
+    server = _Server(bos)
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    try:
+        checkpoints.resolve(TINY_SST2)
+    finally:
+        server.close()
+    assert not stale.exists() and fresh.exists()  # a live download of another process is left alone

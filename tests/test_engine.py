@@ -89,21 +89,80 @@ def test_damaged_weights_file_is_reported(tmp_path):
     folder = write_checkpoint(tmp_path / "ckpt", seed=8)
     data = (folder / "model_state.pdparams").read_bytes()
     (folder / "model_state.pdparams").write_bytes(data[: len(data) // 3])
-    with pytest.raises(CheckpointError, match="damaged"):
+    with pytest.raises(CheckpointError, match="damaged .* replace it with a good copy"):
         PaddleEngine(checkpoints.resolve(folder))
 
 
-def test_thread_count_follows_the_argument_then_the_cores(monkeypatch):
+def test_weights_for_more_layers_than_the_config_are_refused(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=9)  # 2 layers
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 1}))
+    with pytest.raises(CheckpointError, match="encoder weights the config does not describe .*layers.1"):
+        PaddleEngine(checkpoints.resolve(folder))
+
+
+def test_incomplete_classification_head_is_refused(tmp_path):
+    import paddle
+
+    folder = write_checkpoint(tmp_path / "ckpt", seed=10, num_labels=2)
+    state = paddle.load(str(folder / "model_state.pdparams"), return_numpy=True)
+    del state["pre_classifier.weight"]
+    paddle.save(state, str(folder / "model_state.pdparams"))
+    with pytest.raises(CheckpointError, match="incomplete classification head.*pre_classifier.weight"):
+        PaddleEngine(checkpoints.resolve(folder))
+
+
+def test_heads_must_divide_the_hidden_size(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=13)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "num_attention_heads": 5}))
+    with pytest.raises(CheckpointError, match="hidden_size=32 and num_attention_heads=5"):
+        PaddleEngine(checkpoints.resolve(folder))
+
+
+def test_sizes_missing_from_the_config_are_read_from_the_weights(tmp_path):
+    full = write_checkpoint(tmp_path / "full", seed=14)
+    folder = write_checkpoint(tmp_path / "ckpt", seed=14)
+    cfg = json.loads((folder / "config.json").read_text())
+    for key in ("vocab_size", "intermediate_size", "max_position_embeddings", "num_hidden_layers"):
+        del cfg[key]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    engine = PaddleEngine(checkpoints.resolve(folder))
+    ids, mask = batch()
+    want, _ = reference_forward(full, ids, mask)
+    assert_hidden_close(engine.hidden_states(ids, mask), want, mask)
+
+
+def test_a_broken_paddlenlp_install_gets_a_fix_in_the_message(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "paddlenlp.transformers", None)  # what a failed import looks like
+    with pytest.raises(ImportError, match="huggingface_hub<0.26"):
+        PaddleEngine(checkpoints.resolve("uncased"))
+
+
+def test_thread_count_is_the_same_for_every_model_of_the_process(monkeypatch):
     import os
 
     import paddle
 
+    from distilframe import config
     from distilframe import engine as engine_mod
 
     calls = []
     monkeypatch.setattr(paddle.base.core, "set_num_threads", calls.append)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
-    engine_mod._import_paddle(1)
-    engine_mod._import_paddle(None)  # paddle already imported: its OMP_NUM_THREADS=1 is not the user's
-    assert calls == [1, 3]
+    monkeypatch.setattr(config, "_OMP_BEFORE_PADDLE", None)
+    monkeypatch.delenv("DISTILFRAME_NUM_THREADS", raising=False)
+    engine_mod._import_paddle(1)  # an explicit num_threads
+    engine_mod._import_paddle(None)  # every available core
+    monkeypatch.setattr(config, "_OMP_BEFORE_PADDLE", "1")  # the user's OMP_NUM_THREADS=1
+    engine_mod._import_paddle(None)
+    engine_mod._import_paddle(None)
+    monkeypatch.setenv("DISTILFRAME_NUM_THREADS", "2")
+    engine_mod._import_paddle(None)
+    assert calls == [1, 3, 1, 1, 2]
     assert engine_mod.available_cores() == 3
+    monkeypatch.setenv("DISTILFRAME_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="DISTILFRAME_NUM_THREADS='many'"):
+        engine_mod._import_paddle(None)

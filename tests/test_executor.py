@@ -139,7 +139,6 @@ def test_empty_and_all_null_input(model):
     (dict(task="summarize"), "task='summarize'"),
     (dict(pooling="max"), "pooling='max'"),
     (dict(max_length=1), "max_length=1"),
-    (dict(max_length=513), "max_length=513 but .* 512 positions"),
     (dict(max_length=8.5), "max_length=8.5"),
     (dict(batch_size=0), "batch_size=0"),
     (dict(batch_size=True), "batch_size=True"),
@@ -164,3 +163,36 @@ def test_work_is_done_in_bounded_chunks(model, monkeypatch):
     result = executor.run(texts, model, chunk_size=10)
     assert sizes == [10, 10, 5]  # distinct texts only, never more than a chunk at a time
     assert result.valid.all()
+
+
+def test_max_length_is_capped_at_the_models_positions(tmp_path):
+    from distilframe.manager import ModelManager
+    from distilframe.testing import write_checkpoint
+
+    short = ModelManager().get(write_checkpoint(tmp_path / "short", seed=30, positions=16))
+    with pytest.warns(TruncationWarning, match="max_length=16"):
+        result = executor.run([" ".join(["cat"] * 40), "cat"], short)  # default max_length=512
+    assert result.valid.all() and result.n_tokens.tolist() == [42, 3]
+
+
+def test_texts_without_any_token_give_nan_rows(model):
+    texts = ["the cat", "\u200b", "\x00\x01", "\ufeff \u200b", "the cat"]
+    result = executor.run(texts, model)
+    assert result.valid.tolist() == [True, False, False, False, True]
+    assert np.isnan(result.values[1:4]).all() and not np.isnan(result.values[[0, 4]]).any()
+    assert result.n_tokens.tolist() == [4, 0, 0, 0, 4]
+
+
+def test_no_progress_bar_into_a_log_file_unless_asked(model, capsys, monkeypatch):
+    many = [f"cat {i}" for i in range(executor.AUTO_PROGRESS_MIN_TEXTS)]
+    executor.run(many, model)  # stderr is captured here, not a terminal
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(executor, "_interactive", lambda: True)
+    executor.run(many, model)
+    assert "embed" in capsys.readouterr().err
+
+
+def test_warnings_point_at_the_callers_line(model):
+    with pytest.warns(TruncationWarning) as record:
+        executor.run([" ".join(["cat"] * 30)], model, max_length=8)
+    assert record[0].filename == __file__

@@ -90,3 +90,30 @@ def test_label_count_must_match_the_head(tmp_path):
     folder = write_checkpoint(tmp_path / "ckpt", seed=23, num_labels=3, labels=["a", "b"])
     with pytest.raises(CheckpointError, match="names 2 labels .* 3 outputs"):
         ModelManager().get(folder)
+
+
+def test_a_changed_config_is_seen(tmp_path):
+    import json
+
+    folder = write_checkpoint(tmp_path / "ckpt", seed=24, num_labels=2, labels=["A", "B"])
+    mgr = ModelManager()
+    assert mgr.get(folder).labels == ("A", "B")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["id2label"] = {"0": "neg", "1": "pos"}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert mgr.get(folder).labels == ("neg", "pos")
+
+
+def test_duplicate_label_names_are_refused(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=25, num_labels=2, labels=["X", "X"])
+    with pytest.raises(CheckpointError, match="same label twice"):
+        ModelManager().get(folder)
+
+
+def test_a_failed_build_leaves_no_state_behind(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=26)
+    (folder / "model_state.pdparams").write_bytes(b"not a state dict")
+    mgr = ModelManager()
+    with pytest.raises(CheckpointError):
+        mgr.get(folder)
+    assert mgr._building == {} and mgr.loaded_names() == [] and not mgr.builds
