@@ -1,16 +1,18 @@
-"""Resolve a model name or a directory to a complete checkpoint on disk.
+"""Resolve a model name or a directory to a complete PaddleNLP-format checkpoint on disk.
 
-A registered name lives in ``<DISTILFRAME_HOME>/models/<name>/``. Files that
-are missing there are fetched with PaddleNLP's downloader (``bos_download``)
-from PaddleNLP's server, into a private staging folder, and moved into place
-one finished file at a time: the model folder never holds a partial file, and a
-failed download leaves nothing behind. A folder that already has every file is
-used without any network call, so an offline machine can be pre-seeded by
-copying a checkpoint there.
+A registered name lives in ``<DISTILFRAME_HOME>/models/<name>/``; ``hf:<owner>/<repo>``
+in ``<DISTILFRAME_HOME>/models/hf/<owner>/<repo>/``. Files that are missing there
+are fetched, into a private staging folder, and moved into place one finished
+file at a time: the model folder never holds a partial file, and a failed
+download leaves nothing behind. PaddleNLP weights come through PaddleNLP's
+downloader (``bos_download``), Hugging Face weights through ``huggingface_hub``.
+A folder that already has every file is used without any network call, so an
+offline machine can be pre-seeded by copying a checkpoint there.
 
-A local directory in PaddleNLP format (``config.json`` or ``model_config.json``,
-``model_state.pdparams``, ``vocab.txt``, optionally ``tokenizer_config.json``)
-is used as it is.
+A local directory is used as it is: in PaddleNLP format (``config.json`` or
+``model_config.json``, ``model_state.pdparams``, ``vocab.txt``, optionally
+``tokenizer_config.json``), or in Hugging Face format, which is converted once
+(``distilframe.convert``) into the conversion cache.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from . import config
+from .convert import HF_WEIGHTS, convert, is_huggingface
 from .errors import CheckpointError, ModelNotAvailableError, UnknownModelError
-from .registry import ModelSpec, RemoteFile, find, unknown_model_message
+from .registry import ModelSpec, RemoteFile, find, hub_spec, unknown_model_message
 
 __all__ = ["Checkpoint", "folder", "is_on_disk", "resolve"]
 
@@ -48,6 +51,8 @@ class Checkpoint:
     do_lower_case: bool
     labels: tuple[str, ...]
     spec: ModelSpec | None = None
+    strip_accents: bool | None = None  # None: follow do_lower_case, as BERT does
+    tokenize_chinese_chars: bool = True
 
     @property
     def weights_path(self) -> Path:
@@ -84,9 +89,13 @@ def resolve(model: str | os.PathLike) -> Checkpoint:
         return _local(Path(model).expanduser())
     if not isinstance(model, str):
         raise TypeError(f"Got model={model!r} ({type(model).__name__}) but expected a model name or a directory path.")
+    if model.startswith("hf:"):
+        spec = hub_spec(model[3:])
+        return _read(convert(_ensure_files(spec)), None, name=spec.name)
     spec = find(model)
     if spec is not None:
-        return _read(_ensure_files(spec), spec)
+        files = _ensure_files(spec)
+        return _read(convert(files) if spec.source == "huggingface" else files, spec)
     path = Path(model).expanduser()
     # "owner/repo" that is not a folder here is a (misspelt?) name; "./x", "/x", "~/x", "a/b/c" are paths.
     if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
@@ -100,7 +109,8 @@ def is_on_disk(spec: ModelSpec) -> bool:
 
 
 def folder(spec: ModelSpec) -> Path:
-    return config.models_dir().joinpath(*spec.name.split("/"))
+    """Where a model's files are kept (``hf:owner/repo`` under ``models/hf/owner/repo``)."""
+    return config.models_dir().joinpath(*spec.name.replace("hf:", "hf/", 1).split("/"))
 
 
 def _missing(spec: ModelSpec, target: Path) -> list[RemoteFile]:
@@ -132,32 +142,63 @@ def _ensure_files(spec: ModelSpec) -> Path:
     return target
 
 
-def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
-    import requests
-    from huggingface_hub.utils import EntryNotFoundError
+def _fetcher(spec: ModelSpec):
+    """(url_of, fetch) for the spec's server: fetch(source, local_name, staging) downloads into staging."""
+    if spec.source == "huggingface":
+        from huggingface_hub import hf_hub_download
+
+        endpoint = config.hf_endpoint()
+
+        def hf_url(source: str) -> str:
+            repo, filename = source.rsplit("/", 1)
+            return f"{endpoint}/{repo}/resolve/main/{filename}"
+
+        def fetch_hf(source: str, local_name: str, staging: Path) -> Path:
+            repo, filename = source.rsplit("/", 1)
+            return Path(hf_hub_download(repo_id=repo, filename=filename, local_dir=str(staging), endpoint=endpoint,
+                                        etag_timeout=10))
+
+        return hf_url, fetch_hf
 
     from paddlenlp.utils.download.bos_download import bos_download
+
+    base = config.endpoint()
+
+    def bos_url(source: str) -> str:
+        return f"{base}/{source}"
+
+    def fetch_bos(source: str, local_name: str, staging: Path) -> Path:
+        return Path(bos_download(repo_id=spec.name, filename=local_name, url=bos_url(source), cache_dir=str(staging)))
+
+    return bos_url, fetch_bos
+
+
+def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
+    import requests
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
     folder.mkdir(parents=True, exist_ok=True)
     staging_root = config.home() / "tmp"
     staging_root.mkdir(parents=True, exist_ok=True)
     _remove_stale(staging_root)
     staging = Path(tempfile.mkdtemp(prefix="download-", dir=staging_root))
-    base = config.endpoint()
     tried: list[str] = []
     try:
+        url_of, fetch = _fetcher(spec)
         for remote in files:
             fetched = None
             for source in remote.sources:
-                url = f"{base}/{source}"
-                tried.append(url)
                 basename = source.rsplit("/", 1)[-1]
                 local_name = basename if basename in remote.also_accept else remote.local_name
+                tried.append(url_of(source))
                 try:
-                    fetched = bos_download(repo_id=spec.name, filename=local_name, url=url, cache_dir=str(staging))
+                    fetched = fetch(source, local_name, staging)
                     break
-                except requests.HTTPError as e:
-                    # PaddleNLP turns a 404 into EntryNotFoundError and drops the response.
+                except (requests.HTTPError, LocalEntryNotFoundError) as e:
+                    # PaddleNLP turns a 404 into EntryNotFoundError and drops the response; huggingface_hub
+                    # says LocalEntryNotFoundError (an EntryNotFoundError) when it could not connect at all.
+                    if isinstance(e, LocalEntryNotFoundError):
+                        raise
                     if isinstance(e, EntryNotFoundError) or getattr(e.response, "status_code", None) == 404:
                         continue  # try the next name this file may have on the server
                     raise
@@ -190,10 +231,16 @@ def _remove_stale(staging_root: Path) -> None:
 def _short(e: BaseException) -> str:
     """A one-line cause: requests' connection errors nest three layers of repr."""
     import requests
+    from huggingface_hub.utils import LocalEntryNotFoundError
 
     if isinstance(e, requests.ConnectionError):
         url = getattr(e.request, "url", None) or "the server"
         return f"could not connect to {url}"
+    if isinstance(e, LocalEntryNotFoundError):  # huggingface_hub's word for "no connection"
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, requests.ConnectionError):
+            return _short(cause)
+        return f"could not reach {config.hf_endpoint()}"
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text[:300]}"
 
@@ -215,13 +262,12 @@ def _not_available(
 ) -> ModelNotAvailableError:
     names = ", ".join(f.local_name for f in missing) or "(none)"
     where = f" Tried: {', '.join(tried)}." if tried else ""
-    needed = ", ".join(
-        f.local_name for f in spec.files if not f.optional
-    )
+    needed = ", ".join(" or ".join(f.names) for f in spec.files if not f.optional)
+    kind = "Hugging Face" if spec.source == "huggingface" else "PaddleNLP"
     return ModelNotAvailableError(
         f"Model {spec.name!r} is not on disk and could not be downloaded ({cause}). "
         f"Missing files: {names}; looked in {folder}.{where} "
-        f"To use it offline, copy a PaddleNLP checkpoint of it ({needed}) into {folder}, "
+        f"To use it offline, copy the {kind} files of it ({needed}) into {folder}, "
         "or point DISTILFRAME_HOME at a cache that has it (for example one filled on a machine with network access)."
     )
 
@@ -233,6 +279,8 @@ def _local(path: Path) -> Checkpoint:
             f"{CONFIGS[0]} (or {CONFIGS[1]}), {WEIGHTS} and {VOCAB}, or a registered model name."
         )
     path = path.resolve()
+    if is_huggingface(path):
+        return _read(convert(path), None, name=str(path))
     missing = []
     if not any((path / c).is_file() for c in CONFIGS):
         missing.append(f"{CONFIGS[0]} or {CONFIGS[1]}")
@@ -241,13 +289,14 @@ def _local(path: Path) -> Checkpoint:
         found = sorted(p.name for p in path.iterdir())[:20]
         raise CheckpointError(
             f"{str(path)!r} is not a PaddleNLP DistilBERT checkpoint: missing {', '.join(missing)}. "
-            f"Found: {', '.join(found) or '(empty folder)'}. Expected {CONFIGS[0]} (or {CONFIGS[1]}), "
-            f"{WEIGHTS}, {VOCAB} and optionally {TOKENIZER_CONFIG}."
+            f"Found: {', '.join(found) or '(empty folder)'}. Expected a PaddleNLP checkpoint ({CONFIGS[0]} "
+            f"or {CONFIGS[1]}, {WEIGHTS}, {VOCAB}, optionally {TOKENIZER_CONFIG}) or a Hugging Face one "
+            f"(config.json, {' or '.join(HF_WEIGHTS)}, vocab.txt or tokenizer.json)."
         )
     return _read(path, None)
 
 
-def _read(path: Path, spec: ModelSpec | None) -> Checkpoint:
+def _read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpoint:
     config_path = next(path / c for c in CONFIGS if (path / c).is_file())
     cfg = _flatten(_load_json(config_path))
     model_type = cfg.get("model_type", "distilbert")
@@ -267,13 +316,16 @@ def _read(path: Path, spec: ModelSpec | None) -> Checkpoint:
         lower = tok_cfg.get("do_lower_case", cfg.get("do_lower_case"))
         do_lower_case = bool(lower) if lower is not None else not _vocab_is_cased(path / VOCAB)
         labels = _labels(cfg)
+    strip_accents = tok_cfg.get("strip_accents")
     return Checkpoint(
-        name=spec.name if spec else str(path),
+        name=name or (spec.name if spec else str(path)),
         path=path,
         config=cfg,
         do_lower_case=do_lower_case,
         labels=labels,
         spec=spec,
+        strip_accents=None if strip_accents is None else bool(strip_accents),
+        tokenize_chinese_chars=bool(tok_cfg.get("tokenize_chinese_chars", True)),
     )
 
 

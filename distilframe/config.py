@@ -10,6 +10,8 @@ variable                        meaning                                    defau
                                                                            (``$XDG_CACHE_HOME`` if set)
 ``DISTILFRAME_ENDPOINT``        where PaddleNLP weights are downloaded     ``$PPNLP_ENDPOINT`` or
                                 from                                       PaddleNLP's BOS server
+``DISTILFRAME_HF_ENDPOINT``     where Hugging Face weights come from       ``$HF_ENDPOINT`` or
+                                                                           https://huggingface.co
 ``DISTILFRAME_OFFLINE``         ``1`` never touches the network            ``0``
 ``DISTILFRAME_MAX_LOADED_MODELS`` models kept in memory per process (LRU)  ``2``
 ``DISTILFRAME_NUM_THREADS``     CPU threads for Paddle                     ``OMP_NUM_THREADS`` as set
@@ -24,13 +26,15 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["endpoint", "home", "max_loaded_models", "models_dir", "num_threads", "offline"]
+__all__ = ["converted_dir", "endpoint", "hf_endpoint", "home", "max_loaded_models", "models_dir", "num_threads",
+           "offline"]
 
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
 # told apart from Paddle's before paddle is imported: remember it when distilframe is imported.
 _OMP_BEFORE_PADDLE = None if "paddle" in sys.modules else os.environ.get("OMP_NUM_THREADS")
 
 DEFAULT_ENDPOINT = "https://bj.bcebos.com/paddlenlp"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -54,6 +58,17 @@ def endpoint() -> str:
     """Base URL of PaddleNLP's model server, without a trailing slash."""
     value = os.environ.get("DISTILFRAME_ENDPOINT") or os.environ.get("PPNLP_ENDPOINT") or DEFAULT_ENDPOINT
     return value.rstrip("/")
+
+
+def hf_endpoint() -> str:
+    """Base URL of the Hugging Face hub, without a trailing slash."""
+    value = os.environ.get("DISTILFRAME_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT
+    return value.rstrip("/")
+
+
+def converted_dir() -> Path:
+    """Where Hugging Face checkpoints converted to PaddleNLP format are kept, by content hash."""
+    return home() / "converted"
 
 
 def offline() -> bool:

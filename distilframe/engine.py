@@ -18,6 +18,7 @@ import contextlib
 import os
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from . import config
 from .checkpoints import Checkpoint
 from .errors import CheckpointError
 
-__all__ = ["PaddleEngine", "available_cores"]
+__all__ = ["PaddleEngine", "available_cores", "save_state"]
 
 _PREFIX = "distilbert."
 _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
@@ -155,6 +156,14 @@ class PaddleEngine:
             mask = paddle.to_tensor(np.ascontiguousarray(attention_mask, dtype=np.int64))
             out = layer(input_ids=ids, attention_mask=mask)
             return np.asarray(out.numpy(), dtype=np.float32)
+
+
+def save_state(state: dict[str, np.ndarray], path: Path) -> None:
+    """Write weights as a Paddle state dict (``model_state.pdparams``)."""
+    with _quiet_imports():
+        import paddle
+
+    paddle.save(state, str(path))
 
 
 def _load_state(paddle: Any, checkpoint: Checkpoint) -> dict[str, np.ndarray]:

@@ -1,8 +1,13 @@
 """The table of known DistilBERT weights, their aliases, and name lookup.
 
 Pure data: no file system, no network, no heavy imports. Where the files of
-each model live on PaddleNLP's server is recorded here as paths relative to the
-endpoint (``distilframe.config.endpoint()``); ``checkpoints`` does the fetching.
+each model live is recorded here: for PaddleNLP weights as paths relative to
+PaddleNLP's server (``distilframe.config.endpoint()``); for Hugging Face weights
+as a hub repository and file names. ``checkpoints`` does the fetching.
+
+Names that are not registered can still be used: a local folder (PaddleNLP or
+Hugging Face format), or ``hf:<owner>/<repo>`` for any DistilBERT on the
+Hugging Face hub.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ __all__ = [
     "REGISTRY",
     "ModelSpec",
     "RemoteFile",
+    "hub_spec",
     "known_names",
     "lookup",
 ]
@@ -64,6 +70,9 @@ class ModelSpec:
     labels: tuple[str, ...] = ()
     max_length: int = 512
     test_model: bool = False
+    # "paddlenlp": files from PaddleNLP's server; "huggingface": a hub repository, converted on first use.
+    source: str = "paddlenlp"
+    hub_id: str = ""
     # Files PaddleNLP does not host for built-in names but builds from its own tables;
     # we write them into the cache folder so that it is a complete checkpoint.
     generated_files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -124,9 +133,19 @@ def _base_parameters(vocab_size: int, dim: int = 768, layers: int = 6, ffn: int 
     return embeddings + layers * layer
 
 
+def _huggingface(repo: str) -> tuple[RemoteFile, ...]:
+    return (
+        RemoteFile("config.json", (f"{repo}/config.json",)),
+        RemoteFile("model.safetensors", (f"{repo}/model.safetensors",)),
+        RemoteFile("vocab.txt", (f"{repo}/vocab.txt",)),
+        RemoteFile("tokenizer_config.json", (f"{repo}/tokenizer_config.json",), optional=True),
+    )
+
+
 _uncased_files, _uncased_generated = _paddlenlp_builtin("distilbert-base-uncased", 30522, cased=False)
 _cased_files, _cased_generated = _paddlenlp_builtin("distilbert-base-cased", 28996, cased=True)
 _TINY = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
+_SST2 = "distilbert-base-uncased-finetuned-sst-2-english"
 
 REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -193,15 +212,62 @@ REGISTRY: tuple[ModelSpec, ...] = (
         labels=("NEGATIVE", "POSITIVE"),
         test_model=True,
     ),
+    ModelSpec(
+        name=_SST2,
+        aliases=("sst2",),
+        task="sentiment",
+        languages="English",
+        cased=False,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=30522,
+        parameters=_base_parameters(30522) + (768 * 768 + 768) + (768 * 2 + 2),
+        description=(
+            "DistilBERT base uncased fine-tuned on SST-2 (binary sentiment of English sentences); "
+            "91.3% accuracy on the SST-2 dev set per its model card. Hugging Face weights, converted on first use."
+        ),
+        files=_huggingface("distilbert/" + _SST2),
+        labels=("NEGATIVE", "POSITIVE"),
+        source="huggingface",
+        hub_id="distilbert/" + _SST2,
+    ),
 )
 
 DEFAULT_EMBEDDER = "distilbert-base-uncased"
-DEFAULT_CLASSIFIER = _TINY
+DEFAULT_CLASSIFIER = _SST2
 
 _BY_KEY: dict[str, ModelSpec] = {}
 for _spec in REGISTRY:
     for _key in (_spec.name, *_spec.aliases):
         _BY_KEY[_key.lower()] = _spec
+
+
+def _huggingface_any(repo: str) -> tuple[RemoteFile, ...]:
+    """The files of an arbitrary hub repository, with the alternatives repositories use."""
+    return (
+        RemoteFile("config.json", (f"{repo}/config.json",)),
+        RemoteFile("model.safetensors", (f"{repo}/model.safetensors", f"{repo}/pytorch_model.bin"),
+                   also_accept=("pytorch_model.bin",)),
+        RemoteFile("vocab.txt", (f"{repo}/vocab.txt", f"{repo}/tokenizer.json"), also_accept=("tokenizer.json",)),
+        RemoteFile("tokenizer_config.json", (f"{repo}/tokenizer_config.json",), optional=True),
+    )
+
+
+def hub_spec(repo: str) -> ModelSpec:
+    """A spec for ``hf:<owner>/<repo>``: an unregistered DistilBERT on the Hugging Face hub.
+
+    Only its files are known; what it is (size, labels, casing) is read from them.
+    """
+    parts = repo.strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise UnknownModelError(f"Got 'hf:{repo}' but a hub model is named 'hf:<owner>/<repo>', "
+                                "e.g. 'hf:distilbert/distilbert-base-uncased-finetuned-sst-2-english'.")
+    repo = "/".join(parts)
+    return ModelSpec(name=f"hf:{repo}", aliases=(), task="unknown", languages="", cased=False, layers=0,
+                     hidden_size=0, heads=0, vocab_size=0, parameters=0,
+                     description=f"Hugging Face hub repository {repo}", files=_huggingface_any(repo),
+                     source="huggingface", hub_id=repo)
 
 
 def known_names() -> list[str]:
@@ -237,5 +303,6 @@ def unknown_model_message(name: str) -> str:
         hint = f" Did you mean {match!r}?"
     return (
         f"Model {name!r} not found.{hint} Known models: {', '.join(repr(k) for k in keys)}. "
-        "A local checkpoint directory (PaddleNLP format) also works: pass its path."
+        "A local checkpoint folder (PaddleNLP or Hugging Face format) also works: pass its path; "
+        "so does 'hf:<owner>/<repo>' for a DistilBERT on the Hugging Face hub."
     )

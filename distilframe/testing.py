@@ -1,4 +1,4 @@
-"""Random DistilBERT checkpoints for tests: no download, any size, PaddleNLP format.
+"""Random DistilBERT checkpoints for tests: no download, any size, PaddleNLP or Hugging Face format.
 
 Random weights give random outputs: use these to test that a pipeline runs, keeps
 rows aligned and writes what it should, never to judge results.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["base_config", "make_vocab", "random_state", "write_checkpoint"]
+__all__ = ["base_config", "make_vocab", "random_state", "write_checkpoint", "write_hf_checkpoint"]
 
 WORDS = (
     "the a an is was are be to of and in it that this for on with as at by not no yes very so "
@@ -176,3 +176,61 @@ def write_checkpoint(
     return folder
 
 
+
+
+def write_hf_checkpoint(
+    folder: Path,
+    *,
+    seed: int,
+    cased: bool = False,
+    num_labels: int = 0,
+    labels: list[str] | None = None,
+    vocab: list[str] | None = None,
+    weight_std: float = 0.2,
+    **dims,
+) -> Path:
+    """Write a random checkpoint in Hugging Face format (config.json, model.safetensors, vocab.txt,
+    tokenizer_config.json) and return its folder. Needs no torch. Same options as :func:`write_checkpoint`;
+    the same seed and options give the same weights as :func:`write_checkpoint`, in Hugging Face layout.
+    """
+    from safetensors.numpy import save_file
+
+    from .convert import _LINEARS, _RENAMES
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = list(vocab) if vocab is not None else make_vocab(cased)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    cfg = base_config(len(vocab), **dims)
+    state = random_state(cfg, seed=seed, num_labels=num_labels, weight_std=weight_std)
+    hf_state = {}
+    for name, value in state.items():
+        if name.endswith(".weight") and name.split(".")[-2] in _LINEARS:
+            value = np.ascontiguousarray(value.T)
+        for old, new in _RENAMES:
+            name = name.replace(new, old)
+        hf_state[name] = value
+    hf_config = {
+        "model_type": "distilbert",
+        "architectures": ["DistilBertForSequenceClassification" if num_labels else "DistilBertModel"],
+        "vocab_size": len(vocab),
+        "dim": cfg["hidden_size"],
+        "n_layers": cfg["num_hidden_layers"],
+        "n_heads": cfg["num_attention_heads"],
+        "hidden_dim": cfg["intermediate_size"],
+        "max_position_embeddings": cfg["max_position_embeddings"],
+        "activation": "gelu",
+        "dropout": 0.1,
+        "attention_dropout": 0.1,
+        "pad_token_id": 0,
+        "sinusoidal_pos_embds": False,
+    }
+    if num_labels:
+        names = labels or [f"LABEL_{i}" for i in range(num_labels)]
+        hf_config["id2label"] = {str(i): n for i, n in enumerate(names)}
+        hf_config["label2id"] = {n: i for i, n in enumerate(names)}
+    (folder / "config.json").write_text(json.dumps(hf_config, indent=1))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": not cased,
+                                                             "tokenizer_class": "DistilBertTokenizer"}))
+    save_file(hf_state, str(folder / "model.safetensors"))
+    return folder

@@ -1,10 +1,11 @@
 """Session set-up: a private cache folder pre-seeded with tiny random checkpoints.
 
-The four registry names are seeded in the shapes the real files come in (plain
-and ``distilbert.``-prefixed weight names, a legacy ``init_args`` config with
-extra unused tensors for the renmada SST-2 model), so the by-name path runs
-offline through the real resolution code. The download endpoint points at a
-closed local port: no test can reach the network.
+The registry names are seeded in the shapes the real files come in (plain and
+``distilbert.``-prefixed weight names, a legacy ``init_args`` config with extra
+unused tensors for the renmada SST-2 model, Hugging Face safetensors for the
+Hugging Face SST-2 model), so the by-name path runs offline through the real
+resolution and conversion code. Both download endpoints point at a closed local
+port: no test can reach the network.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="distilframe-tests-"))
 os.environ["DISTILFRAME_HOME"] = str(_HOME / "home")
 os.environ["DISTILFRAME_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: a download fails at once
+os.environ["DISTILFRAME_HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.pop("DISTILFRAME_OFFLINE", None)
 os.environ.pop("DISTILFRAME_MAX_LOADED_MODELS", None)
 
-from distilframe.testing import write_checkpoint  # noqa: E402
+from distilframe.testing import write_checkpoint, write_hf_checkpoint  # noqa: E402
 
 TINY_SST2 = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
+SST2 = "distilbert-base-uncased-finetuned-sst-2-english"
 SEEDED = {
     "distilbert-base-uncased": dict(seed=1, prefixed=False),
     "distilbert-base-cased": dict(seed=2, cased=True),
@@ -33,9 +36,14 @@ SEEDED = {
 }
 
 
+HF_SEEDED = {SST2: dict(seed=5, num_labels=2, labels=["NEGATIVE", "POSITIVE"])}
+
+
 def seed_cache(home: Path) -> None:
     for name, options in SEEDED.items():
         write_checkpoint(home / "models" / Path(*name.split("/")), **options)
+    for name, options in HF_SEEDED.items():  # Hugging Face format: converted on first use
+        write_hf_checkpoint(home / "models" / name, **options)
 
 
 @pytest.fixture(scope="session", autouse=True)

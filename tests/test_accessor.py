@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 import distilframe
-from conftest import TINY_SST2
+from conftest import SST2, TINY_SST2
 from distilframe import executor
 from distilframe.errors import ColumnNotFoundError, TestModelWarning, TruncationWarning, UnsupportedTaskError
 from distilframe.manager import get_model
@@ -185,7 +185,7 @@ def test_options_are_checked_before_any_model_loads(fresh_manager):
 def test_classify_adds_label_and_score_in_row_order():
     df = pd.DataFrame({"review": TEXTS + [None]}, index=INDEXES["strings"].append(pd.Index(["n"])))
     out = df.distil.classify("review", all_scores=True)
-    probs = expected(TEXTS, model=TINY_SST2, task="classify")
+    probs = expected(TEXTS, model=SST2, task="classify")  # the default classifier
     assert out.index.equals(df.index)
     assert out["review_label"].dtype == pd.StringDtype()
     labels = np.array(["NEGATIVE", "POSITIVE"])[probs.argmax(axis=1)]
@@ -205,15 +205,18 @@ def test_series_classify_returns_two_columns(classifier_dir):
     assert (out["review_score"] >= 1 / 3).all()
 
 
-def test_the_default_classifier_warns_that_it_is_a_test_model(monkeypatch):
+def test_only_the_tiny_test_classifier_warns(monkeypatch):
     from distilframe import manager as manager_mod
 
     monkeypatch.setattr(manager_mod, "_warned", set())
     monkeypatch.setattr(manager_mod, "manager", manager_mod.ModelManager())
+    df = pd.DataFrame({"text": ["a"]})
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        pd.DataFrame({"text": ["a"]}).distil.classify()
-    assert any(issubclass(w.category, TestModelWarning) for w in record)
+        df.distil.classify()  # the default: distilbert-base-uncased-finetuned-sst-2-english
+    assert not any(issubclass(w.category, TestModelWarning) for w in record)
+    with pytest.warns(TestModelWarning, match="carry no meaning"):
+        df.distil.classify(model="sst2-tiny")
 
 
 def test_base_models_are_refused_for_classify(checkpoint_dir, fresh_manager):

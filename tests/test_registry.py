@@ -12,6 +12,7 @@ NAMES = [
     "distilbert-base-cased",
     "renmada/distilbert-base-multilingual-cased",
     "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english",
+    "distilbert-base-uncased-finetuned-sst-2-english",
 ]
 
 
@@ -21,7 +22,7 @@ def test_import_does_not_load_paddle():
     assert out.stdout.strip() == "[]"
 
 
-def test_the_four_weights_are_registered_with_their_facts():
+def test_the_registered_weights_and_their_facts():
     assert [s.name for s in registry.REGISTRY] == NAMES
     by = {s.name: s for s in registry.REGISTRY}
     assert by["distilbert-base-uncased"].cased is False and by["distilbert-base-cased"].cased is True
@@ -33,11 +34,16 @@ def test_the_four_weights_are_registered_with_their_facts():
     assert tiny.task == "sentiment" and tiny.labels == ("NEGATIVE", "POSITIVE")
     assert tiny.test_model and "no meaning" in tiny.description
     assert tiny.layers == 2 and tiny.hidden_size == 2
-    assert {s.task for s in registry.REGISTRY if s.name != NAMES[3]} == {"embedding"}
+    assert {s.task for s in registry.REGISTRY if s.name not in NAMES[3:]} == {"embedding"}
+    sst2 = by[NAMES[4]]
+    assert sst2.source == "huggingface" and sst2.hub_id == "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+    assert sst2.labels == ("NEGATIVE", "POSITIVE") and not sst2.test_model and "91.3%" in sst2.description
+    assert registry.DEFAULT_CLASSIFIER == NAMES[4] and registry.DEFAULT_EMBEDDER == NAMES[0]
 
 
 @pytest.mark.parametrize("alias,name", [("uncased", NAMES[0]), ("cased", NAMES[1]), ("multilingual", NAMES[2]),
-                                        ("sst2-tiny", NAMES[3]), ("DistilBERT-Base-Uncased", NAMES[0])])
+                                        ("sst2-tiny", NAMES[3]), ("sst2", NAMES[4]),
+                                        ("DistilBERT-Base-Uncased", NAMES[0])])
 def test_aliases_and_case_insensitive_lookup(alias, name):
     assert registry.lookup(alias).name == name
 
@@ -70,20 +76,30 @@ def test_registry_matches_paddlenlp_own_tables():
         tok = DistilBertTokenizer.pretrained_init_configuration[name]
         assert spec.generated_files["tokenizer_config.json"]["do_lower_case"] == tok["do_lower_case"]
     assert COMMUNITY_MODEL_PREFIX.endswith("/paddlenlp/models/community")
-    for name in NAMES[2:]:
+    for name in NAMES[2:4]:
         for f in registry.lookup(name).files:
             assert f.sources[0].startswith(f"models/community/{name}/")
 
 
 def test_parameter_counts_match_paddlenlp_models():
     import paddle
-    from paddlenlp.transformers import DistilBertConfig, DistilBertModel
+    from paddlenlp.transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
 
     for name in NAMES[:3]:
         spec = registry.lookup(name)
         with paddle.LazyGuard():
             model = DistilBertModel(DistilBertConfig(vocab_size=spec.vocab_size))
         assert sum(int(p.size) for p in model.parameters()) == spec.parameters, name
+    with paddle.LazyGuard():
+        clf = DistilBertForSequenceClassification(DistilBertConfig(num_labels=2))
+    assert sum(int(p.size) for p in clf.parameters()) == registry.lookup(NAMES[4]).parameters
+
+
+def test_hub_names():
+    spec = registry.hub_spec("someone/my-distilbert")
+    assert spec.name == "hf:someone/my-distilbert" and spec.source == "huggingface"
+    with pytest.raises(UnknownModelError, match="hf:<owner>/<repo>"):
+        registry.hub_spec("just-a-name")
 
 
 def test_models_table_shows_disk_and_memory_state(tmp_path, monkeypatch, fresh_manager):

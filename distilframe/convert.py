@@ -1,0 +1,268 @@
+"""Hugging Face DistilBERT checkpoints to PaddleNLP format: once, cached by content.
+
+A Hugging Face folder holds ``config.json`` (``model_type: distilbert``), the
+weights (``model.safetensors``, or ``pytorch_model.bin``), the vocabulary
+(``vocab.txt``, or the WordPiece vocabulary inside ``tokenizer.json``) and
+optionally ``tokenizer_config.json``. It is converted into
+``<DISTILFRAME_HOME>/converted/<content hash>/``, a PaddleNLP-format checkpoint
+that the engine loads like any other; a changed source file means a new hash
+and a new conversion, an unchanged one is converted only once.
+
+Names map one to one (``transformer.layer.N.attention.q_lin`` ->
+``encoder.layers.N.self_attn.q_proj``, ``sa_layer_norm`` -> ``norm1``,
+``ffn.lin1`` -> ``linear1``, ``output_layer_norm`` -> ``norm2``,
+``embeddings.LayerNorm`` -> ``embeddings.layer_norm``), and every Linear weight
+is transposed from PyTorch's [out, in] to Paddle's [in, out]. The masked-LM
+head (``vocab_*``) is not used and not kept.
+
+``model.safetensors`` is read with ``safetensors.numpy``: no torch needed.
+``pytorch_model.bin`` is a PyTorch pickle and needs torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config
+from .errors import CheckpointError
+
+__all__ = ["HF_WEIGHTS", "convert", "is_huggingface"]
+
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+_RENAMES = (
+    ("embeddings.LayerNorm.", "embeddings.layer_norm."),
+    ("transformer.layer.", "encoder.layers."),
+    ("attention.q_lin.", "self_attn.q_proj."),
+    ("attention.k_lin.", "self_attn.k_proj."),
+    ("attention.v_lin.", "self_attn.v_proj."),
+    ("attention.out_lin.", "self_attn.out_proj."),
+    ("sa_layer_norm.", "norm1."),
+    ("ffn.lin1.", "linear1."),
+    ("ffn.lin2.", "linear2."),
+    ("output_layer_norm.", "norm2."),
+)
+_LINEARS = ("q_proj", "k_proj", "v_proj", "out_proj", "linear1", "linear2", "pre_classifier", "classifier")
+_HEAD = ("pre_classifier.", "classifier.")
+_ACTIVATIONS = ("gelu", "relu")
+
+_hash_memo: dict[tuple, str] = {}
+_memo_lock = threading.Lock()
+
+
+def is_huggingface(folder: Path) -> bool:
+    """A folder with Hugging Face weights and no PaddleNLP weights."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and not (folder / "model_state.pdparams").is_file() and any(
+        (folder / w).is_file() for w in HF_WEIGHTS
+    )
+
+
+def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
+    """Convert a Hugging Face DistilBERT folder to PaddleNLP format and return the new folder.
+
+    Parameters
+    ----------
+    source
+        The Hugging Face checkpoint folder.
+    target
+        Where to write the PaddleNLP checkpoint; by default the conversion cache
+        (``<DISTILFRAME_HOME>/converted/<content hash>/``), where an earlier conversion of the
+        same files is reused.
+
+    Examples
+    --------
+    >>> folder = convert("~/models/my-finetuned-distilbert")  # doctest: +SKIP
+    >>> df.distil.classify("review", model=folder)  # doctest: +SKIP
+    """
+    src = Path(source).expanduser().resolve()
+    hf_config = _read_config(src)
+    weights = next((src / w for w in HF_WEIGHTS if (src / w).is_file()), None)
+    if weights is None:
+        raise CheckpointError(
+            f"{src} has no weights: expected {' or '.join(HF_WEIGHTS)}. "
+            f"Found: {', '.join(sorted(p.name for p in src.iterdir())) or '(empty folder)'}."
+        )
+    vocab = _vocabulary(src)
+    tokenizer = _tokenizer_settings(src, vocab)
+    digest = _content_hash(weights, src / "config.json", vocab, tokenizer)
+    out = Path(target).expanduser() if target is not None else config.converted_dir() / digest
+    if (out / "model_state.pdparams").is_file() and (out / "config.json").is_file():
+        return out
+
+    state = _to_paddle(_load_weights(weights), src)
+    cfg = _paddle_config(hf_config, src, state)
+    cfg["distilframe_source"] = {"path": str(src), "sha256": digest}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        from .engine import save_state
+
+        if (src / "vocab.txt").is_file():
+            shutil.copyfile(src / "vocab.txt", tmp / "vocab.txt")
+        else:
+            (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer, indent=2), encoding="utf-8")
+        save_state(state, tmp / "model_state.pdparams")
+        if out.exists() and target is not None:
+            shutil.rmtree(out)
+        try:
+            os.replace(tmp, out)  # atomic: readers see no folder or a complete one
+        except OSError:
+            if not (out / "model_state.pdparams").is_file():  # not a concurrent winner: a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _read_config(src: Path) -> dict[str, Any]:
+    path = src / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"Could not read {path}: {e}.") from e
+    model_type = cfg.get("model_type")
+    if model_type != "distilbert":
+        raise CheckpointError(
+            f"{path} describes a {model_type!r} model; distilframe runs DistilBERT checkpoints only "
+            "(model_type 'distilbert')."
+        )
+    activation = cfg.get("activation", "gelu")
+    if activation not in _ACTIVATIONS:
+        raise CheckpointError(f"{path} uses activation {activation!r}; DistilBERT uses 'gelu' or 'relu'.")
+    return cfg
+
+
+def _vocabulary(src: Path) -> list[str]:
+    """The tokens by id, from vocab.txt or from a WordPiece tokenizer.json."""
+    if (src / "vocab.txt").is_file():
+        # As transformers' load_vocab: one token per line, the line number is the id.
+        with open(src / "vocab.txt", encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    if (src / "tokenizer.json").is_file():
+        model = json.loads((src / "tokenizer.json").read_text(encoding="utf-8")).get("model", {})
+        vocab = model.get("vocab")
+        if model.get("type") == "WordPiece" and isinstance(vocab, dict) and vocab:
+            by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+            if [i for _, i in by_id] == list(range(len(by_id))):
+                return [t for t, _ in by_id]
+        raise CheckpointError(f"{src / 'tokenizer.json'} does not hold a WordPiece vocabulary with ids 0..n-1.")
+    raise CheckpointError(f"{src} has no vocabulary: expected vocab.txt (or a WordPiece tokenizer.json).")
+
+
+def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
+    """do_lower_case, strip_accents and tokenize_chinese_chars, as the original tokenizer had them."""
+    settings: dict[str, Any] = {}
+    if (src / "tokenizer_config.json").is_file():
+        tok = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+        settings = {k: tok[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars") if k in tok}
+    if "do_lower_case" not in settings and (src / "tokenizer.json").is_file():
+        norm = json.loads((src / "tokenizer.json").read_text(encoding="utf-8")).get("normalizer") or {}
+        if norm.get("type") == "BertNormalizer":
+            settings.setdefault("do_lower_case", bool(norm.get("lowercase", True)))
+            settings.setdefault("strip_accents", norm.get("strip_accents"))
+            settings.setdefault("tokenize_chinese_chars", bool(norm.get("handle_chinese_chars", True)))
+    if "do_lower_case" not in settings:
+        settings["do_lower_case"] = not any(
+            t != t.lower() for t in vocab if not (t.startswith("[") and t.endswith("]"))
+        )
+    settings.setdefault("strip_accents", None)
+    settings.setdefault("tokenize_chinese_chars", True)
+    return settings
+
+
+def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict) -> str:
+    stat = weights.stat()
+    memo_key = (str(weights), stat.st_size, stat.st_mtime_ns, cfg.read_bytes(), len(vocab), json.dumps(tokenizer))
+    with _memo_lock:
+        if memo_key in _hash_memo:
+            return _hash_memo[memo_key]
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    h.update(cfg.read_bytes())
+    h.update("\n".join(vocab).encode("utf-8"))
+    h.update(json.dumps(tokenizer, sort_keys=True).encode("utf-8"))
+    digest = h.hexdigest()[:32]
+    with _memo_lock:
+        _hash_memo[memo_key] = digest
+    return digest
+
+
+def _load_weights(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise CheckpointError(f"Could not read {path}: {type(e).__name__}: {e}. Replace it with a good copy.") from e
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} is a PyTorch pickle, and reading it needs torch, which is not installed. "
+            "Install it (pip install torch; the CPU build is enough), or save the model as model.safetensors."
+        ) from e
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"Could not read {path}: {type(e).__name__}: {e}. Replace it with a good copy.") from e
+    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+
+
+def _to_paddle(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:
+    """Hugging Face names and layouts to PaddleNLP's, encoder under ``distilbert.``."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in hf.items():
+        name = key[len("distilbert."):] if key.startswith("distilbert.") else key
+        if name.startswith(("embeddings.", "transformer.")):
+            for old, new in _RENAMES:
+                name = name.replace(old, new)
+            name = "distilbert." + name
+        elif not name.startswith(_HEAD):
+            continue  # the masked-LM head (vocab_*), QA outputs, buffers: not used here
+        if name.endswith("position_ids"):
+            continue
+        value = np.asarray(value, dtype=np.float32)
+        if name.endswith(".weight") and name.split(".")[-2] in _LINEARS:
+            value = np.ascontiguousarray(value.T)
+        out[name] = value
+    if "distilbert.embeddings.word_embeddings.weight" not in out:
+        raise CheckpointError(
+            f"The weights in {src} have no DistilBERT embeddings (found e.g. {', '.join(list(hf)[:3])}): "
+            "is this a DistilBERT checkpoint?"
+        )
+    return out
+
+
+def _paddle_config(hf: dict[str, Any], src: Path, state: dict[str, np.ndarray]) -> dict[str, Any]:
+    word = state["distilbert.embeddings.word_embeddings.weight"]
+    cfg = {
+        "model_type": "distilbert",
+        "architectures": ["DistilBertForSequenceClassification" if "classifier.weight" in state else "DistilBertModel"],
+        "vocab_size": int(hf.get("vocab_size", word.shape[0])),
+        "hidden_size": int(hf.get("dim", word.shape[1])),
+        "num_hidden_layers": int(hf.get("n_layers", 6)),
+        "num_attention_heads": int(hf.get("n_heads", 12)),
+        "intermediate_size": int(hf.get("hidden_dim", 4 * word.shape[1])),
+        "hidden_act": hf.get("activation", "gelu"),
+        "max_position_embeddings": int(hf.get("max_position_embeddings", 512)),
+        "pad_token_id": int(hf.get("pad_token_id", 0) or 0),
+        "layer_norm_eps": 1e-12,  # hard-coded in the Hugging Face implementation
+    }
+    for key in ("id2label", "label2id", "problem_type"):
+        if hf.get(key) is not None:
+            cfg[key] = hf[key]
+    return cfg
