@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers the .distil accessors)
 from .arrow import to_numpy
+from .convert import convert
 from .errors import (
     CheckpointError,
     ColumnNotFoundError,
@@ -41,6 +42,7 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedTaskError",
     "__version__",
+    "convert",
     "models",
     "to_numpy",
 ]

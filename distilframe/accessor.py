@@ -38,33 +38,57 @@ __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 ERRORS = ("raise", "coerce")
 
 
-def _check(task: str, errors: str, normalize: object = True, **options: Any) -> None:
+def _check(task: str, errors: str, flags: dict[str, object], **options: Any) -> None:
     """Reject bad options before any model is loaded or any text is read."""
     if errors not in ERRORS:
         raise ValueError(f"Got errors={errors!r} but expected 'raise' or 'coerce'.")
-    if not isinstance(normalize, (bool, np.bool_)):
-        raise ValueError(f"Got normalize={normalize!r} but expected True or False.")
+    for flag, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"Got {flag}={value!r} but expected True or False.")
     executor.check_options(task=task, **options)
 
 
-def _embed(series: pd.Series, *, model: Any, pooling: str, normalize: bool, max_length: int,
-           batch_size: int | None, errors: str, progress: bool | None) -> pd.api.extensions.ExtensionArray:
+def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
+           long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
+           return_status: bool) -> pd.DataFrame:
     from .arrow import embedding_array
     from .manager import get_model
 
-    _check("embed", errors, normalize, pooling=pooling, max_length=max_length, batch_size=batch_size)
+    _check("embed", errors, {"normalize": normalize, "return_status": return_status}, pooling=pooling, max_length=max_length,
+           long_text=long_text, stride=stride, batch_size=batch_size)
     texts = _texts(series, errors)
     loaded = get_model(model)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
-                          max_length=max_length, batch_size=batch_size, progress=progress)
-    return embedding_array(result.values, result.valid)
+                          max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
+                          progress=progress)
+    columns = {_out_name(name, "embedding"): embedding_array(result.values, result.valid)}
+    if return_status:
+        columns.update(_status_columns(result, name))
+    return _frame(columns, series.index, name)
 
 
-def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, batch_size: int | None,
-              all_scores: bool, errors: str, progress: bool | None) -> pd.DataFrame:
+def _status_columns(result: executor.Result, name: Any) -> dict[Any, Any]:
+    n_tokens = pd.array(np.where(result.n_tokens < 0, 0, result.n_tokens), dtype="Int64")
+    n_tokens[result.n_tokens < 0] = pd.NA
+    return {
+        _out_name(name, "n_tokens"): n_tokens,
+        _out_name(name, "status"): pd.Categorical(result.status, categories=list(executor.STATUSES)),
+    }
+
+
+def _frame(columns: dict[Any, Any], index: pd.Index, name: Any) -> pd.DataFrame:
+    out = pd.DataFrame(dict(enumerate(columns.values())), index=index)
+    out.columns = pd.MultiIndex.from_tuples(list(columns)) if isinstance(name, tuple) else list(columns)
+    return out
+
+
+def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
+              batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
+              return_status: bool) -> pd.DataFrame:
     from .manager import get_model
 
-    _check("classify", errors, max_length=max_length, batch_size=batch_size)
+    _check("classify", errors, {"all_scores": all_scores, "return_status": return_status}, max_length=max_length, long_text=long_text,
+           stride=stride, batch_size=batch_size)
     spec = find(model) if isinstance(model, str) else None
     if spec is not None and not spec.can_classify:
         raise UnsupportedTaskError(_no_head_message(spec.name))
@@ -72,8 +96,8 @@ def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, batc
     loaded = get_model(model)
     if not loaded.engine.has_classifier:
         raise UnsupportedTaskError(_no_head_message(loaded.name))
-    result = executor.run(texts, loaded, task="classify", max_length=max_length, batch_size=batch_size,
-                          progress=progress)
+    result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
+                          stride=stride, batch_size=batch_size, progress=progress)
     probs = result.values
     best = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1)  # NaN rows (invalid input) are masked below
     labels = np.where(result.valid, np.asarray(loaded.labels, dtype=object)[best], None)
@@ -84,9 +108,9 @@ def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, batc
     if all_scores:
         for j, label in enumerate(loaded.labels):
             columns[_out_name(name, f"score_{label}")] = probs[:, j]
-    out = pd.DataFrame(dict(enumerate(columns.values())), index=series.index)
-    out.columns = pd.MultiIndex.from_tuples(list(columns)) if isinstance(name, tuple) else list(columns)
-    return out
+    if return_status:
+        columns.update(_status_columns(result, name))
+    return _frame(columns, series.index, name)
 
 
 def _no_head_message(name: str) -> str:
@@ -98,7 +122,7 @@ def _no_head_message(name: str) -> str:
 
 
 def _texts(series: pd.Series, errors: str) -> list[str | None]:
-    """Python strings, with None for missing values and blanks; other values per ``errors``."""
+    """Python strings, with None for missing values; other values per ``errors``."""
     missing = series.isna().to_numpy()
     values = series.to_numpy(dtype=object, na_value=None)
     texts: list[str | None] = [None] * len(values)
@@ -115,7 +139,7 @@ def _texts(series: pd.Series, errors: str) -> list[str | None]:
             text = bytes(value).decode("utf-8", errors="replace")
         else:
             text = str(value)
-        texts[i] = text if text.strip() else None
+        texts[i] = text
     what = "Column" if series.name is not None else "The Series"
     name = f" {series.name!r}" if series.name is not None else ""
     if bad:
@@ -222,6 +246,34 @@ def _out_name(name: Any, suffix: str) -> Any:
     return f"{'text' if name is None else name}_{suffix}"
 
 
+_OPTIONS_DOC = """
+        model
+            A registered name or alias (``distilframe.models()``), ``hf:<owner>/<repo>`` for a
+            DistilBERT on the Hugging Face hub, or a local checkpoint folder (PaddleNLP or
+            Hugging Face format).
+        max_length
+            Tokens per model input, [CLS] and [SEP] included (capped at the model's positions).
+        long_text
+            ``"truncate"`` (default): a longer text keeps its beginning, and one warning counts
+            them. ``"chunk"``: it is cut into windows of ``max_length`` tokens overlapping by
+            ``stride`` tokens, every window is run, and the row combines them (token-weighted
+            mean of the windows' embeddings; mean of their class probabilities).
+        stride
+            Overlap of consecutive windows, in tokens, with ``long_text="chunk"`` (capped at
+            half a window).
+        batch_size
+            Inputs per batch at most (default 64; batches also stay under 2048 padded tokens).
+        errors
+            Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` (bytes decoded
+            as UTF-8, others with ``str()``).
+        progress
+            Show a progress bar; None shows one for large inputs in a terminal or a notebook.
+        return_status
+            Also add ``<column>_n_tokens`` (tokens before truncation, [CLS] and [SEP] included;
+            null for missing values) and ``<column>_status`` (ok, null, empty, truncated, chunked).
+"""
+
+
 @pd.api.extensions.register_dataframe_accessor("distil")
 class DistilDataFrameAccessor:
     """DistilBERT on a DataFrame: ``df.distil.embed("text")``, ``df.distil.classify("review")``."""
@@ -240,6 +292,9 @@ class DistilDataFrameAccessor:
         batch_size: int | None = None,
         errors: str = "raise",
         progress: bool | None = None,
+        long_text: str = "truncate",
+        stride: int = 128,
+        return_status: bool = False,
     ) -> pd.DataFrame:
         """Embed a text column; return a new frame with ``<column>_embedding`` added.
 
@@ -247,23 +302,11 @@ class DistilDataFrameAccessor:
         ----------
         column
             The text column; may be omitted when the frame has exactly one string column.
-        model
-            A registered name or alias (``distilframe.models()``), or a local checkpoint folder.
         pooling
             ``"mean"`` (average of the token states) or ``"cls"`` (the [CLS] state).
         normalize
             Scale each vector to unit length, so that a dot product is a cosine similarity.
-        max_length
-            Tokens per text, [CLS] and [SEP] included; longer texts are truncated (one warning).
-            Capped at the model's number of positions.
-        batch_size
-            Rows per batch at most (default 64; batches also stay under 2048 padded tokens).
-        errors
-            Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` (bytes decoded
-            as UTF-8, others with ``str()``).
-        progress
-            Show a progress bar; None shows one for large inputs in a terminal or a notebook.
-
+        {options}
         Returns
         -------
         DataFrame
@@ -273,17 +316,16 @@ class DistilDataFrameAccessor:
 
         Examples
         --------
-        >>> df = pd.DataFrame({"text": ["a happy cat", None]})
+        >>> df = pd.DataFrame({{"text": ["a happy cat", None]}})
         >>> out = df.distil.embed("text")  # doctest: +SKIP
         >>> distilframe.to_numpy(out["text_embedding"]).shape  # doctest: +SKIP
         (2, 768)
         """
         series = _column(self._obj, column)
-        values = _embed(series, model=model, pooling=pooling, normalize=normalize, max_length=max_length,
-                        batch_size=batch_size, errors=errors, progress=progress)
-        out = self._obj.copy(deep=False)
-        out[_out_name(series.name, "embedding")] = values  # positional: any index shape is kept
-        return out
+        added = _embed(series, series.name, model=model, pooling=pooling, normalize=normalize,
+                       max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
+                       errors=errors, progress=progress, return_status=return_status)
+        return _with_columns(self._obj, added)
 
     def classify(
         self,
@@ -295,41 +337,50 @@ class DistilDataFrameAccessor:
         errors: str = "raise",
         progress: bool | None = None,
         batch_size: int | None = None,
+        long_text: str = "truncate",
+        stride: int = 128,
+        return_status: bool = False,
     ) -> pd.DataFrame:
         """Classify a text column; return a new frame with ``<column>_label`` and ``<column>_score`` added.
 
         The model must have a trained sequence-classification head; base models are refused.
-        The default is a 2-layer *test* model whose predictions carry no meaning: pass a real
-        fine-tuned checkpoint for real work.
+        The default is ``distilbert-base-uncased-finetuned-sst-2-english`` (English sentiment:
+        NEGATIVE / POSITIVE).
 
         Parameters
         ----------
-        column, max_length, errors, progress, batch_size
-            As in :meth:`embed`.
-        model
-            A registered classifier, or a local fine-tuned checkpoint folder.
+        column
+            The text column; may be omitted when the frame has exactly one string column.
         all_scores
             Also add one probability column per label, ``<column>_score_<LABEL>``.
-
+        {options}
         Returns
         -------
         DataFrame
             Every original column, same index, plus ``<column>_label`` (string, the most probable
-            label) and ``<column>_score`` (float32, its probability); null where the text is
-            missing, empty or blank.
+            label) and ``<column>_score`` (float32, its probability: softmax over the labels, or a
+            sigmoid for multi-label models); null where the text is missing, empty or blank.
 
         Examples
         --------
-        >>> df = pd.DataFrame({"review": ["great!", "awful."]})
-        >>> df.distil.classify("review", model="path/to/sst2-checkpoint")  # doctest: +SKIP
+        >>> df = pd.DataFrame({{"review": ["great!", "awful."]}})
+        >>> df.distil.classify("review")  # doctest: +SKIP
         """
         series = _column(self._obj, column)
-        result = _classify(series, series.name, model=model, max_length=max_length,
-                           batch_size=batch_size, all_scores=all_scores, errors=errors, progress=progress)
-        out = self._obj.copy(deep=False)
-        for name in result.columns:
-            out[name] = result[name].array
-        return out
+        added = _classify(series, series.name, model=model, max_length=max_length, long_text=long_text,
+                          stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
+                          progress=progress, return_status=return_status)
+        return _with_columns(self._obj, added)
+
+    embed.__doc__ = embed.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
+    classify.__doc__ = classify.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
+
+
+def _with_columns(df: pd.DataFrame, added: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy(deep=False)
+    for name in added.columns:
+        out[name] = added[name].array  # positional: any index shape is kept
+    return out
 
 
 @pd.api.extensions.register_series_accessor("distil")
@@ -349,19 +400,24 @@ class DistilSeriesAccessor:
         batch_size: int | None = None,
         errors: str = "raise",
         progress: bool | None = None,
-    ) -> pd.Series:
+        long_text: str = "truncate",
+        stride: int = 128,
+        return_status: bool = False,
+    ) -> pd.Series | pd.DataFrame:
         """Embed the texts; return a Series named ``<name>_embedding`` with the same index.
 
-        Options and row rules as :meth:`DistilDataFrameAccessor.embed`.
+        With ``return_status=True``, a DataFrame of that column, ``<name>_n_tokens`` and
+        ``<name>_status``. Options and row rules as :meth:`DistilDataFrameAccessor.embed`.
 
         Examples
         --------
         >>> pd.Series(["a cat", "a dog"], name="text").distil.embed().name  # doctest: +SKIP
         'text_embedding'
         """
-        values = _embed(self._obj, model=model, pooling=pooling, normalize=normalize, max_length=max_length,
-                        batch_size=batch_size, errors=errors, progress=progress)
-        return pd.Series(values, index=self._obj.index, name=_out_name(self._obj.name, "embedding"))
+        added = _embed(self._obj, self._obj.name, model=model, pooling=pooling, normalize=normalize,
+                       max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
+                       errors=errors, progress=progress, return_status=return_status)
+        return added if return_status else added.iloc[:, 0]
 
     def classify(
         self,
@@ -372,10 +428,14 @@ class DistilSeriesAccessor:
         errors: str = "raise",
         progress: bool | None = None,
         batch_size: int | None = None,
+        long_text: str = "truncate",
+        stride: int = 128,
+        return_status: bool = False,
     ) -> pd.DataFrame:
         """Classify the texts; return a DataFrame of ``<name>_label`` and ``<name>_score`` with the same index.
 
         Options and row rules as :meth:`DistilDataFrameAccessor.classify`.
         """
-        return _classify(self._obj, self._obj.name, model=model, max_length=max_length,
-                         batch_size=batch_size, all_scores=all_scores, errors=errors, progress=progress)
+        return _classify(self._obj, self._obj.name, model=model, max_length=max_length, long_text=long_text,
+                         stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
+                         progress=progress, return_status=return_status)

@@ -21,11 +21,13 @@ import numpy as np
 
 from . import pooling as pooling_mod
 from .errors import TruncationWarning, warn
+from .tokenize import LONG_TEXT
 
 if TYPE_CHECKING:
     from .manager import LoadedModel
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "Result", "check_options", "run"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "STATUSES", "Result", "check_options",
+           "run"]
 
 # Measured on 2 cores with a distilbert-base-sized model (benchmarks/throughput.py): batches of
 # ~2k padded tokens run fastest; 8k-token batches were ~45% slower (activations leave the cache).
@@ -37,23 +39,30 @@ PAD_MULTIPLE = 8  # padded lengths are rounded up to this, so the engine sees fe
 TASKS = ("embed", "classify")
 
 
+STATUSES = ("ok", "null", "empty", "truncated", "chunked")
+_NULL, _EMPTY = -1, -2  # codes of rows without a result
+
+
 @dataclass
 class Result:
     """What the executor returns, row for row with its input.
 
     ``values`` is (n, dim) embeddings or (n, n_labels) probabilities, float32,
-    with NaN rows where the input was null or blank (``valid`` is False there).
-    ``n_tokens`` is each text's token count before truncation (0 where invalid).
+    with NaN rows where there is no result (``valid`` is False there).
+    ``n_tokens`` is each text's token count before truncation, [CLS] and [SEP]
+    included (0 for empty texts, -1 for missing ones); ``status`` says what
+    happened to each row: ok, null, empty, truncated or chunked.
     """
 
     values: np.ndarray
     valid: np.ndarray
     n_tokens: np.ndarray
+    status: np.ndarray
     max_length: int
 
     @property
     def truncated(self) -> np.ndarray:
-        return self.n_tokens > self.max_length
+        return self.status == "truncated"
 
 
 def run(
@@ -64,6 +73,8 @@ def run(
     pooling: str = "mean",
     normalize: bool = True,
     max_length: int = 512,
+    long_text: str = "truncate",
+    stride: int = 128,
     batch_size: int | None = None,
     token_budget: int | None = None,
     chunk_size: int | None = None,
@@ -74,17 +85,23 @@ def run(
     Parameters
     ----------
     texts
-        Strings, or None for a missing value. None, empty and whitespace-only
-        strings give a NaN row and ``valid=False``.
+        Strings, or None for a missing value. None gives status "null"; a string
+        with no token (empty, whitespace, only characters the tokenizer drops)
+        gives status "empty"; both give a NaN row and ``valid=False``.
     task
-        ``"embed"`` (pooled last hidden states) or ``"classify"`` (class probabilities).
+        ``"embed"`` (pooled last hidden states) or ``"classify"`` (class probabilities:
+        softmax, or sigmoid for multi-label and single-output heads).
     pooling, normalize
         For embed: ``"mean"`` or ``"cls"``, and whether to scale rows to unit length.
     max_length
-        Tokens per text, [CLS] and [SEP] included; longer texts are truncated. Capped at the
-        model's number of positions.
+        Tokens per model input, [CLS] and [SEP] included. Capped at the model's positions.
+    long_text, stride
+        ``"truncate"``: a longer text keeps its beginning. ``"chunk"``: it is cut into
+        windows of ``max_length`` tokens overlapping by ``stride``, each window is run,
+        and the row combines them: the token-weighted mean of the windows' pooled
+        embeddings (normalised afterwards), or the mean of their class probabilities.
     batch_size, token_budget
-        At most ``batch_size`` rows and ``token_budget`` padded tokens per batch.
+        At most ``batch_size`` inputs and ``token_budget`` padded tokens per batch.
     chunk_size
         Distinct texts tokenized and sorted at once (bounds memory).
     progress
@@ -95,11 +112,11 @@ def run(
     --------
     >>> from distilframe.manager import get_model
     >>> r = run(["a cat", None, "a cat"], get_model("uncased"))  # doctest: +SKIP
-    >>> r.values.shape, r.valid.tolist()  # doctest: +SKIP
-    ((3, 768), [True, False, True])
+    >>> r.values.shape, r.valid.tolist(), r.status.tolist()  # doctest: +SKIP
+    ((3, 768), [True, False, True], ['ok', 'null', 'ok'])
     """
-    check_options(task=task, pooling=pooling, max_length=max_length, batch_size=batch_size,
-                  token_budget=token_budget, chunk_size=chunk_size)
+    check_options(task=task, pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
+                  batch_size=batch_size, token_budget=token_budget, chunk_size=chunk_size)
     # A model cannot read past its position table: the limit is the smaller of the two.
     max_length = min(max_length, model.checkpoint.max_positions)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
@@ -107,11 +124,14 @@ def run(
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
 
     n = len(texts)
-    codes = np.full(n, -1, dtype=np.int64)
+    codes = np.full(n, _NULL, dtype=np.int64)
     uniques: list[str] = []
     seen: dict[str, int] = {}
     for i, text in enumerate(texts):
-        if text is None or not text.strip():
+        if text is None:
+            continue
+        if not text.strip():
+            codes[i] = _EMPTY
             continue
         code = seen.get(text)
         if code is None:
@@ -121,10 +141,8 @@ def run(
     del seen
 
     width = model.dim if task == "embed" else len(model.labels)
-    # One spare row of NaN at the end, for invalid inputs (code -1).
-    out = np.empty((len(uniques) + 1, width), dtype=np.float32)
-    out[-1] = np.nan
-    n_tokens = np.zeros(len(uniques) + 1, dtype=np.int64)
+    out = np.full((len(uniques), width), np.nan, dtype=np.float32)
+    n_tokens = np.zeros(len(uniques), dtype=np.int64)
 
     show = progress if progress is not None else len(uniques) >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
     from tqdm.auto import tqdm
@@ -133,41 +151,70 @@ def run(
               dynamic_ncols=True) as bar:
         for start in range(0, len(uniques), chunk_size):
             chunk = uniques[start:start + chunk_size]
-            encoded = model.tokenizer.encode(chunk, max_length=max_length)
+            encoded = model.tokenizer.encode(chunk, max_length=max_length, long_text=long_text, stride=stride)
             n_tokens[start:start + len(chunk)] = encoded.n_tokens
-            lengths = encoded.lengths
-            blank = np.flatnonzero(encoded.n_tokens <= 2)  # [CLS] [SEP] and nothing else
-            out[start + blank] = np.nan
-            bar.update(len(blank))
-            for rows in _batches(lengths, batch_size, token_budget, skip=blank):
-                ids, mask = _pad([encoded.ids[r] for r in rows], model.tokenizer.pad_id, model.checkpoint.max_positions)
-                out[start + rows] = _forward(model, task, ids, mask, pooling, normalize)
-                bar.update(len(rows))
+            # A text of [CLS] [SEP] and nothing else has no result: it is not run.
+            skip = np.flatnonzero(encoded.n_tokens[encoded.owner] <= 2)
+            bar.update(int(np.count_nonzero(encoded.n_tokens <= 2)))
+            remaining = np.bincount(encoded.owner, minlength=len(chunk))  # windows left per text
+            items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
+            for rows in _batches(encoded.lengths, batch_size, token_budget, skip=skip):
+                ids, mask = _pad([encoded.ids[r] for r in rows], model.tokenizer.pad_id,
+                                 model.checkpoint.max_positions)
+                # Windows are normalised after they are combined, single inputs right away.
+                items[rows] = _forward(model, task, ids, mask, pooling, normalize and long_text == "truncate")
+                np.subtract.at(remaining, encoded.owner[rows], 1)
+                bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
+            out[start:start + len(chunk)] = _combine(items, encoded, len(chunk), task, normalize)
 
-    truncated = int(np.count_nonzero(n_tokens[:-1] > max_length))
-    if truncated:
+    long = int(np.count_nonzero(n_tokens > max_length))
+    if long and long_text == "truncate":
         warn(
-            f"{truncated} of {len(uniques)} distinct texts were longer than max_length={max_length} tokens "
-            "and were truncated (only their beginning was used).",
+            f"{long} of {len(uniques)} distinct texts were longer than max_length={max_length} tokens "
+            "and were truncated (only their beginning was used). Pass long_text='chunk' to read them whole.",
             TruncationWarning,
         )
 
-    no_tokens = np.flatnonzero(n_tokens[:-1] <= 2)
-    if len(no_tokens):
-        codes[np.isin(codes, no_tokens)] = -1
-    if n == len(uniques) and np.array_equal(codes, np.arange(n)):
-        values = out[:-1]  # no duplicates, no nulls: no copy needed
-        row_tokens = n_tokens[:-1]
+    codes[codes >= 0] = np.where(n_tokens[codes[codes >= 0]] <= 2, _EMPTY, codes[codes >= 0])
+    valid = codes >= 0
+    row_tokens = np.where(codes == _NULL, -1, 0)
+    row_tokens[valid] = n_tokens[codes[valid]]
+    status = np.where(codes == _NULL, "null", "empty").astype(object)
+    status[valid] = np.where(row_tokens[valid] > max_length,
+                             "chunked" if long_text == "chunk" else "truncated", "ok")
+    if n == len(uniques) and valid.all() and np.array_equal(codes, np.arange(n)):
+        values = out  # no duplicates, no nulls: no copy needed
     else:
-        values = out[codes]
-        row_tokens = n_tokens[codes]
-    return Result(values=values, valid=codes >= 0, n_tokens=row_tokens, max_length=max_length)
+        values = np.full((n, width), np.nan, dtype=np.float32)
+        values[valid] = out[codes[valid]]
+    return Result(values=values, valid=valid, n_tokens=row_tokens, status=status, max_length=max_length)
+
+
+def _combine(items: np.ndarray, encoded, n_texts: int, task: str, normalize: bool) -> np.ndarray:
+    """One row per text from its inputs: the inputs themselves when each text has one."""
+    if len(encoded.owner) == n_texts:  # one input per text, in order
+        return items
+    owner = encoded.owner
+    if task == "embed":
+        weights = encoded.lengths.astype(np.float32)  # token-weighted mean of the windows
+    else:
+        weights = np.ones(len(owner), dtype=np.float32)  # mean of the windows' probabilities
+    total = np.zeros((n_texts, items.shape[1]), dtype=np.float64)
+    np.add.at(total, owner, np.nan_to_num(items).astype(np.float64) * weights[:, None])
+    norm = np.zeros(n_texts, dtype=np.float64)
+    np.add.at(norm, owner, np.where(np.isnan(items).any(axis=1), 0.0, weights))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        combined = (total / norm[:, None]).astype(np.float32)
+    if task == "embed" and normalize:
+        combined = pooling_mod.l2_normalize(np.nan_to_num(combined)) + np.where(norm[:, None] > 0, 0, np.nan)
+    return combined
 
 
 def _forward(model: "LoadedModel", task: str, ids: np.ndarray, mask: np.ndarray, pooling: str,
              normalize: bool) -> np.ndarray:
     if task == "classify":
-        return pooling_mod.softmax(model.engine.logits(ids, mask))
+        logits = model.engine.logits(ids, mask)
+        return pooling_mod.sigmoid(logits) if model.multi_label else pooling_mod.softmax(logits)
     pooled = pooling_mod.pool(model.engine.hidden_states(ids, mask), mask, pooling)
     return pooling_mod.l2_normalize(pooled) if normalize else pooled
 
@@ -216,14 +263,19 @@ def _pad(rows: list[np.ndarray], pad_id: int, max_positions: int) -> tuple[np.nd
 
 
 def check_options(*, task: str = "embed", pooling: str = "mean", max_length: object = 512,
-                  batch_size: object = None, token_budget: object = None, chunk_size: object = None) -> None:
+                  long_text: object = "truncate", stride: object = 128, batch_size: object = None,
+                  token_budget: object = None, chunk_size: object = None) -> None:
     """Raise ValueError for an option no model could accept (called before any model is loaded)."""
     if task not in TASKS:
         raise ValueError(f"Got task={task!r} but expected one of {', '.join(map(repr, TASKS))}.")
     if task == "embed" and pooling not in pooling_mod.POOLINGS:
         raise ValueError(f"Got pooling={pooling!r} but expected one of {', '.join(map(repr, pooling_mod.POOLINGS))}.")
-    if not _is_int(max_length) or max_length < 2:
-        raise ValueError(f"Got max_length={max_length!r} but expected an integer of at least 2, such as 512.")
+    if not _is_int(max_length) or max_length < 3:
+        raise ValueError(f"Got max_length={max_length!r} but expected an integer of at least 3, such as 512.")
+    if long_text not in LONG_TEXT:
+        raise ValueError(f"Got long_text={long_text!r} but expected 'truncate' or 'chunk'.")
+    if not _is_int(stride) or stride < 0:
+        raise ValueError(f"Got stride={stride!r} but expected a non-negative integer of tokens, such as 128.")
     for name, value in (("batch_size", batch_size), ("token_budget", token_budget), ("chunk_size", chunk_size)):
         if value is not None and (not _is_int(value) or value < 1):
             raise ValueError(f"Got {name}={value!r} but expected a positive integer, or None for the default.")

@@ -48,6 +48,12 @@ class LoadedModel:
     def dim(self) -> int:
         return self.engine.hidden_size
 
+    @property
+    def multi_label(self) -> bool:
+        """Scores are independent sigmoids, not a softmax (as Hugging Face's pipeline decides)."""
+        problem = self.checkpoint.config.get("problem_type")
+        return problem == "multi_label_classification" or (problem is None and len(self.labels) == 1)
+
 
 class ModelManager:
     """Process-wide cache of loaded models (least recently used first out).
@@ -117,7 +123,9 @@ class ModelManager:
             )
         engine = PaddleEngine(checkpoint, num_threads=num_threads)
         try:
-            tokenizer = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case)
+            tokenizer = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case,
+                                           strip_accents=checkpoint.strip_accents,
+                                           tokenize_chinese_chars=checkpoint.tokenize_chinese_chars)
         except ValueError as e:
             raise CheckpointError(str(e)) from e
         vocab_size = int(checkpoint.config.get("vocab_size", tokenizer.vocab_size))

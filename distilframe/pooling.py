@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POOLINGS", "l2_normalize", "pool", "softmax"]
+__all__ = ["POOLINGS", "l2_normalize", "pool", "sigmoid", "softmax"]
 
 POOLINGS = ("mean", "cls")
 
@@ -43,3 +43,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function (multi-label and single-output heads), float32."""
+    z = logits.astype(np.float64)
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)

@@ -6,8 +6,11 @@ the checkpoint's own ``vocab.txt``. It follows BERT's original WordPiece, which
 PaddleNLP's pure-Python tokenizer does not for Unicode symbols (it splits
 emoji, ©, ® and ™ where BERT keeps them whole), and it is about 5x faster.
 
-Truncation is done here, not by the library, so that the full length of every
-text is known (for the truncation warning and per-row diagnostics).
+Truncation and windowing are done here, not by the library, so that the full
+length of every text is known (for the truncation warning and per-row status).
+A long text is either truncated (its first ``max_length - 1`` tokens and [SEP],
+exactly what Hugging Face's ``truncation=True`` gives) or cut into overlapping
+windows of ``max_length`` tokens, each with its own [CLS] and [SEP].
 """
 
 from __future__ import annotations
@@ -18,20 +21,23 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Encoded", "WordPieceTokenizer"]
+__all__ = ["LONG_TEXT", "Encoded", "WordPieceTokenizer"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+LONG_TEXT = ("truncate", "chunk")
 
 
 @dataclass
 class Encoded:
-    """Token ids of a list of texts, truncated to ``max_length``.
+    """Token ids of a list of texts, as model inputs of at most ``max_length`` tokens.
 
-    ``ids[i]`` holds the ids of text i including [CLS] and [SEP];
-    ``n_tokens[i]`` is its length before truncation.
+    ``ids[j]`` is input j, [CLS] and [SEP] included; ``owner[j]`` the text it comes
+    from (one input per text when truncating, one per window when chunking);
+    ``n_tokens[i]`` is the length of text i before truncation, [CLS] and [SEP] included.
     """
 
     ids: list[np.ndarray]
+    owner: np.ndarray
     n_tokens: np.ndarray
 
     @property
@@ -47,7 +53,11 @@ class WordPieceTokenizer:
     vocab_path
         A ``vocab.txt`` with one token per line; the line number is the id.
     do_lower_case
-        Lower-case and strip accents (uncased models).
+        Lower-case (uncased models).
+    strip_accents
+        Remove accents; None follows ``do_lower_case``, as BERT does.
+    tokenize_chinese_chars
+        Put spaces around CJK characters, so that each is a word of its own.
 
     Examples
     --------
@@ -56,7 +66,8 @@ class WordPieceTokenizer:
     array([ 101, 7592, 2088,  102], dtype=int32)
     """
 
-    def __init__(self, vocab_path: str | Path, *, do_lower_case: bool) -> None:
+    def __init__(self, vocab_path: str | Path, *, do_lower_case: bool, strip_accents: bool | None = None,
+                 tokenize_chinese_chars: bool = True) -> None:
         from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
         from tokenizers.models import WordPiece
 
@@ -66,7 +77,8 @@ class WordPieceTokenizer:
                 raise ValueError(f"{vocab_path} has no {token} token: is it a BERT WordPiece vocabulary?")
         tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
         tok.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=do_lower_case
+            clean_text=True, handle_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents,
+            lowercase=do_lower_case,
         )
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self.cls_id = vocab["[CLS]"]
@@ -85,20 +97,42 @@ class WordPieceTokenizer:
         self.vocab_size = len(vocab)
         self.do_lower_case = do_lower_case
 
-    def encode(self, texts: Sequence[str], *, max_length: int) -> Encoded:
-        """Tokenize ``texts``; texts over ``max_length`` tokens keep their first tokens and [SEP]."""
-        if max_length < 2:
-            raise ValueError(f"Got max_length={max_length} but it must be at least 2 ([CLS] and [SEP]).")
+    def encode(self, texts: Sequence[str], *, max_length: int, long_text: str = "truncate",
+               stride: int = 128) -> Encoded:
+        """Tokenize ``texts`` into model inputs of at most ``max_length`` tokens.
+
+        ``long_text="truncate"`` keeps a long text's first tokens and [SEP];
+        ``"chunk"`` cuts it into windows of ``max_length`` tokens that overlap by
+        ``stride`` tokens (capped at half a window), so that every token is read.
+        """
+        if max_length < 3:
+            raise ValueError(f"Got max_length={max_length} but it must be at least 3 ([CLS], a token, [SEP]).")
+        if long_text not in LONG_TEXT:
+            raise ValueError(f"Got long_text={long_text!r} but expected 'truncate' or 'chunk'.")
         encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
+        width = max_length - 2
+        step = width - min(max(int(stride), 0), width // 2)
         ids: list[np.ndarray] = []
+        owner: list[int] = []
         n_tokens = np.empty(len(encodings), dtype=np.int64)
         for i, enc in enumerate(encodings):
             row = np.asarray(enc.ids, dtype=np.int32)
             n_tokens[i] = len(row)
-            if len(row) > max_length:
-                row = np.concatenate([row[: max_length - 1], [self.sep_id]]).astype(np.int32)
-            ids.append(row)
-        return Encoded(ids=ids, n_tokens=n_tokens)
+            if len(row) <= max_length:
+                ids.append(row)
+                owner.append(i)
+            elif long_text == "truncate":
+                ids.append(np.concatenate([row[: max_length - 1], [self.sep_id]]).astype(np.int32))
+                owner.append(i)
+            else:
+                content = row[1:-1]
+                for start in range(0, len(content), step):
+                    ids.append(np.concatenate([[self.cls_id], content[start:start + width], [self.sep_id]])
+                               .astype(np.int32))
+                    owner.append(i)
+                    if start + width >= len(content):
+                        break
+        return Encoded(ids=ids, owner=np.asarray(owner, dtype=np.int64), n_tokens=n_tokens)
 
     def tokens(self, text: str) -> list[str]:
         """The WordPiece tokens of one text, with [CLS] and [SEP] (for inspection)."""

@@ -76,7 +76,8 @@ def test_duplicates_run_once_and_nulls_and_blanks_give_nan_rows(model, monkeypat
     assert np.isnan(result.values[~result.valid]).all()
     np.testing.assert_array_equal(result.values[0], result.values[2])
     np.testing.assert_array_equal(result.values[0], result.values[6])
-    assert result.n_tokens.tolist() == [4, 0, 4, 0, 0, 4, 4]
+    assert result.n_tokens.tolist() == [4, -1, 4, 0, 0, 4, 4]
+    assert result.status.tolist() == ["ok", "null", "ok", "empty", "empty", "ok", "ok"]
 
 
 def test_batches_respect_the_budget_and_pad_to_multiples_of_8(model, monkeypatch):
@@ -138,7 +139,9 @@ def test_empty_and_all_null_input(model):
 @pytest.mark.parametrize("options,match", [
     (dict(task="summarize"), "task='summarize'"),
     (dict(pooling="max"), "pooling='max'"),
-    (dict(max_length=1), "max_length=1"),
+    (dict(max_length=2), "max_length=2"),
+    (dict(long_text="split"), "long_text='split'"),
+    (dict(stride=-1), "stride=-1"),
     (dict(max_length=8.5), "max_length=8.5"),
     (dict(batch_size=0), "batch_size=0"),
     (dict(batch_size=True), "batch_size=True"),
@@ -180,7 +183,8 @@ def test_texts_without_any_token_give_nan_rows(model):
     result = executor.run(texts, model)
     assert result.valid.tolist() == [True, False, False, False, True]
     assert np.isnan(result.values[1:4]).all() and not np.isnan(result.values[[0, 4]]).any()
-    assert result.n_tokens.tolist() == [4, 0, 0, 0, 4]
+    assert result.n_tokens.tolist() == [4, 0, 0, 0, 4]  # nothing between [CLS] and [SEP]: empty
+    assert result.status.tolist() == ["ok", "empty", "empty", "empty", "ok"]
 
 
 def test_no_progress_bar_into_a_log_file_unless_asked(model, capsys, monkeypatch):
