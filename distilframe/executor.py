@@ -161,11 +161,11 @@ def run(
             for rows in _batches(encoded.lengths, batch_size, token_budget, skip=skip):
                 ids, mask = _pad([encoded.ids[r] for r in rows], model.tokenizer.pad_id,
                                  model.checkpoint.max_positions)
-                # Windows are normalised after they are combined, single inputs right away.
-                items[rows] = _forward(model, task, ids, mask, pooling, normalize and long_text == "truncate")
+                items[rows] = _forward(model, task, ids, mask, pooling)
                 np.subtract.at(remaining, encoded.owner[rows], 1)
                 bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
-            out[start:start + len(chunk)] = _combine(items, encoded, len(chunk), task, normalize)
+            # Normalised after windows are combined, so that a chunked row is a unit vector too.
+            out[start:start + len(chunk)] = _combine(items, encoded, len(chunk), task, normalize and task == "embed")
 
     long = int(np.count_nonzero(n_tokens > max_length))
     if long and long_text == "truncate":
@@ -191,32 +191,32 @@ def run(
 
 
 def _combine(items: np.ndarray, encoded, n_texts: int, task: str, normalize: bool) -> np.ndarray:
-    """One row per text from its inputs: the inputs themselves when each text has one."""
+    """One row per text from its inputs (the inputs themselves when each text has one), then,
+    if asked, scaled to unit length. A text without a result keeps a NaN row."""
     if len(encoded.owner) == n_texts:  # one input per text, in order
-        return items
-    owner = encoded.owner
-    if task == "embed":
-        weights = encoded.lengths.astype(np.float32)  # token-weighted mean of the windows
+        combined = items
     else:
-        weights = np.ones(len(owner), dtype=np.float32)  # mean of the windows' probabilities
-    total = np.zeros((n_texts, items.shape[1]), dtype=np.float64)
-    np.add.at(total, owner, np.nan_to_num(items).astype(np.float64) * weights[:, None])
-    norm = np.zeros(n_texts, dtype=np.float64)
-    np.add.at(norm, owner, np.where(np.isnan(items).any(axis=1), 0.0, weights))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        combined = (total / norm[:, None]).astype(np.float32)
-    if task == "embed" and normalize:
-        combined = pooling_mod.l2_normalize(np.nan_to_num(combined)) + np.where(norm[:, None] > 0, 0, np.nan)
-    return combined
+        owner = encoded.owner
+        if task == "embed":
+            weights = encoded.lengths.astype(np.float64)  # token-weighted mean of the windows
+        else:
+            weights = np.ones(len(owner), dtype=np.float64)  # mean of the windows' probabilities
+        run = ~np.isnan(items).any(axis=1)
+        total = np.zeros((n_texts, items.shape[1]), dtype=np.float64)
+        np.add.at(total, owner[run], items[run].astype(np.float64) * weights[run, None])
+        norm = np.zeros(n_texts, dtype=np.float64)
+        np.add.at(norm, owner[run], weights[run])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            combined = (total / norm[:, None]).astype(np.float32)  # 0/0: NaN for texts not run
+    return pooling_mod.l2_normalize(combined) if normalize else combined
 
 
-def _forward(model: "LoadedModel", task: str, ids: np.ndarray, mask: np.ndarray, pooling: str,
-             normalize: bool) -> np.ndarray:
+def _forward(model: "LoadedModel", task: str, ids: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
+    """Pooled embeddings or class probabilities of one batch."""
     if task == "classify":
         logits = model.engine.logits(ids, mask)
         return pooling_mod.sigmoid(logits) if model.multi_label else pooling_mod.softmax(logits)
-    pooled = pooling_mod.pool(model.engine.hidden_states(ids, mask), mask, pooling)
-    return pooling_mod.l2_normalize(pooled) if normalize else pooled
+    return pooling_mod.pool(model.engine.hidden_states(ids, mask), mask, pooling)
 
 
 def _interactive() -> bool:

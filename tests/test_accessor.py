@@ -262,3 +262,24 @@ def test_to_numpy_of_variable_lists():
     assert np.isnan(X[1]).all()
     with pytest.raises(ValueError, match="different lengths"):
         embeddings(pd.Series([[1.0], [1.0, 2.0]], dtype=pd.ArrowDtype(pa.list_(pa.float64()))))
+
+
+def test_return_status_reports_tokens_and_what_happened():
+    long = " ".join(["movie"] * 40)
+    df = pd.DataFrame({"text": ["the cat", None, "  ", long, "\u200b"]}, index=list("abcde"))
+    with pytest.warns(TruncationWarning):
+        out = df.distil.embed(max_length=16, return_status=True)
+    assert out["text_n_tokens"].dtype == "Int64"
+    assert out["text_n_tokens"].tolist() == [4, pd.NA, 0, 42, 0]
+    assert out["text_status"].tolist() == ["ok", "null", "empty", "truncated", "empty"]
+    assert list(out["text_status"].cat.categories) == ["ok", "null", "empty", "truncated", "chunked"]
+    chunked = df["text"].distil.embed(max_length=16, long_text="chunk", return_status=True)
+    assert list(chunked.columns) == ["text_embedding", "text_n_tokens", "text_status"]
+    assert chunked["text_status"].tolist() == ["ok", "null", "empty", "chunked", "empty"]
+    labelled = df.distil.classify(max_length=16, long_text="chunk", return_status=True, all_scores=True)
+    assert labelled["text_status"].tolist() == ["ok", "null", "empty", "chunked", "empty"]
+    assert labelled["text_label"].isna().tolist() == [False, True, True, False, True]
+    with pytest.raises(ValueError, match="return_status='yes'"):
+        df.distil.embed(return_status="yes")
+    with pytest.raises(ValueError, match="long_text='split'"):
+        df.distil.classify(long_text="split")

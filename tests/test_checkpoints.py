@@ -1,14 +1,12 @@
-import http.server
 import json
 import shutil
-import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from distilframe.testing import write_checkpoint
 from conftest import TINY_SST2
+from servers import StaticServer
 from distilframe import checkpoints
 from distilframe.errors import CheckpointError, ModelNotAvailableError, UnknownModelError
 from distilframe.registry import lookup
@@ -64,43 +62,6 @@ def test_other_model_types_are_refused(tmp_path):
 
 # ------------------------------------------------------------------ downloads, through a local server
 
-class _Server:
-    """Serves a folder laid out like PaddleNLP's BOS server, on 127.0.0.1; counts requests."""
-
-    def __init__(self, root: Path, truncate: set[str] = frozenset()):
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.requests.append(self.path)
-                name = self.path.rsplit("/", 1)[-1]
-                if name in truncate:  # announce the whole file, send 100 bytes, hang up
-                    data = (root / self.path.lstrip("/")).read_bytes()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data[:100])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                super().do_GET()
-
-        self.requests: list[str] = []
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def bos(tmp_path, seeded_home):
     """A BOS-like tree holding the seeded test weights under their server paths."""
@@ -123,7 +84,7 @@ def empty_home(tmp_path, monkeypatch):
 
 
 def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fresh_manager):
-    server = _Server(bos)
+    server = StaticServer(bos)
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
     try:
         ckpt = checkpoints.resolve("uncased")
@@ -158,7 +119,7 @@ def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fre
 
 def test_failed_download_names_what_is_missing_and_leaves_nothing(bos, empty_home, monkeypatch):
     (bos / "models/transformers/distilbert/distilbert-base-uncased.pdparams").unlink()
-    server = _Server(bos)
+    server = StaticServer(bos)
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
     try:
         with pytest.raises(ModelNotAvailableError) as e:
@@ -175,7 +136,7 @@ def test_failed_download_names_what_is_missing_and_leaves_nothing(bos, empty_hom
 
 
 def test_connection_cut_mid_file_leaves_no_partial_file(bos, empty_home, monkeypatch):
-    server = _Server(bos, truncate={"model_state.pdparams"})
+    server = StaticServer(bos, truncate={"model_state.pdparams"})
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
     try:
         with pytest.raises(ModelNotAvailableError):
@@ -194,7 +155,7 @@ def test_unreachable_server_says_so(empty_home):
 
 
 def test_offline_mode_never_touches_the_network(bos, empty_home, monkeypatch):
-    server = _Server(bos)
+    server = StaticServer(bos)
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
     monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
     try:
@@ -223,7 +184,7 @@ def test_staging_folders_of_killed_downloads_are_removed(bos, empty_home, monkey
         (folder / "partial").write_bytes(b"x")
     old = time.time() - 2 * checkpoints.STALE_SECONDS
     os.utime(stale, (old, old))
-    server = _Server(bos)
+    server = StaticServer(bos)
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
     try:
         checkpoints.resolve(TINY_SST2)

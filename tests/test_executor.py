@@ -200,3 +200,43 @@ def test_warnings_point_at_the_callers_line(model):
     with pytest.warns(TruncationWarning) as record:
         executor.run([" ".join(["cat"] * 30)], model, max_length=8)
     assert record[0].filename == __file__
+
+
+def windows_expected(model, text, max_length, stride, task):
+    """Each window run on its own, combined as documented: token-weighted mean / mean of probabilities."""
+    enc = model.tokenizer.encode([text], max_length=max_length, long_text="chunk", stride=stride)
+    outs, weights = [], []
+    for w in enc.ids:
+        ids = w.astype(np.int64)[None]
+        mask = np.ones_like(ids)
+        if task == "embed":
+            hidden = model.engine.hidden_states(ids, mask)
+            outs.append(hidden[0].mean(axis=0))
+            weights.append(len(w))
+        else:
+            logits = model.engine.logits(ids, mask)[0].astype(np.float64)
+            e = np.exp(logits - logits.max())
+            outs.append(e / e.sum())
+            weights.append(1.0)
+    v = np.average(np.vstack(outs), axis=0, weights=weights)
+    return v / np.linalg.norm(v) if task == "embed" else v
+
+
+@pytest.mark.parametrize("task", ["embed", "classify"])
+def test_chunk_mode_reads_long_texts_whole_in_any_batch_order(model, classifier, task):
+    loaded = model if task == "embed" else classifier
+    rng = np.random.default_rng(3)
+    long_texts = [" ".join(rng.choice(["cat", "dog", "the", "movie", "good", "bad"], size=n)) for n in (40, 75, 9)]
+    texts = long_texts + [None, long_texts[0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)  # chunking truncates nothing
+        result = executor.run(texts, loaded, task=task, max_length=16, long_text="chunk", stride=4)
+    for i, text in enumerate(long_texts):
+        np.testing.assert_allclose(result.values[i], windows_expected(loaded, text, 16, 4, task), atol=1e-5)
+    assert result.status.tolist() == ["chunked", "chunked", "ok", "null", "chunked"]
+    for options in (dict(batch_size=1), dict(batch_size=2, chunk_size=1), dict(token_budget=16)):
+        again = executor.run(texts, loaded, task=task, max_length=16, long_text="chunk", stride=4, **options)
+        np.testing.assert_allclose(again.values, result.values, atol=1e-5)
+    perm = [2, 0, 4, 3, 1]
+    shuffled = executor.run([texts[i] for i in perm], loaded, task=task, max_length=16, long_text="chunk", stride=4)
+    np.testing.assert_allclose(shuffled.values, result.values[perm], atol=1e-5)

@@ -73,3 +73,23 @@ def test_ids_are_int32_arrays(vocab_files):
     encoded = tok.encode(["a", "the cat"], max_length=512)
     assert all(isinstance(x, np.ndarray) and x.dtype == np.int32 for x in encoded.ids)
     assert tok.pad_id == 0 and tok.cls_id == 2 and tok.sep_id == 3
+
+
+def test_chunk_mode_cuts_overlapping_windows_that_cover_every_token(vocab_files):
+    tok = WordPieceTokenizer(vocab_files[False], do_lower_case=True)
+    words = ["cat", "dog", "the", "a", "movie"] * 6  # 30 tokens between [CLS] and [SEP]
+    full = tok.encode([" ".join(words)], max_length=512).ids[0]
+    encoded = tok.encode([" ".join(words), "dog"], max_length=12, long_text="chunk", stride=4)
+    assert encoded.n_tokens.tolist() == [32, 3]
+    windows = [w for w, o in zip(encoded.ids, encoded.owner) if o == 0]
+    assert encoded.owner.tolist() == [0] * len(windows) + [1]
+    content = full[1:-1].tolist()
+    step = 10 - 4
+    for k, w in enumerate(windows):
+        assert w[0] == tok.cls_id and w[-1] == tok.sep_id and len(w) <= 12
+        assert w[1:-1].tolist() == content[k * step: k * step + 10]
+    assert windows[-1][1:-1].tolist()[-1] == content[-1]  # the last token is read
+    assert len(windows) == 5  # starts 0, 6, 12, 18, 24 (the last reaches the end)
+    assert tok.encode(["cat dog"], max_length=12, long_text="chunk").owner.tolist() == [0]
+    with pytest.raises(ValueError, match="long_text='split'"):
+        tok.encode(["x"], max_length=12, long_text="split")

@@ -1,0 +1,96 @@
+"""Hugging Face hub names, downloaded with huggingface_hub from a local stand-in of the hub."""
+
+import pandas as pd
+import pytest
+
+from conftest import SST2
+from distilframe import checkpoints
+from distilframe.errors import ModelNotAvailableError
+from distilframe.manager import ModelManager
+from distilframe.testing import write_hf_checkpoint
+from servers import HubServer
+
+REPO = "distilbert/" + SST2
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    root = tmp_path / "hub"
+    write_hf_checkpoint(root / REPO, seed=60, num_labels=2, labels=["NEGATIVE", "POSITIVE"])
+    server = HubServer(root)
+    monkeypatch.setenv("DISTILFRAME_HF_ENDPOINT", server.url)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    yield root, server
+    server.close()
+
+
+def test_the_default_classifier_downloads_converts_and_classifies(hub, tmp_path, monkeypatch):
+    root, server = hub
+    ckpt = checkpoints.resolve("sst2")
+    folder = tmp_path / "home/models" / SST2
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer_config.json",
+                                                       "vocab.txt"]
+    assert (folder / "model.safetensors").read_bytes() == (root / REPO / "model.safetensors").read_bytes()
+    assert ckpt.name == SST2 and ckpt.labels == ("NEGATIVE", "POSITIVE")
+    assert ckpt.path.parent == tmp_path / "home/converted"
+    assert any("/resolve/main/model.safetensors" in r for r in server.requests)
+
+    monkeypatch.setattr("distilframe.manager.manager", ModelManager())
+    texts = pd.Series(["a great film", "an awful film", None])
+    by_name = texts.distil.classify(all_scores=True)  # the default classifier
+    local = texts.distil.classify(model=root / REPO, all_scores=True)  # the same files, as a local folder
+    pd.testing.assert_frame_equal(by_name, local)
+    assert by_name["text_label"].iloc[:2].isin(["NEGATIVE", "POSITIVE"]).all()
+
+    n = len(server.requests)
+    checkpoints.resolve(SST2)
+    assert len(server.requests) == n  # on disk: no network call
+    assert not any((tmp_path / "home/tmp").iterdir())
+
+
+def test_any_hub_repository_by_hf_prefix_with_fallback_files(hub, tmp_path):
+    root, server = hub
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece
+
+    repo = root / "someone/tiny-distilbert"
+    write_hf_checkpoint(repo, seed=61)
+    vocab = (repo / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    tok = Tokenizer(WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.save(str(repo / "tokenizer.json"))
+    (repo / "vocab.txt").unlink()  # the repository has only tokenizer.json
+    (repo / "tokenizer_config.json").unlink()
+
+    ckpt = checkpoints.resolve("hf:someone/tiny-distilbert")
+    folder = tmp_path / "home/models/hf/someone/tiny-distilbert"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert ckpt.name == "hf:someone/tiny-distilbert" and ckpt.do_lower_case is True
+    embedded = pd.Series(["hello world"]).distil.embed(model="hf:someone/tiny-distilbert")
+    assert embedded.notna().all()
+
+
+def test_a_file_missing_on_the_hub_is_reported_and_nothing_is_kept(hub, tmp_path):
+    root, server = hub
+    (root / REPO / "model.safetensors").unlink()
+    with pytest.raises(ModelNotAvailableError) as e:
+        checkpoints.resolve(SST2)
+    message = str(e.value)
+    assert f"{SST2!r}" in message and "model.safetensors" in message and "Hugging Face files" in message
+    assert f"{server.url}/{REPO}/resolve/main/model.safetensors" in message
+    folder = tmp_path / "home/models" / SST2
+    assert not (folder / "model.safetensors").exists()
+    assert not any((tmp_path / "home/tmp").iterdir())
+
+
+def test_offline_and_unreachable_hub(hub, monkeypatch):
+    root, server = hub
+    monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailableError, match="DISTILFRAME_OFFLINE=1"):
+        checkpoints.resolve(SST2)
+    assert server.requests == []
+    monkeypatch.setenv("DISTILFRAME_OFFLINE", "0")
+    monkeypatch.setenv("DISTILFRAME_HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ModelNotAvailableError, match="could not connect to http://127.0.0.1:9/"):
+        checkpoints.resolve("hf:someone/else")
