@@ -83,6 +83,7 @@ def empty_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.mark.filterwarnings("ignore::distilframe.TestModelWarning")
 def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fresh_manager):
     server = StaticServer(bos)
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)

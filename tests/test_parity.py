@@ -100,14 +100,16 @@ def test_distilframe_matches_transformers(tmp_path, label, dims, num_labels):
         expect = np.vstack([pooled[i] for i in order] + [np.full(pooled.shape[1], np.nan), pooled[0],
                                                           np.full(pooled.shape[1], np.nan), pooled[3]])
         df = pd.DataFrame({"text": column}, index=pd.Index(list(range(len(column)))[::-1]))
-        X = distilframe.to_numpy(df.distil.embed("text", model=folder, batch_size=3)["text_embedding"])
+        with pytest.warns(distilframe.TruncationWarning, match="1 of 11 distinct texts"):  # the 600 words
+            X = distilframe.to_numpy(df.distil.embed("text", model=folder, batch_size=3)["text_embedding"])
         np.testing.assert_array_equal(np.isnan(X).all(axis=1), np.isnan(expect).all(axis=1))
         rows = ~np.isnan(expect).all(axis=1)
         cosine = np.sum(X[rows] * expect[rows], axis=1)
         assert cosine.min() >= 0.99999
         if num_labels:
             assert np.max(np.abs(loaded.engine.logits(ids, mask) - logits)) <= 1e-4
-            out = df.distil.classify("text", model=folder, batch_size=2)
+            with pytest.warns(distilframe.TruncationWarning):
+                out = df.distil.classify("text", model=folder, batch_size=2)
             want = [LABELS[int(np.argmax(logits[i]))] for i in order] + [None, LABELS[int(np.argmax(logits[0]))],
                                                                          None, LABELS[int(np.argmax(logits[3]))]]
             assert out["text_label"].tolist() == [w if w is not None else pd.NA for w in want]
