@@ -3,184 +3,76 @@
 Thin and stateless: validate the input, call the executor, and wrap the result
 with the original index (whatever its shape: default, non-unique, MultiIndex).
 
-Row rules, for embed and classify alike:
-
-* a missing value (None, NaN, pd.NA), an empty string or a whitespace-only
-  string gives a null result in its row: never an error, never a shifted row;
-* a value that is not a string raises TypeError (``errors="raise"``, the
-  default), or is converted (``errors="coerce"``): bytes are decoded as UTF-8,
-  anything else goes through ``str()``;
-* a string that is not valid Unicode (lone surrogates, as ``surrogateescape``
-  decoding leaves) raises ValueError naming its rows, or has those characters
-  replaced by U+FFFD with ``errors="coerce"``;
-* a text longer than ``max_length`` tokens is truncated, with one warning per call.
-
-Output columns are named after the input column (``text`` -> ``text_embedding``;
-``("a", "text")`` -> ``("a", "text_embedding")``). A column of that name is
-replaced in the returned frame; the input frame is never modified.
+The row rules (missing values, non-strings, invalid Unicode) and the names of
+output columns are those of ``distilframe.columns``, shared with the file
+pipeline. A text longer than ``max_length`` tokens is truncated, with one
+warning per call, unless ``long_text="chunk"``. An output column replaces a
+column of that name in the returned frame; the input frame is never modified.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import executor
-from .errors import ColumnNotFoundError, UnsupportedTaskError
-from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER, find
+from . import columns, executor
+from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
 
 __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
-
-ERRORS = ("raise", "coerce")
-
-
-def _check(task: str, errors: str, flags: dict[str, object], **options: Any) -> None:
-    """Reject bad options before any model is loaded or any text is read."""
-    if errors not in ERRORS:
-        raise ValueError(f"Got errors={errors!r} but expected 'raise' or 'coerce'.")
-    for flag, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"Got {flag}={value!r} but expected True or False.")
-    executor.check_options(task=task, **options)
-
 
 def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
            long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
            return_status: bool) -> pd.DataFrame:
     from .arrow import embedding_array
-    from .manager import get_model
+    from .manager import load_for
 
-    _check("embed", errors, {"normalize": normalize, "return_status": return_status}, pooling=pooling, max_length=max_length,
-           long_text=long_text, stride=stride, batch_size=batch_size)
-    texts = _texts(series, errors)
-    loaded = get_model(model)
+    columns.check_options("embed", errors, {"normalize": normalize, "return_status": return_status},
+                          pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
+                          batch_size=batch_size)
+    texts = columns.texts(series, errors)
+    loaded = load_for("embed", model)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
                           progress=progress)
-    columns = {_out_name(name, "embedding"): embedding_array(result.values, result.valid)}
+    added: dict[Any, Any] = {columns.out_name(name, "embedding"): embedding_array(result.values, result.valid)}
     if return_status:
-        columns.update(_status_columns(result, name))
-    return _frame(columns, series.index, name)
-
-
-def _status_columns(result: executor.Result, name: Any) -> dict[Any, Any]:
-    n_tokens = pd.array(np.where(result.n_tokens < 0, 0, result.n_tokens), dtype="Int64")
-    n_tokens[result.n_tokens < 0] = pd.NA
-    return {
-        _out_name(name, "n_tokens"): n_tokens,
-        _out_name(name, "status"): pd.Categorical(result.status, categories=list(executor.STATUSES)),
-    }
-
-
-def _frame(columns: dict[Any, Any], index: pd.Index, name: Any) -> pd.DataFrame:
-    out = pd.DataFrame(dict(enumerate(columns.values())), index=index)
-    out.columns = pd.MultiIndex.from_tuples(list(columns)) if isinstance(name, tuple) else list(columns)
-    return out
+        added.update(_pandas_status(columns.status(result, name)))
+    return _frame(added, series.index, name)
 
 
 def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
               batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
               return_status: bool) -> pd.DataFrame:
-    from .manager import get_model
+    from .manager import load_for
 
-    _check("classify", errors, {"all_scores": all_scores, "return_status": return_status}, max_length=max_length, long_text=long_text,
-           stride=stride, batch_size=batch_size)
-    spec = find(model) if isinstance(model, str) else None
-    if spec is not None and not spec.can_classify:
-        raise UnsupportedTaskError(_no_head_message(spec.name))
-    texts = _texts(series, errors)
-    loaded = get_model(model)
-    if not loaded.engine.has_classifier:
-        raise UnsupportedTaskError(_no_head_message(loaded.name))
+    columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status},
+                          max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
+    texts = columns.texts(series, errors)
+    loaded = load_for("classify", model)
     result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
                           stride=stride, batch_size=batch_size, progress=progress)
-    probs = result.values
-    best = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1)  # NaN rows (invalid input) are masked below
-    labels = np.where(result.valid, np.asarray(loaded.labels, dtype=object)[best], None)
-    columns: dict[Any, Any] = {
-        _out_name(name, "label"): pd.array(labels, dtype=pd.StringDtype()),
-        _out_name(name, "score"): probs[np.arange(len(probs)), best],
-    }
-    if all_scores:
-        for j, label in enumerate(loaded.labels):
-            columns[_out_name(name, f"score_{label}")] = probs[:, j]
+    added: dict[Any, Any] = columns.classification(result, loaded.labels, name, all_scores)
+    label = columns.out_name(name, "label")
+    added[label] = pd.array(added[label], dtype=pd.StringDtype())
     if return_status:
-        columns.update(_status_columns(result, name))
-    return _frame(columns, series.index, name)
+        added.update(_pandas_status(columns.status(result, name)))
+    return _frame(added, series.index, name)
 
 
-def _no_head_message(name: str) -> str:
-    return (
-        f"Model {name!r} has no trained classification head, so it cannot classify. "
-        "Use embed() with it, or pass a fine-tuned sequence-classification checkpoint as model= "
-        f"(for example {DEFAULT_CLASSIFIER!r}, a test model)."
-    )
+def _pandas_status(status: dict[Any, np.ndarray]) -> dict[Any, Any]:
+    (n_name, n_tokens), (s_name, codes) = status.items()
+    counts = pd.array(np.where(n_tokens < 0, 0, n_tokens), dtype="Int64")
+    counts[n_tokens < 0] = pd.NA
+    return {n_name: counts, s_name: pd.Categorical(codes, categories=list(executor.STATUSES))}
 
 
-def _texts(series: pd.Series, errors: str) -> list[str | None]:
-    """Python strings, with None for missing values; other values per ``errors``."""
-    missing = series.isna().to_numpy()
-    values = series.to_numpy(dtype=object, na_value=None)
-    texts: list[str | None] = [None] * len(values)
-    bad: list[int] = []
-    for i, (value, is_missing) in enumerate(zip(values, missing)):
-        if is_missing:
-            continue
-        if isinstance(value, str):
-            text = value
-        elif errors == "raise":
-            bad.append(i)
-            continue
-        elif isinstance(value, (bytes, bytearray)):
-            text = bytes(value).decode("utf-8", errors="replace")
-        else:
-            text = str(value)
-        texts[i] = text
-    what = "Column" if series.name is not None else "The Series"
-    name = f" {series.name!r}" if series.name is not None else ""
-    if bad:
-        raise TypeError(
-            f"{what}{name} has {len(bad)} non-string values, at index {_labels(series, values, bad)}. "
-            "Pass errors='coerce' to convert them (bytes are decoded as UTF-8, others use str()), "
-            "or clean the column first."
-        )
-    _check_unicode(texts, series, errors, f"{what}{name}")
-    return texts
-
-
-def _check_unicode(texts: list[str | None], series: pd.Series, errors: str, what: str) -> None:
-    """Find strings the tokenizer cannot take (lone surrogates); one C-level encode when all is well."""
-    try:
-        "\n".join(t for t in texts if t is not None).encode("utf-8")
-        return
-    except UnicodeEncodeError:
-        pass
-    bad = []
-    for i, text in enumerate(texts):
-        if text is None:
-            continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            if errors == "coerce":  # each lone surrogate becomes U+FFFD
-                texts[i] = text.encode("utf-16", errors="surrogatepass").decode("utf-16", errors="replace")
-            else:
-                bad.append(i)
-    if bad:
-        raise ValueError(
-            f"{what} has {len(bad)} strings that are not valid Unicode (lone surrogates, as left by bytes "
-            f"decoded with errors='surrogateescape'), at index {_labels(series, texts, bad)}. "
-            "Pass errors='coerce' to replace those characters with U+FFFD, or decode the data correctly."
-        )
-
-
-def _labels(series: pd.Series, values: Any, rows: list[int]) -> str:
-    shown = ", ".join(f"{series.index[i]!r} ({type(values[i]).__name__})" for i in rows[:5])
-    return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+def _frame(added: dict[Any, Any], index: pd.Index, name: Any) -> pd.DataFrame:
+    out = pd.DataFrame(dict(enumerate(added.values())), index=index)
+    out.columns = pd.MultiIndex.from_tuples(list(added)) if isinstance(name, tuple) else list(added)
+    return out
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -222,13 +114,7 @@ def _column(df: pd.DataFrame, column: Any) -> pd.Series:
             "Run embed once per column."
         ) from None
     if not present:
-        names = [str(c) for c in df.columns]
-        close = difflib.get_close_matches(str(column), names, n=1, cutoff=0.5)
-        hint = f" Did you mean {df.columns[names.index(close[0])]!r}?" if close else ""
-        raise ColumnNotFoundError(
-            f"Column {column!r} not found.{hint} Columns: {', '.join(map(repr, df.columns[:50]))}"
-            + (" ..." if len(df.columns) > 50 else "")
-        )
+        raise columns.missing_column(column, list(df.columns))
     selected = df[column]
     if isinstance(selected, pd.DataFrame):
         found = ", ".join(map(repr, selected.columns[:5]))
@@ -237,13 +123,6 @@ def _column(df: pd.DataFrame, column: Any) -> pd.Series:
                              "pass the full tuple of the text column.")
         raise ValueError(f"Column name {column!r} appears {selected.shape[1]} times; rename the duplicates first.")
     return selected
-
-
-def _out_name(name: Any, suffix: str) -> Any:
-    """``text`` -> ``text_<suffix>``; a MultiIndex column keeps its levels: ``("a", "text_<suffix>")``."""
-    if isinstance(name, tuple) and name:
-        return (*name[:-1], f"{name[-1]}_{suffix}")
-    return f"{'text' if name is None else name}_{suffix}"
 
 
 _OPTIONS_DOC = """

@@ -30,7 +30,7 @@ from .convert import HF_WEIGHTS, convert, is_huggingface
 from .errors import CheckpointError, ModelNotAvailableError, UnknownModelError
 from .registry import ModelSpec, RemoteFile, find, hub_spec, unknown_model_message
 
-__all__ = ["Checkpoint", "folder", "is_on_disk", "resolve"]
+__all__ = ["Checkpoint", "content_hash", "folder", "is_on_disk", "resolve"]
 
 WEIGHTS = "model_state.pdparams"
 VOCAB = "vocab.txt"
@@ -101,6 +101,29 @@ def resolve(model: str | os.PathLike) -> Checkpoint:
     if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
         return _local(path)
     raise UnknownModelError(unknown_model_message(model))
+
+
+_hash_memo: dict[tuple, str] = {}
+
+
+def content_hash(checkpoint: Checkpoint) -> str:
+    """SHA-256 (32 hex digits) of the files that determine a checkpoint's outputs: weights, config,
+    vocabulary and tokenizer settings. Computed once per process per file version."""
+    import hashlib
+
+    files = [checkpoint.weights_path, checkpoint.vocab_path]
+    files += [checkpoint.path / name for name in (*CONFIGS, TOKENIZER_CONFIG) if (checkpoint.path / name).is_file()]
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp in _hash_memo:
+        return _hash_memo[stamp]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+    _hash_memo[stamp] = h.hexdigest()[:32]
+    return _hash_memo[stamp]
 
 
 def is_on_disk(spec: ModelSpec) -> bool:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .engine import PaddleEngine
     from .tokenize import WordPieceTokenizer
 
-__all__ = ["LoadedModel", "ModelManager", "get_model", "manager", "models"]
+__all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models"]
 
 _warned: set[str] = set()  # test models already warned about in this process
 
@@ -170,6 +170,31 @@ manager = ModelManager()
 def get_model(model: str | os.PathLike, *, num_threads: int | None = None) -> LoadedModel:
     """The process-wide loaded model for ``model`` (see :class:`ModelManager`)."""
     return manager.get(model, num_threads=num_threads)
+
+
+def load_for(task: str, model: str | os.PathLike) -> LoadedModel:
+    """The loaded model, refused early (before any download) if it cannot do ``task``."""
+    from .errors import UnsupportedTaskError
+    from .registry import find
+
+    if task == "classify":
+        spec = find(model) if isinstance(model, str) else None
+        if spec is not None and not spec.can_classify:
+            raise UnsupportedTaskError(_no_head_message(spec.name))
+    loaded = get_model(model)
+    if task == "classify" and not loaded.engine.has_classifier:
+        raise UnsupportedTaskError(_no_head_message(loaded.name))
+    return loaded
+
+
+def _no_head_message(name: str) -> str:
+    from .registry import DEFAULT_CLASSIFIER
+
+    return (
+        f"Model {name!r} has no trained classification head, so it cannot classify. "
+        "Use embed() with it, or a fine-tuned sequence-classification checkpoint "
+        f"(such as the default, {DEFAULT_CLASSIFIER!r})."
+    )
 
 
 def models() -> "pd.DataFrame":
