@@ -25,6 +25,18 @@ from .errors import (
     UnsupportedTaskError,
 )
 from .manager import models
+
+
+def embed_file(*args, **kwargs):  # noqa: D103 - documented in distilframe.files
+    from .files import embed_file as run
+
+    return run(*args, **kwargs)
+
+
+def classify_file(*args, **kwargs):  # noqa: D103 - documented in distilframe.files
+    from .files import classify_file as run
+
+    return run(*args, **kwargs)
 from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
 
 __version__ = "0.1.0"
@@ -42,7 +54,9 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedTaskError",
     "__version__",
+    "classify_file",
     "convert",
+    "embed_file",
     "models",
     "to_numpy",
 ]

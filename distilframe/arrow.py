@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["embedding_array", "embedding_dtype", "to_numpy"]
+__all__ = ["embedding_array", "embedding_arrow", "embedding_dtype", "to_numpy"]
 
 
 def embedding_dtype(dim: int) -> "pd.ArrowDtype":
@@ -25,16 +25,21 @@ def embedding_dtype(dim: int) -> "pd.ArrowDtype":
     return pd.ArrowDtype(pa.list_(pa.float32(), dim))
 
 
-def embedding_array(values: np.ndarray, valid: np.ndarray) -> "pd.api.extensions.ExtensionArray":
-    """A pandas Arrow array of fixed-size float32 lists from an (n, dim) matrix; null where not ``valid``."""
-    import pandas as pd
+def embedding_arrow(values: np.ndarray, valid: np.ndarray):
+    """An Arrow fixed-size list of float32 from an (n, dim) matrix; null where not ``valid``."""
     import pyarrow as pa
 
     values = np.ascontiguousarray(values, dtype=np.float32)
     n, dim = values.shape
     mask = None if valid.all() else pa.array(~valid)
-    arr = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=mask)
-    return pd.arrays.ArrowExtensionArray(arr)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=mask)
+
+
+def embedding_array(values: np.ndarray, valid: np.ndarray) -> "pd.api.extensions.ExtensionArray":
+    """A pandas Arrow array of fixed-size float32 lists from an (n, dim) matrix; null where not ``valid``."""
+    import pandas as pd
+
+    return pd.arrays.ArrowExtensionArray(embedding_arrow(values, valid))
 
 
 def to_numpy(series: "pd.Series") -> np.ndarray:

@@ -80,11 +80,20 @@ def _import_paddlenlp_models() -> tuple[Any, Any, Any]:
 
 @contextlib.contextmanager
 def _quiet_imports():
-    # Paddle and PaddleNLP warn about their own build tooling on import; nothing a user can act on.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No ccache found")
-        warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
-        yield
+    # Paddle and PaddleNLP warn about their own build tooling on import, and the `datasets` package
+    # they import logs which torch it found: nothing a user can act on, and noise in ETL logs.
+    import logging
+
+    datasets_log = logging.getLogger("datasets")
+    level = datasets_log.level
+    datasets_log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No ccache found")
+            warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+            yield
+    finally:
+        datasets_log.setLevel(level)
 
 
 class PaddleEngine:

@@ -1,0 +1,194 @@
+"""The ``distilframe`` command (also ``python -m distilframe``).
+
+    distilframe embed INPUT OUTPUT --column text [--model M] [--keep id,title] ...
+    distilframe classify INPUT OUTPUT --column review [--model M] [--all-scores] ...
+    distilframe models
+    distilframe download MODEL...
+    distilframe info FILE
+
+Errors print one line on stderr and exit with status 2; Ctrl-C exits with 130
+and keeps the finished chunks for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+EMBED_EXAMPLE = """example:
+  distilframe embed reviews.parquet embeddings.parquet --column text --keep id
+  distilframe embed big.csv out.parquet --column body --model multilingual --resume
+"""
+CLASSIFY_EXAMPLE = """example:
+  distilframe classify reviews.xlsx reviews-labelled.xlsx --column review --all-scores
+  distilframe classify tickets.parquet labels.parquet --column text --model ./my-finetuned-distilbert
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="a .parquet, .csv, .tsv, .jsonl or .xlsx file")
+    p.add_argument("--column", required=True, help="the text column")
+    p.add_argument("--keep", type=_names, default=None, metavar="COL,COL",
+                   help="input columns to carry over, comma-separated (default: all)")
+    p.add_argument("--max-length", type=int, default=512, metavar="N",
+                   help="tokens per model input, [CLS] and [SEP] included (default 512)")
+    p.add_argument("--long-text", choices=("truncate", "chunk"), default="truncate",
+                   help="texts over --max-length: keep their beginning, or read them whole in windows")
+    p.add_argument("--stride", type=int, default=128, metavar="N", help="overlap of windows, in tokens (default 128)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="inputs per batch at most (default 64)")
+    p.add_argument("--errors", choices=("raise", "coerce"), default="raise",
+                   help="non-string values: stop with an error, or convert them with str() (default raise)")
+    p.add_argument("--chunk-rows", type=int, default=10_000, metavar="N",
+                   help="rows per chunk: memory use and resume granularity (default 10000)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    quiet = p.add_mutually_exclusive_group()
+    quiet.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    quiet.add_argument("--progress", action="store_true", help="progress on stderr even when it is not a terminal")
+
+
+def _names(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected column names separated by commas, e.g. id,title")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+
+    parser = argparse.ArgumentParser(
+        prog="distilframe",
+        description="DistilBERT embeddings and sentiment for table files.",
+        epilog="Run 'distilframe COMMAND --help' for a command's options and an example.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    embed = commands.add_parser("embed", help="embed a text column into a Parquet file", epilog=EMBED_EXAMPLE,
+                                formatter_class=raw,
+                                description="Embed the text column of INPUT into OUTPUT (Parquet): the kept "
+                                            "columns plus <column>_embedding, a fixed-size list of float32.")
+    _common(embed)
+    embed.add_argument("output", help="a .parquet file, written only when complete")
+    embed.add_argument("--model", default=DEFAULT_EMBEDDER, help=f"model name, hf:<owner>/<repo>, or a checkpoint "
+                                                                 f"folder (default {DEFAULT_EMBEDDER})")
+    embed.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="default mean")
+    embed.add_argument("--no-normalize", action="store_true", help="keep raw vectors, not unit length")
+    embed.set_defaults(func=_embed)
+
+    classify = commands.add_parser("classify", help="add a label and a score per row", epilog=CLASSIFY_EXAMPLE,
+                                   formatter_class=raw,
+                                   description="Classify the text column of INPUT into OUTPUT (.parquet, .csv, "
+                                               ".tsv or .xlsx): the kept columns plus <column>_label and "
+                                               "<column>_score.")
+    _common(classify)
+    classify.add_argument("output", help="a .parquet, .csv, .tsv or .xlsx file, written only when complete")
+    classify.add_argument("--model", default=DEFAULT_CLASSIFIER,
+                          help=f"a fine-tuned classifier (default {DEFAULT_CLASSIFIER})")
+    classify.add_argument("--all-scores", action="store_true", help="also one <column>_score_<LABEL> per label")
+    classify.set_defaults(func=_classify)
+
+    models = commands.add_parser("models", help="list the registered models and whether they are on disk",
+                                 epilog="example:\n  distilframe models", formatter_class=raw)
+    models.set_defaults(func=_models)
+
+    download = commands.add_parser("download", help="fetch models into the cache, for offline machines",
+                                   epilog="example:\n  distilframe download distilbert-base-uncased sst2\n"
+                                          "  DISTILFRAME_HOME=/shared/cache distilframe download multilingual",
+                                   formatter_class=raw)
+    download.add_argument("names", nargs="+", metavar="MODEL", help="registered names, aliases or hf:<owner>/<repo>")
+    download.set_defaults(func=_download)
+
+    info = commands.add_parser("info", help="show the embedding metadata and row count of an output file",
+                               epilog="example:\n  distilframe info embeddings.parquet", formatter_class=raw)
+    info.add_argument("file", help="a Parquet file written by distilframe")
+    info.set_defaults(func=_info)
+    return parser
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.quiet else (True if args.progress else None)
+
+
+def _job_options(args: argparse.Namespace) -> dict:
+    return dict(column=args.column, model=args.model, keep=args.keep, max_length=args.max_length,
+                long_text=args.long_text, stride=args.stride, batch_size=args.batch_size, errors=args.errors,
+                resume=args.resume, overwrite=args.overwrite, progress=_progress(args), chunk_rows=args.chunk_rows)
+
+
+def _report(result, args: argparse.Namespace) -> int:
+    if not args.quiet:
+        resumed = f", {result.resumed_chunks} resumed" if result.resumed_chunks else ""
+        chunks = f"{result.chunks} chunk{'s' if result.chunks != 1 else ''}"
+        print(f"distilframe: wrote {result.rows:,} rows to {result.output} ({chunks}{resumed}, "
+              f"{result.seconds:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .files import embed_file
+
+    return _report(embed_file(args.input, args.output, pooling=args.pooling, normalize=not args.no_normalize,
+                              **_job_options(args)), args)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .files import classify_file
+
+    return _report(classify_file(args.input, args.output, all_scores=args.all_scores, **_job_options(args)), args)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .manager import models
+
+    table = models()[["name", "aliases", "task", "languages", "layers", "hidden_size", "parameters", "on_disk"]]
+    print(table.to_string(index=False))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .checkpoints import resolve
+
+    for name in args.names:
+        checkpoint = resolve(name)
+        print(f"{checkpoint.name}: {checkpoint.path}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .files import read_metadata
+
+    meta = read_metadata(args.file)
+    width = max(len(k) for k in meta)
+    for key, value in meta.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        print(f"{key:<{width}}  {shown}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    from .errors import DistilFrameError
+
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("distilframe: interrupted. Finished chunks are kept: run the same command with --resume to "
+              "continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (DistilFrameError, ImportError, OSError, ValueError, TypeError, KeyError) as e:
+        message = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
+        print(f"distilframe: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The file pipeline and the command line: formats, atomic writes, resume after SIGKILL and Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import distilframe
+from conftest import SST2
+from distilframe.cli import main
+from distilframe.files import FileError, classify_file, embed_file, read_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["the cat is happy", "a bad movie", None, "hello world", "the cat is happy", "   ", "good film, i love it"]
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame({"id": range(len(TEXTS)), "title": [f"t{i}" for i in range(len(TEXTS))], "text": TEXTS})
+
+
+def write_input(df, path: Path) -> Path:
+    suffix = path.suffix
+    if suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif suffix in (".csv", ".tsv"):
+        df.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix == ".jsonl":
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_excel(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".tsv", ".jsonl", ".xlsx"])
+def test_embed_every_input_format_like_the_accessor(tmp_path, frame, suffix):
+    source = write_input(frame, tmp_path / f"in{suffix}")
+    result = embed_file(source, tmp_path / "out.parquet", column="text", keep=["id"], chunk_rows=3)
+    assert result.rows == len(TEXTS) and result.chunks == 3
+    out = pd.read_parquet(tmp_path / "out.parquet")  # no pandas metadata: a plain read works
+    assert list(out.columns) == ["id", "text_embedding"] and out["id"].tolist() == list(range(len(TEXTS)))
+    X = distilframe.to_numpy(out["text_embedding"])
+    want = distilframe.to_numpy(frame.distil.embed("text")["text_embedding"])
+    np.testing.assert_allclose(X, want, atol=1e-6)
+    schema = pq.read_schema(tmp_path / "out.parquet")
+    assert pa.types.is_fixed_size_list(schema.field("text_embedding").type)
+
+
+def test_metadata_and_info(tmp_path, frame, capsys):
+    source = write_input(frame, tmp_path / "in.parquet")
+    embed_file(source, tmp_path / "out.parquet", column="text", pooling="cls", normalize=False, max_length=64)
+    meta = read_metadata(tmp_path / "out.parquet")
+    assert meta["model"] == "distilbert-base-uncased" and meta["pooling"] == "cls" and meta["normalize"] == "false"
+    assert meta["max_length"] == "64" and meta["dim"] == "32" and meta["distilframe_version"] == distilframe.__version__
+    assert len(meta["checkpoint_sha256"]) == 32 and meta["created_at"].endswith("+00:00") and meta["rows"] == 7
+    assert meta["columns"] == ["id", "title", "text", "text_embedding"]
+    assert main(["info", str(tmp_path / "out.parquet")]) == 0
+    printed = capsys.readouterr().out
+    assert "checkpoint_sha256" in printed and "rows" in printed and "dim" in printed
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".tsv", ".xlsx"])
+def test_classify_to_every_output_format(tmp_path, frame, suffix):
+    source = write_input(frame, tmp_path / "in.xlsx")
+    classify_file(source, tmp_path / f"out{suffix}", column="text", all_scores=True, chunk_rows=2)
+    read = {".parquet": pd.read_parquet, ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+            ".xlsx": pd.read_excel}[suffix]
+    out = read(tmp_path / f"out{suffix}")
+    want = frame.distil.classify("text", all_scores=True)
+    assert list(out.columns) == list(want.columns)
+    assert out["text_label"].fillna("").tolist() == want["text_label"].fillna("").tolist()
+    np.testing.assert_allclose(out["text_score"].astype(float), want["text_score"].astype(float), atol=1e-6)
+    assert out["title"].tolist() == frame["title"].tolist()
+
+
+def test_chunking_does_not_change_the_result(tmp_path):
+    texts = [f"the cat number {i} is {'happy' if i % 3 else 'sad'}" for i in range(50)]
+    source = write_input(pd.DataFrame({"text": texts}), tmp_path / "in.parquet")
+    embed_file(source, tmp_path / "a.parquet", column="text", chunk_rows=7)
+    embed_file(source, tmp_path / "b.parquet", column="text")
+    a, b = pq.read_table(tmp_path / "a.parquet"), pq.read_table(tmp_path / "b.parquet")
+    assert a.num_rows == b.num_rows == 50
+    np.testing.assert_allclose(distilframe.to_numpy(a.to_pandas(types_mapper=pd.ArrowDtype)["text_embedding"]),
+                               distilframe.to_numpy(b.to_pandas(types_mapper=pd.ArrowDtype)["text_embedding"]),
+                               atol=1e-6)
+
+
+def test_empty_input_gives_an_empty_output(tmp_path):
+    source = write_input(pd.DataFrame({"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype=str)}),
+                         tmp_path / "in.parquet")
+    result = embed_file(source, tmp_path / "out.parquet", column="text")
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert result.rows == 0 and table.num_rows == 0 and table.column_names == ["id", "text", "text_embedding"]
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "distilframe", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def assert_one_line_error(run, *fragments):
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("distilframe: error:")]
+    assert len(lines) == 1, run.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, frame, monkeypatch):
+    source = write_input(frame, tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    assert_one_line_error(run_cli("embed", source, out, "--column", "txt"), "Column 'txt' not found",
+                          "Did you mean 'text'?", "'title'")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"this is not parquet")
+    assert_one_line_error(run_cli("embed", bad, out, "--column", "text"), "Could not read 'bad.parquet' as PARQUET")
+    assert_one_line_error(run_cli("embed", tmp_path / "in.docx", out, "--column", "text"), "unsupported extension")
+    assert_one_line_error(run_cli("embed", tmp_path / "missing.csv", out, "--column", "text"), "does not exist")
+    assert_one_line_error(run_cli("embed", source, tmp_path / "out.csv", "--column", "text"), "must end with .parquet")
+    env = {**os.environ, "DISTILFRAME_OFFLINE": "1", "DISTILFRAME_HOME": str(tmp_path / "empty-home")}
+    assert_one_line_error(run_cli("embed", source, out, "--column", "text", env=env),
+                          "not on disk", "DISTILFRAME_OFFLINE=1")
+    assert not out.exists() and not list(tmp_path.glob("out.parquet*"))
+    out.write_text("keep me")
+    assert_one_line_error(run_cli("embed", source, out, "--column", "text"), "already exists", "--overwrite")
+    assert out.read_text() == "keep me"
+    ok = run_cli("embed", source, out, "--column", "text", "--overwrite", "--quiet")
+    assert ok.returncode == 0 and ok.stderr.strip() == "" and pq.read_table(out).num_rows == len(TEXTS)
+
+
+def test_help_is_complete_and_has_examples():
+    for command in ("embed", "classify", "models", "download", "info"):
+        run = run_cli(command, "--help")
+        assert run.returncode == 0 and "example:" in run.stdout, command
+    assert "--resume" in run_cli("embed", "--help").stdout and "--all-scores" in run_cli("classify", "--help").stdout
+
+
+def test_models_and_download_commands(capsys):
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert "distilbert-base-uncased" in table and "on_disk" in table
+    assert main(["download", "uncased", "sst2"]) == 0
+    printed = capsys.readouterr().out
+    assert "distilbert-base-uncased:" in printed and f"{SST2}:" in printed
+    assert main(["download", "distilbert-base-uncasd"]) == 2
+    assert "Did you mean" in capsys.readouterr().err
+
+
+def big_input(tmp_path, rows=20_000) -> Path:
+    texts = [f"the story number {i} was {'good' if i % 2 else 'bad'} and the actor {i % 7}" for i in range(rows)]
+    return write_input(pd.DataFrame({"id": range(rows), "text": texts}), tmp_path / "big.parquet")
+
+
+def wait_for_parts(folder: Path, n: int, process, timeout=120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list(folder.glob("part-*.parquet"))) >= n:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"the job ended before it could be interrupted: {process.stderr.read()}")
+        time.sleep(0.01)
+    raise AssertionError("no progress")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_an_interrupted_job_resumes_to_the_identical_file(tmp_path, sig):
+    source = big_input(tmp_path)
+    reference = tmp_path / "reference.parquet"
+    assert run_cli("embed", source, reference, "--column", "text", "--chunk-rows", "400").returncode == 0
+
+    out = tmp_path / "out.parquet"
+    parts = tmp_path / "out.parquet.distilframe-parts"
+    job = subprocess.Popen([sys.executable, "-m", "distilframe", "embed", str(source), str(out), "--column", "text",
+                            "--chunk-rows", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_parts(parts, 3, job)
+    job.send_signal(sig)
+    job.wait(timeout=60)
+    stderr = job.stderr.read()
+    if sig == signal.SIGKILL:
+        assert job.returncode == -signal.SIGKILL
+    else:
+        assert job.returncode == 130 and "--resume" in stderr
+    assert not out.exists()  # OUTPUT only ever holds a complete file
+    done = len(list(parts.glob("part-*.parquet")))
+    assert 3 <= done < 50
+
+    resumed = run_cli("embed", source, out, "--column", "text", "--chunk-rows", "400", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{done} resumed" in resumed.stderr
+    assert pq.read_table(out).equals(pq.read_table(reference))  # identical, row for row
+    assert not parts.exists()
+
+
+def test_resume_refuses_changed_options_and_a_plain_run_starts_over(tmp_path):
+    source = big_input(tmp_path, rows=3000)
+    out = tmp_path / "out.parquet"
+    parts = tmp_path / "out.parquet.distilframe-parts"
+    job = subprocess.Popen([sys.executable, "-m", "distilframe", "embed", str(source), str(out), "--column", "text",
+                            "--chunk-rows", "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_parts(parts, 2, job)
+    job.kill()
+    job.wait(timeout=60)
+    changed = run_cli("embed", source, out, "--column", "text", "--chunk-rows", "100", "--resume", "--pooling", "cls")
+    assert_one_line_error(changed, "Cannot resume", "pooling")
+    fresh = run_cli("embed", source, out, "--column", "text", "--chunk-rows", "100")
+    assert fresh.returncode == 0 and "starting over" in fresh.stderr
+    assert pq.read_table(out).num_rows == 3000 and json.loads(
+        pq.read_schema(out).metadata[b"distilframe.pooling"].decode().join('""')) == "mean"
