@@ -14,6 +14,7 @@ from . import accessor as _accessor  # noqa: F401  (registers the .distil access
 from .arrow import to_numpy
 from .convert import convert
 from .errors import (
+    CasingWarning,
     CheckpointError,
     ColumnNotFoundError,
     DistilFrameError,
@@ -42,6 +43,7 @@ from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
 __version__ = "0.1.0"
 
 __all__ = [
+    "CasingWarning",
     "DEFAULT_CLASSIFIER",
     "DEFAULT_EMBEDDER",
     "CheckpointError",

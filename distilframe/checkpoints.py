@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .convert import HF_WEIGHTS, convert, is_huggingface
+from .convert import ADDED_TOKENS, HF_WEIGHTS, _added_tokens, convert, is_huggingface
 from .errors import CheckpointError, ModelNotAvailableError, UnknownModelError
 from .registry import ModelSpec, RemoteFile, find, hub_spec, unknown_model_message
 
@@ -53,6 +53,7 @@ class Checkpoint:
     spec: ModelSpec | None = None
     strip_accents: bool | None = None  # None: follow do_lower_case, as BERT does
     tokenize_chinese_chars: bool = True
+    added_tokens: tuple[dict, ...] = ()
 
     @property
     def weights_path(self) -> Path:
@@ -89,7 +90,7 @@ def resolve(model: str | os.PathLike) -> Checkpoint:
         return _local(Path(model).expanduser())
     if not isinstance(model, str):
         raise TypeError(f"Got model={model!r} ({type(model).__name__}) but expected a model name or a directory path.")
-    if model.startswith("hf:"):
+    if model[:3].lower() == "hf:":
         spec = hub_spec(model[3:])
         return _read(convert(_ensure_files(spec)), None, name=spec.name)
     spec = find(model)
@@ -230,10 +231,18 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
                     continue
                 raise FileNotFoundError(f"{remote.local_name} is not on the server (404 at {', '.join(remote.sources)})")
             os.replace(fetched, folder / local_name)
+            if spec.source == "huggingface" and local_name == "config.json":
+                _check_hub_config(spec, folder / local_name)  # before fetching the weights
+    except CheckpointError:
+        raise
     except Exception as e:
         raise _not_available(spec, folder, _missing(spec, folder), _short(e), tried) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        try:
+            folder.rmdir()  # only if the failure left it empty
+        except OSError:
+            pass
 
 
 STALE_SECONDS = 24 * 3600
@@ -266,6 +275,16 @@ def _short(e: BaseException) -> str:
         return f"could not reach {config.hf_endpoint()}"
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text[:300]}"
+
+
+def _check_hub_config(spec: ModelSpec, path: Path) -> None:
+    model_type = _load_json(path).get("model_type")
+    if model_type != "distilbert":
+        path.unlink()
+        raise CheckpointError(
+            f"{spec.name!r} is a {model_type!r} model, not a DistilBERT (model_type 'distilbert'); "
+            "nothing else was downloaded."
+        )
 
 
 def _write_generated(spec: ModelSpec, folder: Path) -> None:
@@ -337,7 +356,13 @@ def _read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkp
         labels = spec.labels
     else:
         lower = tok_cfg.get("do_lower_case", cfg.get("do_lower_case"))
-        do_lower_case = bool(lower) if lower is not None else not _vocab_is_cased(path / VOCAB)
+        do_lower_case = bool(lower) if lower is not None else True  # PaddleNLP's and transformers' default
+        if lower is None and _vocab_is_cased(path / VOCAB):
+            from .errors import CasingWarning, warn
+
+            warn(f"{path} does not say whether its tokenizer lower-cases; lower-casing, as PaddleNLP does, but "
+                 "its vocabulary has upper-case tokens. If the model is cased, add {\"do_lower_case\": false} "
+                 f"to {path / TOKENIZER_CONFIG}.", CasingWarning)
         labels = _labels(cfg)
     strip_accents = tok_cfg.get("strip_accents")
     return Checkpoint(
@@ -349,7 +374,16 @@ def _read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkp
         spec=spec,
         strip_accents=None if strip_accents is None else bool(strip_accents),
         tokenize_chinese_chars=bool(tok_cfg.get("tokenize_chinese_chars", True)),
+        added_tokens=tuple(_read_added_tokens(path)),
     )
+
+
+def _read_added_tokens(path: Path) -> list[dict]:
+    if (path / ADDED_TOKENS).is_file():  # written by the conversion
+        return json.loads((path / ADDED_TOKENS).read_text(encoding="utf-8"))
+    with open(path / VOCAB, encoding="utf-8") as f:
+        size = sum(1 for _ in f)
+    return _added_tokens(path, size)  # a PaddleNLP folder's added_tokens.json, if any
 
 
 def _vocab_is_cased(vocab: Path) -> bool:

@@ -15,7 +15,7 @@ Names map one to one (``transformer.layer.N.attention.q_lin`` ->
 is transposed from PyTorch's [out, in] to Paddle's [in, out]. The masked-LM
 head (``vocab_*``) is not used and not kept.
 
-``model.safetensors`` is read with ``safetensors.numpy``: no torch needed.
+``model.safetensors`` is read directly (bfloat16 and float16 included): no torch needed.
 ``pytorch_model.bin`` is a PyTorch pickle and needs torch.
 """
 
@@ -35,9 +35,13 @@ import numpy as np
 from . import config
 from .errors import CheckpointError
 
-__all__ = ["HF_WEIGHTS", "convert", "is_huggingface"]
+__all__ = ["ADDED_TOKENS", "HF_WEIGHTS", "convert", "is_huggingface"]
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# Tokens added to the vocabulary after training, with their matching rules (transformers' AddedToken).
+ADDED_TOKENS = "distilframe_added_tokens.json"
+BASIC_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+STALE_SECONDS = 24 * 3600
 _RENAMES = (
     ("embeddings.LayerNorm.", "embeddings.layer_norm."),
     ("transformer.layer.", "encoder.layers."),
@@ -93,28 +97,41 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
         )
     vocab = _vocabulary(src)
     tokenizer = _tokenizer_settings(src, vocab)
-    digest = _content_hash(weights, src / "config.json", vocab, tokenizer)
-    out = Path(target).expanduser() if target is not None else config.converted_dir() / digest
-    if (out / "model_state.pdparams").is_file() and (out / "config.json").is_file():
-        return out
+    added = _added_tokens(src, len(vocab))
+    digest = _content_hash(weights, src / "config.json", vocab, {**tokenizer, "added": added})
+    out = Path(target).expanduser().resolve() if target is not None else config.converted_dir() / digest
+    if out.exists():
+        if _conversion_of(out) == digest:
+            return out  # this very conversion is already there
+        if target is None:
+            raise CheckpointError(f"{out} is in the conversion cache but incomplete or foreign: delete it.")
+        if out == src or src.is_relative_to(out) or any(out.iterdir()):
+            raise CheckpointError(
+                f"Cannot convert into {out}: the folder exists and is not empty (or holds the source). "
+                "Choose a new folder; nothing was written."
+            )
 
     state = _to_paddle(_load_weights(weights), src)
     cfg = _paddle_config(hf_config, src, state)
     cfg["distilframe_source"] = {"path": str(src), "sha256": digest}
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out.parent, f".{out.name}." if target is not None else ".")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         from .engine import save_state
 
+        _make_shareable(tmp)
         if (src / "vocab.txt").is_file():
             shutil.copyfile(src / "vocab.txt", tmp / "vocab.txt")
         else:
             (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer, indent=2), encoding="utf-8")
+        if added:
+            (tmp / ADDED_TOKENS).write_text(json.dumps(added, indent=1), encoding="utf-8")
         save_state(state, tmp / "model_state.pdparams")
-        if out.exists() and target is not None:
-            shutil.rmtree(out)
+        if out.exists():  # an empty folder the caller named
+            out.rmdir()
         try:
             os.replace(tmp, out)  # atomic: readers see no folder or a complete one
         except OSError:
@@ -123,6 +140,73 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _conversion_of(folder: Path) -> str | None:
+    """The content hash a folder is a complete conversion of, or None."""
+    if not (folder / "model_state.pdparams").is_file():
+        return None
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return (cfg.get("distilframe_source") or {}).get("sha256")
+
+
+def _make_shareable(folder: Path) -> None:
+    # mkdtemp makes 0700 folders; a cache shared between users must stay readable, as umask allows.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+
+
+def _remove_stale(parent: Path, prefix: str) -> None:
+    """Remove temporary folders of conversions that were killed (older than a day)."""
+    import time
+
+    for old in parent.glob(prefix + "*"):
+        try:
+            if old.is_dir() and old.name.startswith(".") and time.time() - old.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _added_tokens(src: Path, vocab_size: int) -> list[dict[str, Any]]:
+    """Tokens added after training (transformers' add_tokens / additional special tokens), with their ids
+    and matching rules, from tokenizer_config.json, tokenizer.json or added_tokens.json."""
+    found: dict[int, dict[str, Any]] = {}
+    tok_cfg = _json(src / "tokenizer_config.json")
+    for key, spec in (tok_cfg.get("added_tokens_decoder") or {}).items():
+        found[int(key)] = spec
+    for spec in (_json(src / "tokenizer.json").get("added_tokens") or []):
+        found.setdefault(int(spec["id"]), spec)
+    legacy = _json(src / "added_tokens.json")
+    specials = set(tok_cfg.get("additional_special_tokens") or [])
+    for content, index in legacy.items():
+        found.setdefault(int(index), {"content": content, "special": content in specials})
+    out = []
+    for index in sorted(found):
+        spec = found[index]
+        content = spec.get("content")
+        if not isinstance(content, str) or (content in BASIC_SPECIALS and index < vocab_size):
+            continue
+        special = bool(spec.get("special", False))
+        out.append({"content": content, "id": index, "special": special,
+                    "normalized": bool(spec.get("normalized", not special)),
+                    "lstrip": bool(spec.get("lstrip", False)), "rstrip": bool(spec.get("rstrip", False)),
+                    "single_word": bool(spec.get("single_word", False))})
+    return out
+
+
+def _json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"Could not read {path}: {e}.") from e
+    return data if isinstance(data, dict) else {}
 
 
 def _read_config(src: Path) -> dict[str, Any]:
@@ -173,9 +257,13 @@ def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
             settings.setdefault("strip_accents", norm.get("strip_accents"))
             settings.setdefault("tokenize_chinese_chars", bool(norm.get("handle_chinese_chars", True)))
     if "do_lower_case" not in settings:
-        settings["do_lower_case"] = not any(
-            t != t.lower() for t in vocab if not (t.startswith("[") and t.endswith("]"))
-        )
+        settings["do_lower_case"] = True  # transformers' default, so that the numbers are the same
+        if any(t != t.lower() for t in vocab if not (t.startswith("[") and t.endswith("]"))):
+            from .errors import CasingWarning, warn
+
+            warn(f"{src} does not say whether its tokenizer lower-cases; lower-casing, as transformers does, "
+                 "but its vocabulary has upper-case tokens. If the model is cased, add "
+                 '{"do_lower_case": false} to its tokenizer_config.json.', CasingWarning)
     settings.setdefault("strip_accents", None)
     settings.setdefault("tokenize_chinese_chars", True)
     return settings
@@ -183,7 +271,9 @@ def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
 
 def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict) -> str:
     stat = weights.stat()
-    memo_key = (str(weights), stat.st_size, stat.st_mtime_ns, cfg.read_bytes(), len(vocab), json.dumps(tokenizer))
+    vocab_text = "\n".join(vocab).encode("utf-8")
+    memo_key = (str(weights), stat.st_size, stat.st_mtime_ns, cfg.read_bytes(), hashlib.sha256(vocab_text).digest(),
+                json.dumps(tokenizer, sort_keys=True))
     with _memo_lock:
         if memo_key in _hash_memo:
             return _hash_memo[memo_key]
@@ -192,7 +282,7 @@ def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict) -
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     h.update(cfg.read_bytes())
-    h.update("\n".join(vocab).encode("utf-8"))
+    h.update(vocab_text)
     h.update(json.dumps(tokenizer, sort_keys=True).encode("utf-8"))
     digest = h.hexdigest()[:32]
     with _memo_lock:
@@ -202,10 +292,10 @@ def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict) -
 
 def _load_weights(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
         try:
-            return load_file(str(path))
+            return _read_safetensors(path)
+        except CheckpointError:
+            raise
         except Exception as e:
             raise CheckpointError(f"Could not read {path}: {type(e).__name__}: {e}. Replace it with a good copy.") from e
     try:
@@ -220,6 +310,41 @@ def _load_weights(path: Path) -> dict[str, np.ndarray]:
     except Exception as e:
         raise CheckpointError(f"Could not read {path}: {type(e).__name__}: {e}. Replace it with a good copy.") from e
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+
+
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+                      "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read a safetensors file into float32/int numpy arrays, bfloat16 included (numpy has no bfloat16:
+    its 16 bits are the high half of a float32). The format: an 8-byte header length, a JSON header,
+    then the raw tensors."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise CheckpointError(f"{path} is too short to be a safetensors file. Replace it with a good copy.")
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    base = 8 + size
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = data[base + start:base + end]
+        dtype = info["dtype"]
+        if dtype == "BF16":
+            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            array = bits.view(np.float32)
+        elif dtype in _SAFETENSORS_DTYPES:
+            array = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dtype]).newbyteorder("<"))
+        else:
+            raise CheckpointError(f"{path} holds {name} as {dtype}, which distilframe cannot read.")
+        out[name] = array.reshape(info["shape"])
+    return out
 
 
 def _to_paddle(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:

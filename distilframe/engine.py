@@ -118,6 +118,12 @@ class PaddleEngine:
 
         self.checkpoint = checkpoint
         state = _load_state(paddle, checkpoint)
+        architectures = " ".join(checkpoint.config.get("architectures") or [])
+        if "pre_classifier.weight" not in state or any(
+                kind in architectures for kind in ("TokenClassification", "QuestionAnswering", "MultipleChoice")):
+            # Another kind of head (token classification, QA, multiple choice): not a sentence
+            # classifier; embed() ignores it.
+            state = {k: v for k, v in state.items() if k.startswith(_PREFIX)}
         head = [k for k in _HEAD_KEYS if k in state]
         if head and len(head) != len(_HEAD_KEYS):
             raise CheckpointError(

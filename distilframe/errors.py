@@ -12,7 +12,8 @@ exception a Python user would expect, so ``except KeyError`` keeps working::
 
     DistilFrameWarning         (UserWarning)
     ├── TruncationWarning                     texts cut at max_length
-    └── TestModelWarning                      a test-size model whose outputs carry no meaning
+    ├── TestModelWarning                      a test-size model whose outputs carry no meaning
+    └── CasingWarning                         a checkpoint that does not say whether it lower-cases
 
 Messages say what came in and what to do about it.
 """
@@ -24,6 +25,7 @@ import sys
 import warnings
 
 __all__ = [
+    "CasingWarning",
     "CheckpointError",
     "ColumnNotFoundError",
     "DistilFrameError",
@@ -70,6 +72,10 @@ class DistilFrameWarning(UserWarning):
 
 class TruncationWarning(DistilFrameWarning):
     """Some texts were longer than max_length tokens and were truncated."""
+
+
+class CasingWarning(DistilFrameWarning):
+    """A checkpoint does not say whether its tokenizer lower-cases, and its vocabulary looks cased."""
 
 
 class TestModelWarning(DistilFrameWarning):

@@ -52,7 +52,7 @@ class LoadedModel:
     def multi_label(self) -> bool:
         """Scores are independent sigmoids, not a softmax (as Hugging Face's pipeline decides)."""
         problem = self.checkpoint.config.get("problem_type")
-        return problem == "multi_label_classification" or (problem is None and len(self.labels) == 1)
+        return problem == "multi_label_classification" or len(self.labels) == 1
 
 
 class ModelManager:
@@ -125,7 +125,8 @@ class ModelManager:
         try:
             tokenizer = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case,
                                            strip_accents=checkpoint.strip_accents,
-                                           tokenize_chinese_chars=checkpoint.tokenize_chinese_chars)
+                                           tokenize_chinese_chars=checkpoint.tokenize_chinese_chars,
+                                           added_tokens=checkpoint.added_tokens)
         except ValueError as e:
             raise CheckpointError(str(e)) from e
         vocab_size = int(checkpoint.config.get("vocab_size", tokenizer.vocab_size))

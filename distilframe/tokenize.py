@@ -58,6 +58,9 @@ class WordPieceTokenizer:
         Remove accents; None follows ``do_lower_case``, as BERT does.
     tokenize_chinese_chars
         Put spaces around CJK characters, so that each is a word of its own.
+    added_tokens
+        Tokens added after training, as transformers records them (content, id, special,
+        normalized, lstrip, rstrip, single_word); each must get its recorded id.
 
     Examples
     --------
@@ -67,8 +70,8 @@ class WordPieceTokenizer:
     """
 
     def __init__(self, vocab_path: str | Path, *, do_lower_case: bool, strip_accents: bool | None = None,
-                 tokenize_chinese_chars: bool = True) -> None:
-        from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+                 tokenize_chinese_chars: bool = True, added_tokens: Sequence[dict] = ()) -> None:
+        from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
         from tokenizers.models import WordPiece
 
         vocab = _read_vocab(Path(vocab_path))
@@ -91,10 +94,22 @@ class WordPieceTokenizer:
         )
         # As in the fast tokenizer: literal special tokens in a text are matched, not split.
         tok.add_special_tokens([t for t in SPECIAL_TOKENS if t in vocab])
+        for spec in sorted(added_tokens, key=lambda t: t["id"]):
+            token = AddedToken(spec["content"], single_word=spec.get("single_word", False),
+                               lstrip=spec.get("lstrip", False), rstrip=spec.get("rstrip", False),
+                               normalized=spec.get("normalized", not spec.get("special", False)),
+                               special=spec.get("special", False))
+            (tok.add_special_tokens if spec.get("special") else tok.add_tokens)([token])
+            if tok.token_to_id(spec["content"]) != spec["id"]:
+                raise ValueError(
+                    f"Added token {spec['content']!r} should have id {spec['id']} but gets "
+                    f"{tok.token_to_id(spec['content'])}: the added tokens do not follow the vocabulary of "
+                    f"{vocab_path} ({len(vocab)} tokens)."
+                )
         tok.no_truncation()
         tok.no_padding()
         self._tok = tok
-        self.vocab_size = len(vocab)
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         self.do_lower_case = do_lower_case
 
     def encode(self, texts: Sequence[str], *, max_length: int, long_text: str = "truncate",

@@ -59,7 +59,7 @@ def reference_forward(folder: Path, ids: np.ndarray, mask: np.ndarray, *, eps: f
         ff = lin(_gelu(lin(x, "linear1")), "linear2")
         x = _layer_norm(x + ff, s[f"{p}.norm2.weight"], s[f"{p}.norm2.bias"], eps)
     logits = None
-    if "classifier.weight" in s:
+    if "pre_classifier.weight" in s:  # a sentence classifier (a token classifier has classifier.* only)
         pre = np.maximum(x[:, 0] @ s["pre_classifier.weight"] + s["pre_classifier.bias"], 0.0)
         logits = pre @ s["classifier.weight"] + s["classifier.bias"]
     return x, logits

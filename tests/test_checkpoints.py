@@ -168,10 +168,19 @@ def test_offline_mode_never_touches_the_network(bos, empty_home, monkeypatch):
 
 
 def test_casing_of_a_local_checkpoint_without_tokenizer_config(tmp_path):
+    import warnings
+
+    from distilframe.errors import CasingWarning
+
     cased = write_checkpoint(tmp_path / "cased", seed=31, cased=True, tokenizer_config=False)
     uncased = write_checkpoint(tmp_path / "uncased", seed=32, tokenizer_config=False)
-    assert checkpoints.resolve(cased).do_lower_case is False  # the vocabulary has upper-case pieces
-    assert checkpoints.resolve(uncased).do_lower_case is True
+    # Lower-case, as PaddleNLP and transformers do when nothing is said, so the numbers match theirs;
+    # but a vocabulary with upper-case pieces gets a warning that says how to declare the casing.
+    with pytest.warns(CasingWarning, match='add {"do_lower_case": false}'):
+        assert checkpoints.resolve(cased).do_lower_case is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CasingWarning)
+        assert checkpoints.resolve(uncased).do_lower_case is True
 
 
 def test_staging_folders_of_killed_downloads_are_removed(bos, empty_home, monkeypatch):

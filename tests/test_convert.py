@@ -139,3 +139,85 @@ def test_multi_label_heads_score_with_sigmoids(tmp_path):
     np.testing.assert_allclose(scores[0], 1 / (1 + np.exp(-logits)), atol=1e-6)
     assert not np.allclose(scores.sum(axis=1), 1.0)
     assert os.fspath(hf)  # the folder path works as model=
+
+
+def test_convert_never_deletes_or_reuses_a_foreign_folder(tmp_path):
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.csv").write_text("keep me")
+    a = write_hf_checkpoint(project / "model-a", seed=52)
+    b = write_hf_checkpoint(project / "model-b", seed=53, num_labels=2)
+    for target in (project, a):  # a non-empty folder, the source itself
+        with pytest.raises(CheckpointError, match="exists and is not empty"):
+            distilframe.convert(a, target)
+    assert (project / "data" / "train.csv").read_text() == "keep me" and (a / "model.safetensors").is_file()
+    out = distilframe.convert(a, tmp_path / "out")
+    assert distilframe.convert(a, tmp_path / "out") == out  # the same conversion: reused
+    with pytest.raises(CheckpointError, match="exists and is not empty"):
+        distilframe.convert(b, tmp_path / "out")  # another model: refused, not silently the old one
+    (tmp_path / "empty").mkdir()
+    assert (distilframe.convert(b, tmp_path / "empty") / "model_state.pdparams").is_file()
+
+
+def test_an_edited_vocabulary_is_a_new_conversion(tmp_path):
+    hf = write_hf_checkpoint(tmp_path / "hf", seed=54)
+    first = checkpoints.resolve(hf)
+    vocab = (hf / "vocab.txt").read_text(encoding="utf-8").replace("\ncat\n", "\nkitten\n")
+    (hf / "vocab.txt").write_text(vocab, encoding="utf-8")
+    second = checkpoints.resolve(hf)
+    assert second.path != first.path and "kitten" in (second.path / "vocab.txt").read_text(encoding="utf-8")
+
+
+def test_single_output_heads_score_with_a_sigmoid(tmp_path):
+    hf = write_hf_checkpoint(tmp_path / "reg", seed=55, num_labels=1, labels=["score"])
+    cfg = json.loads((hf / "config.json").read_text())
+    for problem in ("regression", "single_label_classification", None):
+        (hf / "config.json").write_text(json.dumps({**cfg, "problem_type": problem}))
+        loaded = ModelManager().get(hf)
+        ids = loaded.tokenizer.encode(["the cat"], max_length=512).ids[0].astype(np.int64)[None]
+        logit = loaded.engine.logits(ids, np.ones_like(ids))[0, 0]
+        out = pd.Series(["the cat"]).distil.classify(model=hf)
+        assert out["text_label"].tolist() == ["score"]
+        np.testing.assert_allclose(out["text_score"].iloc[0], 1 / (1 + np.exp(-logit)), atol=1e-6)
+
+
+def test_bfloat16_weights_are_read(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    hf = write_hf_checkpoint(tmp_path / "hf", seed=56)
+    state = load_file(str(hf / "model.safetensors"))
+    # bfloat16 keeps the high 16 bits of a float32; write those by hand (numpy has no bfloat16 type).
+    truncated = {k: (v.view(np.uint32) & 0xFFFF0000).view(np.float32) for k, v in state.items()}
+    save_file(truncated, str(hf / "model.safetensors"))
+    want = run(hf).values
+    header_hack = tmp_path / "bf16"
+    write_hf_checkpoint(header_hack, seed=56)
+    import struct
+
+    raw = {k: (v.view(np.uint32) >> 16).astype(np.uint16) for k, v in state.items()}
+    header, blobs, offset = {}, [], 0
+    for name, value in raw.items():
+        blob = value.tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(value.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    head = json.dumps(header).encode()
+    (header_hack / "model.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+    np.testing.assert_allclose(run(header_hack).values, want, atol=1e-6, equal_nan=True)
+
+
+def test_leftovers_of_killed_conversions_are_swept_and_folders_are_shareable(tmp_path):
+    import time
+
+    cache = distilframe.config.converted_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    stale = cache / ".deadbeef.abcdef"
+    stale.mkdir()
+    (stale / "model_state.pdparams").write_bytes(b"partial")
+    old = time.time() - 2 * 24 * 3600
+    os.utime(stale, (old, old))
+    converted = checkpoints.resolve(write_hf_checkpoint(tmp_path / "hf", seed=57)).path
+    assert not stale.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert converted.stat().st_mode & 0o777 == 0o777 & ~umask

@@ -106,10 +106,34 @@ def test_incomplete_classification_head_is_refused(tmp_path):
 
     folder = write_checkpoint(tmp_path / "ckpt", seed=10, num_labels=2)
     state = paddle.load(str(folder / "model_state.pdparams"), return_numpy=True)
-    del state["pre_classifier.weight"]
+    del state["classifier.bias"]
     paddle.save(state, str(folder / "model_state.pdparams"))
-    with pytest.raises(CheckpointError, match="incomplete classification head.*pre_classifier.weight"):
+    with pytest.raises(CheckpointError, match="incomplete classification head.*not classifier.bias"):
         PaddleEngine(checkpoints.resolve(folder))
+
+
+def test_other_heads_are_ignored_so_such_checkpoints_still_embed(tmp_path):
+    import paddle
+
+    from distilframe.errors import UnsupportedTaskError
+    from distilframe.manager import ModelManager, load_for
+
+    folder = write_checkpoint(tmp_path / "ner", seed=15)  # a token classifier: classifier.* on every token
+    state = paddle.load(str(folder / "model_state.pdparams"), return_numpy=True)
+    state["classifier.weight"] = np.zeros((32, 9), np.float32)
+    state["classifier.bias"] = np.zeros(9, np.float32)
+    paddle.save(state, str(folder / "model_state.pdparams"))
+    engine = PaddleEngine(checkpoints.resolve(folder))
+    assert not engine.has_classifier
+    ids, mask = batch()
+    want, _ = reference_forward(folder, ids, mask)
+    assert_hidden_close(engine.hidden_states(ids, mask), want, mask)
+    import pandas as pd
+
+    with pytest.raises(UnsupportedTaskError, match="no trained classification head"):
+        pd.Series(["a cat"]).distil.classify(model=folder)
+    assert ModelManager().get(folder).labels == ()
+    assert load_for("embed", folder) is not None
 
 
 def test_heads_must_divide_the_hidden_size(tmp_path):

@@ -94,3 +94,30 @@ def test_offline_and_unreachable_hub(hub, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_HF_ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(ModelNotAvailableError, match="could not connect to http://127.0.0.1:9/"):
         checkpoints.resolve("hf:someone/else")
+
+
+def test_hub_names_are_checked_before_any_download(hub, tmp_path):
+    from distilframe.errors import UnknownModelError
+
+    root, server = hub
+    for bad in ("hf:../x", "hf:owner/repo@v1", "hf: owner/repo", "hf:owner/..", "hf:just-one-part"):
+        with pytest.raises(UnknownModelError, match="hf:<owner>/<repo>"):
+            checkpoints.resolve(bad)
+    assert server.requests == []
+    write_hf_checkpoint(root / "Someone/Tiny", seed=62)
+    assert checkpoints.resolve("HF:Someone/Tiny").name == "hf:Someone/Tiny"  # the prefix in any case
+
+
+def test_other_model_types_are_refused_before_the_weights_are_fetched(hub, tmp_path):
+    import json
+
+    from distilframe.errors import CheckpointError
+
+    root, server = hub
+    repo = write_hf_checkpoint(root / "someone/a-bert", seed=63)
+    cfg = json.loads((repo / "config.json").read_text())
+    (repo / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="'bert' model, not a DistilBERT"):
+        checkpoints.resolve("hf:someone/a-bert")
+    assert not any("model.safetensors" in r for r in server.requests)
+    assert not (tmp_path / "home/models/hf/someone/a-bert").exists()  # no empty folder left behind

@@ -93,7 +93,7 @@ def test_distilframe_matches_transformers(tmp_path, label, dims, num_labels):
         # Last hidden states, on the same padded batch.
         got = loaded.engine.hidden_states(ids, mask)
         valid = mask.astype(bool)
-        assert np.max(np.abs(got[valid] - hidden[valid])) <= 1e-4
+        assert np.max(np.abs(got[valid] - hidden[valid])) <= 2e-5  # measured 4e-6 at base size
         # Pooled, normalised embeddings through the public API: duplicates, nulls, shuffled rows.
         order = np.random.default_rng(1).permutation(len(batch))
         column = [batch[i] for i in order] + [None, batch[0], "", batch[3]]
@@ -105,11 +105,32 @@ def test_distilframe_matches_transformers(tmp_path, label, dims, num_labels):
         np.testing.assert_array_equal(np.isnan(X).all(axis=1), np.isnan(expect).all(axis=1))
         rows = ~np.isnan(expect).all(axis=1)
         cosine = np.sum(X[rows] * expect[rows], axis=1)
-        assert cosine.min() >= 0.99999
+        assert cosine.min() >= 0.9999995  # measured 0.99999988
         if num_labels:
-            assert np.max(np.abs(loaded.engine.logits(ids, mask) - logits)) <= 1e-4
+            assert np.max(np.abs(loaded.engine.logits(ids, mask) - logits)) <= 1e-5  # measured 4e-7
             with pytest.warns(distilframe.TruncationWarning):
                 out = df.distil.classify("text", model=folder, batch_size=2)
             want = [LABELS[int(np.argmax(logits[i]))] for i in order] + [None, LABELS[int(np.argmax(logits[0]))],
                                                                          None, LABELS[int(np.argmax(logits[3]))]]
             assert out["text_label"].tolist() == [w if w is not None else pd.NA for w in want]
+
+
+def test_added_tokens_match_transformers(tmp_path):
+    folder = tmp_path / "hf"
+    model = build(folder, TINY, 2, seed=9)
+    tok = DistilBertTokenizerFast.from_pretrained(str(folder))
+    tok.add_tokens(["<url>", "catdog"])
+    tok.add_special_tokens({"additional_special_tokens": ["[E1]"]})
+    model.resize_token_embeddings(len(tok))
+    with torch.no_grad():
+        model.distilbert.embeddings.word_embeddings.weight[-3:] = torch.randn(3, TINY["dim"])
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    batch = ["see <url> now", "a CatDog and [E1] here", "<URL>catdog", "plain text"]
+    ids, mask, hidden, pooled, logits = reference(model, folder, batch)
+    loaded = ModelManager().get(folder)
+    for i, row in enumerate(loaded.tokenizer.encode(batch, max_length=512).ids):
+        assert row.tolist() == ids[i, : mask[i].sum()].tolist(), batch[i]
+    X = distilframe.to_numpy(pd.Series(batch).distil.embed(model=folder))
+    assert np.sum(X * pooled, axis=1).min() >= 0.9999995
+    assert np.max(np.abs(loaded.engine.logits(ids, mask) - logits)) <= 1e-5

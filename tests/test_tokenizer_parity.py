@@ -12,11 +12,15 @@ from distilframe.tokenize import WordPieceTokenizer
 from tokenizer_corpus import corpus
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-# (name, do_lower_case, vocabulary size): the settings of the registered models.
+# (name, do_lower_case, vocabulary size, strip_accents, tokenize_chinese_chars): the settings of the
+# registered models first, then the other settings a tokenizer_config.json can ask for.
 SETTINGS = [
-    ("uncased", True, 4000),  # distilbert-base-uncased, the SST-2 models: lower-case, strip accents
-    ("cased", False, 4000),  # distilbert-base-cased
-    ("multilingual-cased", False, 8000),  # renmada/distilbert-base-multilingual-cased: cased, CJK split
+    ("uncased", True, 4000, None, True),  # distilbert-base-uncased, the SST-2 models: lower-case, strip accents
+    ("cased", False, 4000, None, True),  # distilbert-base-cased
+    ("multilingual-cased", False, 8000, None, True),  # renmada/distilbert-base-multilingual-cased: CJK split
+    ("uncased-keep-accents", True, 4000, False, True),
+    ("cased-strip-accents", False, 4000, True, True),
+    ("no-cjk-split", True, 4000, None, False),
 ]
 
 
@@ -36,13 +40,14 @@ def vocabulary(texts, lower, size):
     return [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
 
 
-@pytest.mark.parametrize("name,lower,size", SETTINGS, ids=[s[0] for s in SETTINGS])
-def test_ids_match_the_fast_tokenizer(tmp_path, texts, name, lower, size):
+@pytest.mark.parametrize("name,lower,size,strip,cjk", SETTINGS, ids=[s[0] for s in SETTINGS])
+def test_ids_match_the_fast_tokenizer(tmp_path, texts, name, lower, size, strip, cjk):
     (tmp_path / "vocab.txt").write_text("\n".join(vocabulary(texts, lower, size)) + "\n", encoding="utf-8")
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower,
-                                                                "tokenize_chinese_chars": True}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower, "strip_accents": strip,
+                                                                "tokenize_chinese_chars": cjk}))
     reference = DistilBertTokenizerFast.from_pretrained(str(tmp_path))
-    ours = WordPieceTokenizer(tmp_path / "vocab.txt", do_lower_case=lower)
+    ours = WordPieceTokenizer(tmp_path / "vocab.txt", do_lower_case=lower, strip_accents=strip,
+                              tokenize_chinese_chars=cjk)
 
     want_full = reference(texts, truncation=False)["input_ids"]
     want_512 = reference(texts, truncation=True, max_length=512)["input_ids"]
