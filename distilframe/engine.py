@@ -134,14 +134,18 @@ class PaddleEngine:
         self.num_labels = int(state["classifier.weight"].shape[1]) if self.has_classifier else 0
         cfg = _paddlenlp_config(checkpoint, state, self.num_labels)
 
-        with paddle.no_grad():
+        # LazyGuard: the layers are built without PaddleNLP's random initialisation, which the
+        # checkpoint's weights would overwrite anyway (measured: 1.1 GB -> see benchmarks, and faster).
+        with paddle.no_grad(), paddle.LazyGuard():
             if self.has_classifier:
                 model = DistilBertForSequenceClassification(DistilBertConfig(**cfg))
                 encoder = model.distilbert
             else:
                 model = encoder = DistilBertModel(DistilBertConfig(**cfg))
                 state = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX) and k not in _IGNORED}
+        with paddle.no_grad():
             _check_and_set(model, state, checkpoint)
+        del state
         model.eval()
         eps = float(checkpoint.config.get("layer_norm_eps", 1e-12))
         for layer in model.sublayers(include_self=True):
