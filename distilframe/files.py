@@ -389,7 +389,7 @@ def _progress_bar(progress: bool | None, total: int | None):
     from tqdm.auto import tqdm
 
     show = progress if progress is not None else _stderr_is_terminal()
-    return tqdm(total=total, disable=not show, unit="row", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
+    return tqdm(total=total, disable=not show, unit="row", dynamic_ncols=True, file=sys.stderr,
                 desc="rows")
 
 

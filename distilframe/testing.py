@@ -176,8 +176,6 @@ def write_checkpoint(
     return folder
 
 
-
-
 def write_hf_checkpoint(
     folder: Path,
     *,

@@ -215,3 +215,11 @@ def test_resume_refuses_changed_options_and_a_plain_run_starts_over(tmp_path):
     assert fresh.returncode == 0 and "starting over" in fresh.stderr
     assert pq.read_table(out).num_rows == 3000 and json.loads(
         pq.read_schema(out).metadata[b"distilframe.pooling"].decode().join('""')) == "mean"
+
+
+def test_progress_goes_to_stderr_only_when_asked_or_on_a_terminal(tmp_path, frame):
+    source = write_input(frame, tmp_path / "in.parquet")
+    shown = run_cli("embed", source, tmp_path / "a.parquet", "--column", "text", "--progress")
+    assert shown.returncode == 0 and "rows" in shown.stderr and "/s" in shown.stderr and "7/7" in shown.stderr
+    quiet = run_cli("embed", source, tmp_path / "b.parquet", "--column", "text")  # stderr is a pipe here
+    assert quiet.returncode == 0 and "/s" not in quiet.stderr and "wrote 7 rows" in quiet.stderr
