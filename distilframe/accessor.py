@@ -25,7 +25,7 @@ __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 
 def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
            long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
-           return_status: bool) -> pd.DataFrame:
+           return_status: bool, precision: str, num_threads: int | None) -> pd.DataFrame:
     from .arrow import embedding_array
     from .manager import load_for
 
@@ -33,7 +33,7 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
                           pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
                           batch_size=batch_size)
     texts = columns.texts(series, errors)
-    loaded = load_for("embed", model)
+    loaded = load_for("embed", model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
                           progress=progress)
@@ -45,13 +45,13 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
 
 def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
               batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
-              return_status: bool) -> pd.DataFrame:
+              return_status: bool, precision: str, num_threads: int | None) -> pd.DataFrame:
     from .manager import load_for
 
     columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status},
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
     texts = columns.texts(series, errors)
-    loaded = load_for("classify", model)
+    loaded = load_for("classify", model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
                           stride=stride, batch_size=batch_size, progress=progress)
     added: dict[Any, Any] = columns.classification(result, loaded.labels, name, all_scores)
@@ -150,6 +150,12 @@ _OPTIONS_DOC = """
         return_status
             Also add ``<column>_n_tokens`` (tokens before truncation, [CLS] and [SEP] included;
             null for missing values) and ``<column>_status`` (ok, null, empty, truncated, chunked).
+        precision
+            ``"auto"`` (bf16 on a CPU with native bf16, else fp32; ``DISTILFRAME_PRECISION`` can
+            set it), ``"fp32"`` (exact), or ``"bf16"`` (about 3-4x faster on such CPUs; cosine to
+            fp32 about 0.9999).
+        num_threads
+            CPU threads for the model (default: every core available to the process).
 """
 
 
@@ -174,6 +180,8 @@ class DistilDataFrameAccessor:
         long_text: str = "truncate",
         stride: int = 128,
         return_status: bool = False,
+        precision: str = "auto",
+        num_threads: int | None = None,
     ) -> pd.DataFrame:
         """Embed a text column; return a new frame with ``<column>_embedding`` added.
 
@@ -203,7 +211,8 @@ class DistilDataFrameAccessor:
         series = _column(self._obj, column)
         added = _embed(series, series.name, model=model, pooling=pooling, normalize=normalize,
                        max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                       errors=errors, progress=progress, return_status=return_status)
+                       errors=errors, progress=progress, return_status=return_status,
+                       precision=precision, num_threads=num_threads)
         return _with_columns(self._obj, added)
 
     def classify(
@@ -219,6 +228,8 @@ class DistilDataFrameAccessor:
         long_text: str = "truncate",
         stride: int = 128,
         return_status: bool = False,
+        precision: str = "auto",
+        num_threads: int | None = None,
     ) -> pd.DataFrame:
         """Classify a text column; return a new frame with ``<column>_label`` and ``<column>_score`` added.
 
@@ -248,7 +259,8 @@ class DistilDataFrameAccessor:
         series = _column(self._obj, column)
         added = _classify(series, series.name, model=model, max_length=max_length, long_text=long_text,
                           stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
-                          progress=progress, return_status=return_status)
+                          progress=progress, return_status=return_status, precision=precision,
+                          num_threads=num_threads)
         return _with_columns(self._obj, added)
 
     embed.__doc__ = embed.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
@@ -282,6 +294,8 @@ class DistilSeriesAccessor:
         long_text: str = "truncate",
         stride: int = 128,
         return_status: bool = False,
+        precision: str = "auto",
+        num_threads: int | None = None,
     ) -> pd.Series | pd.DataFrame:
         """Embed the texts; return a Series named ``<name>_embedding`` with the same index.
 
@@ -295,7 +309,8 @@ class DistilSeriesAccessor:
         """
         added = _embed(self._obj, self._obj.name, model=model, pooling=pooling, normalize=normalize,
                        max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                       errors=errors, progress=progress, return_status=return_status)
+                       errors=errors, progress=progress, return_status=return_status,
+                       precision=precision, num_threads=num_threads)
         return added if return_status else added.iloc[:, 0]
 
     def classify(
@@ -310,6 +325,8 @@ class DistilSeriesAccessor:
         long_text: str = "truncate",
         stride: int = 128,
         return_status: bool = False,
+        precision: str = "auto",
+        num_threads: int | None = None,
     ) -> pd.DataFrame:
         """Classify the texts; return a DataFrame of ``<name>_label`` and ``<name>_score`` with the same index.
 
@@ -317,4 +334,5 @@ class DistilSeriesAccessor:
         """
         return _classify(self._obj, self._obj.name, model=model, max_length=max_length, long_text=long_text,
                          stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
-                         progress=progress, return_status=return_status)
+                         progress=progress, return_status=return_status, precision=precision,
+                         num_threads=num_threads)

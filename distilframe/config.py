@@ -14,6 +14,10 @@ variable                        meaning                                    defau
                                                                            https://huggingface.co
 ``DISTILFRAME_OFFLINE``         ``1`` never touches the network            ``0``
 ``DISTILFRAME_MAX_LOADED_MODELS`` models kept in memory per process (LRU)  ``2``
+``DISTILFRAME_PRECISION``       what precision="auto" means: auto, fp32,   ``auto`` (bf16 where the CPU
+                                bf16                                       has it natively, else fp32)
+``DISTILFRAME_ENGINE``          ``inference`` (Paddle Inference) or        ``inference``
+                                ``dygraph``
 ``DISTILFRAME_NUM_THREADS``     CPU threads for Paddle                     ``OMP_NUM_THREADS`` as set
                                                                            before paddle was imported,
                                                                            else every available core
@@ -26,8 +30,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["converted_dir", "endpoint", "hf_endpoint", "home", "max_loaded_models", "models_dir", "num_threads",
-           "offline"]
+__all__ = ["converted_dir", "endpoint", "engine", "hf_endpoint", "home", "max_loaded_models", "models_dir",
+           "num_threads", "offline", "precision"]
 
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
 # told apart from Paddle's before paddle is imported: remember it when distilframe is imported.
@@ -87,6 +91,22 @@ def max_loaded_models() -> int:
         raise ValueError(
             f"Got DISTILFRAME_MAX_LOADED_MODELS={raw!r} but expected a positive integer, such as 2."
         )
+    return value
+
+
+def precision() -> str:
+    """What ``precision="auto"`` means: ``DISTILFRAME_PRECISION`` (auto, fp32 or bf16), default auto."""
+    value = os.environ.get("DISTILFRAME_PRECISION", "auto").strip().lower() or "auto"
+    if value not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"Got DISTILFRAME_PRECISION={value!r} but expected auto, fp32 or bf16.")
+    return value
+
+
+def engine() -> str:
+    """``inference`` (Paddle Inference, the default) or ``dygraph`` (PaddleNLP's eager model)."""
+    value = os.environ.get("DISTILFRAME_ENGINE", "inference").strip().lower() or "inference"
+    if value not in ("inference", "dygraph"):
+        raise ValueError(f"Got DISTILFRAME_ENGINE={value!r} but expected inference or dygraph.")
     return value
 
 

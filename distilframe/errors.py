@@ -13,7 +13,8 @@ exception a Python user would expect, so ``except KeyError`` keeps working::
     DistilFrameWarning         (UserWarning)
     ├── TruncationWarning                     texts cut at max_length
     ├── TestModelWarning                      a test-size model whose outputs carry no meaning
-    └── CasingWarning                         a checkpoint that does not say whether it lower-cases
+    ├── CasingWarning                         a checkpoint that does not say whether it lower-cases
+    └── EngineWarning                         the fast engine could not be used; the slow one runs
 
 Messages say what came in and what to do about it.
 """
@@ -26,6 +27,7 @@ import warnings
 
 __all__ = [
     "CasingWarning",
+    "EngineWarning",
     "CheckpointError",
     "ColumnNotFoundError",
     "DistilFrameError",
@@ -76,6 +78,10 @@ class TruncationWarning(DistilFrameWarning):
 
 class CasingWarning(DistilFrameWarning):
     """A checkpoint does not say whether its tokenizer lower-cases, and its vocabulary looks cased."""
+
+
+class EngineWarning(DistilFrameWarning):
+    """Paddle Inference could not be used for a model; PaddleNLP's slower dygraph model runs it instead."""
 
 
 class TestModelWarning(DistilFrameWarning):

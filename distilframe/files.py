@@ -77,6 +77,8 @@ def embed_file(
     overwrite: bool = False,
     progress: bool | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    precision: str = "auto",
+    num_threads: int | None = None,
 ) -> FileResult:
     """Embed the text column of a file into a Parquet file of ``keep`` columns plus ``<column>_embedding``.
 
@@ -100,6 +102,8 @@ def embed_file(
         Rows/s and ETA on stderr; None shows it when stderr is a terminal.
     chunk_rows
         Rows per chunk: memory use and resume granularity.
+    precision, num_threads
+        As in ``DataFrame.distil.embed``; the precision used is recorded in the metadata.
 
     Examples
     --------
@@ -111,7 +115,7 @@ def embed_file(
                           pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
                           batch_size=batch_size)
     return _Job("embed", input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                progress, chunk_rows).run()
+                progress, chunk_rows, precision, num_threads).run()
 
 
 def classify_file(
@@ -131,6 +135,8 @@ def classify_file(
     overwrite: bool = False,
     progress: bool | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    precision: str = "auto",
+    num_threads: int | None = None,
 ) -> FileResult:
     """Classify the text column of a file: the same rows plus ``<column>_label`` and ``<column>_score``.
 
@@ -146,7 +152,7 @@ def classify_file(
     columns.check_options("classify", errors, {"all_scores": all_scores, "resume": resume, "overwrite": overwrite},
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
     return _Job("classify", input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                progress, chunk_rows).run()
+                progress, chunk_rows, precision, num_threads).run()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -170,7 +176,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 class _Job:
     def __init__(self, task, input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                 progress, chunk_rows):
+                 progress, chunk_rows, precision, num_threads):
         if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
             raise ValueError(f"Got chunk_rows={chunk_rows!r} but expected a positive integer, such as 10000.")
         self.task = task
@@ -186,6 +192,8 @@ class _Job:
         self.overwrite = overwrite
         self.progress = progress
         self.chunk_rows = chunk_rows
+        self.precision = precision
+        self.num_threads = num_threads
         self.parts = self.output.with_name(self.output.name + PARTS_SUFFIX)
 
     def run(self) -> FileResult:
@@ -202,7 +210,8 @@ class _Job:
         from .checkpoints import content_hash
         from .manager import load_for
 
-        loaded = load_for(self.task, self.model)  # before anything is written: a failure leaves nothing
+        # Before anything is written: a failure leaves nothing.
+        loaded = load_for(self.task, self.model, precision=self.precision, num_threads=self.num_threads)
         meta = self._metadata(loaded, content_hash(loaded.checkpoint))
         done = self._prepare_parts(meta)
 
@@ -256,6 +265,7 @@ class _Job:
             "checkpoint_sha256": checkpoint_hash,
             "column": self.column,
             "distilframe_version": __version__,
+            "precision": loaded.precision,
             **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in self.options.items()},
         }
         meta["max_length"] = str(min(self.options["max_length"], loaded.checkpoint.max_positions))

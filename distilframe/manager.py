@@ -23,7 +23,7 @@ from .registry import REGISTRY
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .engine import PaddleEngine
+    from .engine import PaddleEngine, PredictorEngine
     from .tokenize import WordPieceTokenizer
 
 __all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models"]
@@ -36,9 +36,10 @@ class LoadedModel:
     """A model ready to run: its checkpoint, its Paddle engine and its tokenizer."""
 
     checkpoint: Checkpoint
-    engine: "PaddleEngine"
+    engine: "PaddleEngine | PredictorEngine"
     tokenizer: "WordPieceTokenizer"
     labels: tuple[str, ...]
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:
@@ -75,10 +76,14 @@ class ModelManager:
     def max_models(self) -> int:
         return self._max_models or config.max_loaded_models()
 
-    def get(self, model: str | os.PathLike, *, num_threads: int | None = None) -> LoadedModel:
+    def get(self, model: str | os.PathLike, *, precision: str | None = "auto",
+            num_threads: int | None = None) -> LoadedModel:
         """The loaded model for a name or a checkpoint folder, building it on first use."""
+        from .engine import resolve_precision
+
+        precision = resolve_precision(precision)
         checkpoint = checkpoints.resolve(model)
-        key = _key(checkpoint)
+        key = (_key(checkpoint), precision)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -90,7 +95,7 @@ class ModelManager:
                     if key in self._models:
                         self._models.move_to_end(key)
                         return self._models[key]
-                loaded = self._build(checkpoint, num_threads)
+                loaded = self._build(checkpoint, precision, num_threads)
                 with self._lock:
                     self._models[key] = loaded
                     while len(self._models) > self.max_models:
@@ -110,8 +115,9 @@ class ModelManager:
         with self._lock:
             self._models.clear()
 
-    def _build(self, checkpoint: Checkpoint, num_threads: int | None) -> LoadedModel:
-        from .engine import PaddleEngine
+    def _build(self, checkpoint: Checkpoint, precision: str, num_threads: int | None) -> LoadedModel:
+        from .engine import PaddleEngine, PredictorEngine
+        from .errors import EngineWarning
         from .tokenize import WordPieceTokenizer
 
         if checkpoint.spec is not None and checkpoint.spec.test_model and checkpoint.name not in _warned:
@@ -121,7 +127,18 @@ class ModelManager:
                 "Use a real fine-tuned checkpoint for real work.",
                 TestModelWarning,
             )
-        engine = PaddleEngine(checkpoint, num_threads=num_threads)
+        if config.engine() == "dygraph":
+            engine, precision = PaddleEngine(checkpoint, num_threads=num_threads), "fp32"
+        else:
+            try:
+                engine = PredictorEngine(checkpoint, precision=precision, num_threads=num_threads)
+            except (CheckpointError, ImportError):
+                raise
+            except Exception as e:  # export or predictor: run the slower engine rather than nothing
+                warn(f"Paddle Inference could not run {checkpoint.name!r} ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''}); using PaddleNLP's dygraph model in fp32 "
+                     "instead, which is slower. Set DISTILFRAME_ENGINE=dygraph to skip the attempt.", EngineWarning)
+                engine, precision = PaddleEngine(checkpoint, num_threads=num_threads), "fp32"
         try:
             tokenizer = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case,
                                            strip_accents=checkpoint.strip_accents,
@@ -152,7 +169,8 @@ class ModelManager:
         else:
             labels = ()
         self.builds[checkpoint.name] += 1
-        return LoadedModel(checkpoint=checkpoint, engine=engine, tokenizer=tokenizer, labels=labels)
+        return LoadedModel(checkpoint=checkpoint, engine=engine, tokenizer=tokenizer, labels=labels,
+                           precision=precision)
 
 
 def _key(checkpoint: Checkpoint) -> tuple:
@@ -168,12 +186,14 @@ def _key(checkpoint: Checkpoint) -> tuple:
 manager = ModelManager()
 
 
-def get_model(model: str | os.PathLike, *, num_threads: int | None = None) -> LoadedModel:
+def get_model(model: str | os.PathLike, *, precision: str | None = "auto",
+              num_threads: int | None = None) -> LoadedModel:
     """The process-wide loaded model for ``model`` (see :class:`ModelManager`)."""
-    return manager.get(model, num_threads=num_threads)
+    return manager.get(model, precision=precision, num_threads=num_threads)
 
 
-def load_for(task: str, model: str | os.PathLike) -> LoadedModel:
+def load_for(task: str, model: str | os.PathLike, *, precision: str | None = "auto",
+             num_threads: int | None = None) -> LoadedModel:
     """The loaded model, refused early (before any download) if it cannot do ``task``."""
     from .errors import UnsupportedTaskError
     from .registry import find
@@ -182,7 +202,7 @@ def load_for(task: str, model: str | os.PathLike) -> LoadedModel:
         spec = find(model) if isinstance(model, str) else None
         if spec is not None and not spec.can_classify:
             raise UnsupportedTaskError(_no_head_message(spec.name))
-    loaded = get_model(model)
+    loaded = get_model(model, precision=precision, num_threads=num_threads)
     if task == "classify" and not loaded.engine.has_classifier:
         raise UnsupportedTaskError(_no_head_message(loaded.name))
     return loaded

@@ -22,6 +22,9 @@ os.environ["DISTILFRAME_HOME"] = str(_HOME / "home")
 os.environ["DISTILFRAME_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: a download fails at once
 os.environ["DISTILFRAME_HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.pop("DISTILFRAME_OFFLINE", None)
+# precision="auto" means bf16 on CPUs that have it: the exactness tests pin fp32; bf16 has its own tests.
+os.environ["DISTILFRAME_PRECISION"] = "fp32"
+os.environ.pop("DISTILFRAME_ENGINE", None)
 os.environ.pop("DISTILFRAME_MAX_LOADED_MODELS", None)
 
 from distilframe.testing import write_checkpoint, write_hf_checkpoint  # noqa: E402
