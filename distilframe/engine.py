@@ -61,18 +61,19 @@ def available_cores() -> int:
     return max(1, min(cores, quota)) if quota else cores
 
 
-def _cgroup_quota() -> int | None:
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole CPUs a container's CPU quota allows, or None without a quota."""
     import math
 
     try:  # cgroup v2: "max 100000" or "150000 100000"
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        quota, period = (root / "cpu.max").read_text().split()[:2]
         if quota != "max":
             return math.ceil(int(quota) / int(period))
     except (OSError, ValueError):
         pass
     try:  # cgroup v1
-        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
-        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
         if quota > 0 and period > 0:
             return math.ceil(quota / period)
     except (OSError, ValueError):

@@ -9,6 +9,10 @@ tokenizer drops, such as zero-width spaces and control characters) gives a NaN r
 
 Memory is bounded by the chunk: token ids and hidden states exist for one chunk
 (and one batch) at a time; only the float32 results grow with the input.
+
+Tokenizing is not overlapped with inference: the Rust tokenizer handles about
+50,000 sentences/s, the model about 300/s (bf16, 2 cores), so tokenizing is well
+under 1% of a run and a second thread would only add contention.
 """
 
 from __future__ import annotations

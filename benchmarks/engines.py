@@ -1,0 +1,283 @@
+"""Engines side by side on the throughput workload: speed, accuracy, memory, cold start.
+
+    python benchmarks/engines.py
+
+Every engine runs the same weights: a random DistilBERT of distilbert-base size built and
+saved by transformers (distilframe converts the same folder). Each row runs in its own
+process started from a parent that imports neither Paddle nor torch (``import paddle`` sets
+OMP_NUM_THREADS=1, which children would inherit and distilframe would honour as the user's
+choice), so that each row's threads, peak RSS (VmHWM) and cold start are its own. Rows:
+
+* distilframe ``Series.distil.embed`` with precision auto / fp32 / bf16 (Paddle Inference,
+  oneDNN), and with DISTILFRAME_ENGINE=dygraph (PaddleNLP's eager model);
+* PyTorch + transformers fp32, what a user would otherwise write: AutoTokenizer + AutoModel,
+  batches of 32 in input order; the same with length-sorted batches; bf16 autocast;
+* onnxruntime fp32 (the PyTorch model exported to ONNX), length-sorted batches of 32,
+  when onnxruntime is installed (`pip install onnxruntime`).
+
+Comparison engines are optional dependencies of this script, not of distilframe (the
+test extra brings torch and transformers). Accuracy is the smallest per-row cosine between
+an engine's mean-pooled unit embeddings and PyTorch fp32's. "cold" is the time a new process
+takes to embed its first 10 rows with the model on disk (distilframe: export cached).
+The GEMM ceiling is measured in the same run with torch.matmul on 2048x768x3072.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START = time.perf_counter()
+HERE = Path(__file__).resolve().parent
+BATCH = 32
+FLOPS_PER_TOKEN = 86e6  # distilbert-base: 2 x 42.5M weights in the encoder, plus attention
+
+ROWS = {
+    "distilframe auto": dict(kind="distilframe", precision="auto"),
+    "distilframe fp32": dict(kind="distilframe", precision="fp32"),
+    "distilframe bf16": dict(kind="distilframe", precision="bf16"),
+    "Paddle dygraph (PaddleNLP)": dict(kind="distilframe", precision="fp32", engine="dygraph"),
+    "PyTorch fp32, input order": dict(kind="torch", sort=False),
+    "PyTorch fp32, length-sorted": dict(kind="torch", sort=True),
+    "PyTorch bf16, length-sorted": dict(kind="torch", sort=True, bf16=True),
+    "onnxruntime fp32, length-sorted": dict(kind="onnx", sort=True),
+}
+
+
+def sentences() -> list[str]:
+    return (HERE / "sentences.txt").read_text(encoding="utf-8").splitlines()
+
+
+# ----------------------------------------------------------------------------------- children
+
+def child(row: str, folder: Path, out: Path) -> None:
+    spec = ROWS[row]
+    texts = sentences()
+    result = {"row": row}
+    if spec["kind"] == "distilframe":
+        os.environ["DISTILFRAME_ENGINE"] = spec.get("engine", "inference")
+        import numpy as np
+        import pandas as pd
+
+        sys.path.insert(0, str(HERE.parent))
+        import distilframe
+
+        def embed(batch):
+            return distilframe.to_numpy(pd.Series(batch).distil.embed(model=folder, precision=spec["precision"],
+                                                                      progress=False))
+
+        embed(texts[:10])
+        result["cold"] = time.perf_counter() - START
+        if row == "distilframe auto":
+            from distilframe.manager import get_model
+
+            result["resolved"] = get_model(folder, precision="auto").precision
+            calls = []
+            for _ in range(30):
+                t = time.perf_counter()
+                embed(["hello world"])
+                calls.append(time.perf_counter() - t)
+            result["warm_call_ms"] = 1000 * sorted(calls)[len(calls) // 2]
+    else:
+        import numpy as np
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModel.from_pretrained(str(folder)).eval()
+        session = None
+        if spec["kind"] == "onnx":
+            import onnxruntime as ort
+
+            onnx_path = out.with_suffix(".onnx")
+            sample = tok(texts[:2], padding=True, return_tensors="pt")
+            torch.onnx.export(model, (sample["input_ids"], sample["attention_mask"]), str(onnx_path), dynamo=False,
+                              input_names=["input_ids", "attention_mask"], output_names=["hidden"],
+                              dynamic_axes={k: {0: "b", 1: "n"} for k in ("input_ids", "attention_mask", "hidden")})
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = len(os.sched_getaffinity(0))
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+        def embed(batch):
+            order = sorted(range(len(batch)), key=lambda i: len(tok(batch[i])["input_ids"])) if spec["sort"] \
+                else list(range(len(batch)))
+            pooled = np.empty((len(batch), model.config.dim), np.float32)
+            for start in range(0, len(order), BATCH):
+                idx = order[start:start + BATCH]
+                enc = tok([batch[i] for i in idx], padding=True, truncation=True, max_length=512, return_tensors="pt")
+                if session is not None:
+                    hidden = torch.from_numpy(session.run(None, {"input_ids": enc["input_ids"].numpy(),
+                                                                 "attention_mask": enc["attention_mask"].numpy()})[0])
+                else:
+                    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("bf16", False)):
+                        hidden = model(**enc).last_hidden_state.float()
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                vec = (hidden * mask).sum(1) / mask.sum(1)
+                pooled[idx] = torch.nn.functional.normalize(vec, dim=1).numpy()
+            return pooled
+
+        embed(texts[:10])
+        result["cold"] = time.perf_counter() - START
+    embed(texts)  # warm-up: first shapes
+    best, vectors = float("inf"), None
+    for _ in range(2):
+        t = time.perf_counter()
+        vectors = embed(texts)
+        best = min(best, time.perf_counter() - t)
+    result["seconds"] = best
+    np.save(out, vectors)
+    result["peak"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's at fork)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child_big(folder: Path) -> None:
+    """Peak memory of embedding 100,000 rows (512 distinct sentences) with the default precision."""
+    import pandas as pd
+
+    sys.path.insert(0, str(HERE.parent))
+    import distilframe
+
+    texts = sentences()
+    series = pd.Series([texts[i % len(texts)] for i in range(100_000)])
+    t = time.perf_counter()
+    out = series.distil.embed(model=folder, progress=False)
+    assert out.notna().all()
+    print(json.dumps({"row": "100k", "seconds": time.perf_counter() - t, "peak": peak_rss_mb()}))
+
+
+# ------------------------------------------------------------------------------------- parent
+
+def run_child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def child_gemm() -> None:
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    out = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(2048, 768, dtype=dtype), torch.randn(768, 3072, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        t = time.perf_counter()
+        n = 30
+        for _ in range(n):
+            a @ b
+        out.append(2 * 2048 * 768 * 3072 * n / (time.perf_counter() - t) / 1e9)
+    print(json.dumps({"fp32": out[0], "bf16": out[1]}))
+
+
+def build_model(folder: Path, texts: list[str]) -> None:
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel
+
+    sys.path.insert(0, str(HERE))
+    from throughput import train_vocab
+
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig()).eval().save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(train_vocab(texts)) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+
+
+def main() -> None:
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "100k":
+        return child_big(args.folder)
+    if args.child == "gemm":
+        return child_gemm()
+    if args.child == "build":
+        build_model(args.folder, sentences())
+        return print(json.dumps({}))
+    if args.child:
+        return child(args.child, args.folder, args.out)
+
+    texts = sentences()
+    with tempfile.TemporaryDirectory(prefix="distilframe-engines-") as tmp:
+        tmp = Path(tmp)
+        os.environ["DISTILFRAME_HOME"] = str(tmp / "home")  # a fresh cache: the first row exports
+        folder = tmp / "model"
+        run_child(["--child", "build", "--folder", str(folder)])
+        sys.path.insert(0, str(HERE.parent))
+        from distilframe.tokenize import WordPieceTokenizer  # no Paddle in this process
+
+        tokens = int(WordPieceTokenizer(folder / "vocab.txt", do_lower_case=True).encode(texts, max_length=512)
+                     .n_tokens.sum())
+        ceiling = run_child(["--child", "gemm"])
+        fp32_ceiling, bf16_ceiling = ceiling["fp32"], ceiling["bf16"]
+        # The first use in a fresh cache converts the Hugging Face folder and exports the graphs; the
+        # rows below then start as any later process would, with both on disk.
+        first = run_child(["--child", "distilframe fp32", "--folder", str(folder), "--out", str(tmp / "first.npy")])
+        results = {}
+        for row in ROWS:
+            result = run_child(["--child", row, "--folder", str(folder), "--out", str(tmp / f"{len(results)}.npy")])
+            result["file"] = tmp / f"{len(results)}.npy"
+            results[row] = result
+            print(f"  measured: {row}", file=sys.stderr, flush=True)
+        big = run_child(["--child", "100k", "--folder", str(folder)])
+
+        reference = np.load(results["PyTorch fp32, length-sorted"]["file"])
+        base_in_order = results["PyTorch fp32, input order"].get("seconds")
+        base_sorted = results["PyTorch fp32, length-sorted"].get("seconds")
+        print(f"workload: {len(texts)} sentences, {tokens:,} tokens; distilbert-base dimensions; "
+              f"{len(os.sched_getaffinity(0))} cores")
+        print(f"GEMM ceiling (torch.matmul 2048x768x3072): fp32 {fp32_ceiling:.0f} GFLOP/s, "
+              f"bf16 {bf16_ceiling:.0f} GFLOP/s")
+        print()
+        print("| engine | sentences/s | tokens/s | x PyTorch fp32 in order | x PyTorch fp32 sorted "
+              "| min cosine to PyTorch fp32 | peak RSS | cold start |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for row, r in results.items():
+            if "error" in r:
+                print(f"| {row} | not run: {r['error'][:80]} | | | | | | |")
+                continue
+            s = r["seconds"]
+            cosine = float(np.min(np.sum(np.load(r["file"]) * reference, axis=1)))
+            print(f"| {row} | {len(texts) / s:.1f} | {tokens / s:,.0f} | {base_in_order / s:.2f}x | "
+                  f"{base_sorted / s:.2f}x | {cosine:.6f} | {r['peak']:,.0f} MB | {r['cold']:.1f} s |")
+        auto = results["distilframe auto"]
+        fp32 = results["distilframe fp32"]
+        if "error" not in fp32:
+            achieved = tokens * FLOPS_PER_TOKEN / fp32["seconds"] / 1e9
+            print()
+            print(f"distilframe fp32: {achieved:.0f} GFLOP/s = {100 * achieved / fp32_ceiling:.0f}% of the fp32 "
+                  f"GEMM ceiling")
+        if "error" not in first:
+            print(f"first use in a fresh cache (Hugging Face conversion + export, then 10 rows): {first['cold']:.1f} s")
+        if "error" not in auto:
+            print(f"distilframe auto resolved to {auto['resolved']}; a warm call's fixed overhead (1 short text): "
+                  f"{auto['warm_call_ms']:.1f} ms")
+        if "error" not in big:
+            print(f"embedding 100,000 rows (512 distinct) with precision auto: peak RSS {big['peak']:,.0f} MB, "
+                  f"{big['seconds']:.1f} s")
+        else:
+            print(f"100,000 rows: not run: {big['error']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The Paddle Inference engine: export cache, precision, fallback, threads."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import distilframe
+from distilframe import engine as engine_mod
+from distilframe.errors import EngineWarning
+from distilframe.manager import ModelManager
+from distilframe.testing import write_checkpoint
+
+TEXTS = ["the cat is happy", "a bad movie, i hate it", "hello world", "ok", "the dog was good and we love the film"]
+
+
+def embed(model, **options):
+    return distilframe.to_numpy(pd.Series(TEXTS).distil.embed(model=model, **options))
+
+
+def test_the_default_engine_is_paddle_inference_and_matches_dygraph(tmp_path, monkeypatch):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=70)
+    loaded = ModelManager().get(folder)
+    assert isinstance(loaded.engine, engine_mod.PredictorEngine) and loaded.precision == "fp32"
+    monkeypatch.setenv("DISTILFRAME_ENGINE", "dygraph")
+    dygraph = ModelManager().get(folder)
+    assert isinstance(dygraph.engine, engine_mod.PaddleEngine)
+    from distilframe import executor
+
+    a = executor.run(TEXTS, loaded).values
+    b = executor.run(TEXTS, dygraph).values
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_the_export_is_made_once_and_reused_by_new_processes_without_paddlenlp(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=71, num_labels=2)
+    first = engine_mod.export(distilframe.checkpoints.resolve(folder))
+    stamp = (first / "encoder.pdiparams").stat().st_mtime_ns
+    assert sorted(p.name for p in first.iterdir()) == ["classifier.json", "classifier.pdiparams", "encoder.json",
+                                                        "encoder.pdiparams", "info.json"]
+    assert engine_mod.export(distilframe.checkpoints.resolve(folder)) == first
+    assert (first / "encoder.pdiparams").stat().st_mtime_ns == stamp
+    code = ("import sys, pandas as pd, distilframe; "
+            f"out = pd.Series(['the cat']).distil.classify(model={str(folder)!r}); "
+            "print(out['text_label'].iloc[0], 'paddlenlp' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    label, imported = run.stdout.split()
+    assert label in ("LABEL_0", "LABEL_1") and imported == "False"  # no PaddleNLP, no model build: fast start
+
+
+def test_bf16_is_close_to_fp32(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=72, weight_std=0.05)
+    fp32, bf16 = embed(folder, precision="fp32"), embed(folder, precision="bf16")
+    cosine = np.sum(fp32 * bf16, axis=1)
+    assert cosine.min() >= 0.999
+    assert not np.array_equal(fp32, bf16)  # it did run in bf16
+
+
+def test_auto_precision(monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_PRECISION", "auto")
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
+    assert engine_mod.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: False)
+    assert engine_mod.resolve_precision("auto") == "fp32"
+    assert engine_mod.resolve_precision("bf16") == "bf16"
+    monkeypatch.setenv("DISTILFRAME_PRECISION", "fp32")
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
+    assert engine_mod.resolve_precision("auto") == "fp32"
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        engine_mod.resolve_precision("fp16")
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        pd.Series(["a"]).distil.embed(precision="fp16")
+    flags = open("/proc/cpuinfo").read()
+    assert engine_mod.native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_a_failing_predictor_falls_back_to_dygraph_with_one_warning(tmp_path, monkeypatch):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=73)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("oneDNN kernel not available")
+
+    monkeypatch.setattr(engine_mod, "PredictorEngine", broken)
+    with pytest.warns(EngineWarning, match="oneDNN kernel not available.*dygraph"):
+        loaded = ModelManager().get(folder)
+    assert isinstance(loaded.engine, engine_mod.PaddleEngine) and loaded.precision == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EngineWarning)
+        from distilframe import executor
+
+        assert executor.run(TEXTS, loaded).valid.all()
+
+
+def test_threads_follow_the_option_and_cgroup_quotas(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=74)
+    assert ModelManager().get(folder, num_threads=1).engine.threads == 1
+    (tmp_path / "cg").mkdir()
+    (tmp_path / "cg" / "cpu.max").write_text("150000 100000\n")
+    assert engine_mod._cgroup_quota(tmp_path / "cg") == 2
+    (tmp_path / "cg" / "cpu.max").write_text("max 100000\n")
+    assert engine_mod._cgroup_quota(tmp_path / "cg") is None
+    assert engine_mod.available_cores() >= 1
