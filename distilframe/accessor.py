@@ -25,18 +25,18 @@ __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 
 def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
            long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
-           return_status: bool, precision: str, num_threads: int | None) -> pd.DataFrame:
+           return_status: bool, precision: str, num_threads: int | None, cache: bool) -> pd.DataFrame:
     from .arrow import embedding_array
     from .manager import load_for
 
-    columns.check_options("embed", errors, {"normalize": normalize, "return_status": return_status},
+    columns.check_options("embed", errors, {"normalize": normalize, "return_status": return_status, "cache": cache},
                           pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
                           batch_size=batch_size)
     texts = columns.texts(series, errors)
     loaded = load_for("embed", model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, cache=_cache(cache))
     added: dict[Any, Any] = {columns.out_name(name, "embedding"): embedding_array(result.values, result.valid)}
     if return_status:
         added.update(_pandas_status(columns.status(result, name)))
@@ -45,21 +45,28 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
 
 def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
               batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
-              return_status: bool, precision: str, num_threads: int | None) -> pd.DataFrame:
+              return_status: bool, precision: str, num_threads: int | None, cache: bool) -> pd.DataFrame:
     from .manager import load_for
 
-    columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status},
+    columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status,
+                                               "cache": cache},
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
     texts = columns.texts(series, errors)
     loaded = load_for("classify", model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
-                          stride=stride, batch_size=batch_size, progress=progress)
+                          stride=stride, batch_size=batch_size, progress=progress, cache=_cache(cache))
     added: dict[Any, Any] = columns.classification(result, loaded.labels, name, all_scores)
     label = columns.out_name(name, "label")
     added[label] = pd.array(added[label], dtype=pd.StringDtype())
     if return_status:
         added.update(_pandas_status(columns.status(result, name)))
     return _frame(added, series.index, name)
+
+
+def _cache(enabled: bool):
+    from .cache import default_cache
+
+    return default_cache() if enabled else None
 
 
 def _pandas_status(status: dict[Any, np.ndarray]) -> dict[Any, Any]:
@@ -156,6 +163,9 @@ _OPTIONS_DOC = """
             fp32 about 0.9999).
         num_threads
             CPU threads for the model (default: every core available to the process).
+        cache
+            Reuse results computed before for the same text, model and settings, and store new ones
+            (``<DISTILFRAME_HOME>/results.sqlite``, capped by ``DISTILFRAME_CACHE_SIZE``).
 """
 
 
@@ -182,6 +192,7 @@ class DistilDataFrameAccessor:
         return_status: bool = False,
         precision: str = "auto",
         num_threads: int | None = None,
+        cache: bool = True,
     ) -> pd.DataFrame:
         """Embed a text column; return a new frame with ``<column>_embedding`` added.
 
@@ -212,7 +223,7 @@ class DistilDataFrameAccessor:
         added = _embed(series, series.name, model=model, pooling=pooling, normalize=normalize,
                        max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
                        errors=errors, progress=progress, return_status=return_status,
-                       precision=precision, num_threads=num_threads)
+                       precision=precision, num_threads=num_threads, cache=cache)
         return _with_columns(self._obj, added)
 
     def classify(
@@ -230,6 +241,7 @@ class DistilDataFrameAccessor:
         return_status: bool = False,
         precision: str = "auto",
         num_threads: int | None = None,
+        cache: bool = True,
     ) -> pd.DataFrame:
         """Classify a text column; return a new frame with ``<column>_label`` and ``<column>_score`` added.
 
@@ -260,7 +272,7 @@ class DistilDataFrameAccessor:
         added = _classify(series, series.name, model=model, max_length=max_length, long_text=long_text,
                           stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
                           progress=progress, return_status=return_status, precision=precision,
-                          num_threads=num_threads)
+                          num_threads=num_threads, cache=cache)
         return _with_columns(self._obj, added)
 
     embed.__doc__ = embed.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
@@ -296,6 +308,7 @@ class DistilSeriesAccessor:
         return_status: bool = False,
         precision: str = "auto",
         num_threads: int | None = None,
+        cache: bool = True,
     ) -> pd.Series | pd.DataFrame:
         """Embed the texts; return a Series named ``<name>_embedding`` with the same index.
 
@@ -310,7 +323,7 @@ class DistilSeriesAccessor:
         added = _embed(self._obj, self._obj.name, model=model, pooling=pooling, normalize=normalize,
                        max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
                        errors=errors, progress=progress, return_status=return_status,
-                       precision=precision, num_threads=num_threads)
+                       precision=precision, num_threads=num_threads, cache=cache)
         return added if return_status else added.iloc[:, 0]
 
     def classify(
@@ -327,6 +340,7 @@ class DistilSeriesAccessor:
         return_status: bool = False,
         precision: str = "auto",
         num_threads: int | None = None,
+        cache: bool = True,
     ) -> pd.DataFrame:
         """Classify the texts; return a DataFrame of ``<name>_label`` and ``<name>_score`` with the same index.
 
@@ -335,4 +349,4 @@ class DistilSeriesAccessor:
         return _classify(self._obj, self._obj.name, model=model, max_length=max_length, long_text=long_text,
                          stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
                          progress=progress, return_status=return_status, precision=precision,
-                         num_threads=num_threads)
+                         num_threads=num_threads, cache=cache)

@@ -5,6 +5,7 @@
     distilframe models
     distilframe download MODEL...
     distilframe info FILE
+    distilframe cache info|clear
 
 Errors print one line on stderr and exit with status 2; Ctrl-C exits with 130
 and keeps the finished chunks for ``--resume``.
@@ -47,6 +48,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 where the CPU has it natively (faster), else fp32 (default auto)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all available)")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse or store results in the result cache")
     p.add_argument("--chunk-rows", type=int, default=10_000, metavar="N",
                    help="rows per chunk: memory use and resume granularity (default 10000)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("names", nargs="+", metavar="MODEL", help="registered names, aliases or hf:<owner>/<repo>")
     download.set_defaults(func=_download)
 
+    cache = commands.add_parser("cache", help="show or clear the result cache",
+                                epilog="example:\n  distilframe cache info\n  distilframe cache clear",
+                                formatter_class=raw)
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.set_defaults(func=_cache)
+
     info = commands.add_parser("info", help="show the embedding metadata and row count of an output file",
                                epilog="example:\n  distilframe info embeddings.parquet", formatter_class=raw)
     info.add_argument("file", help="a Parquet file written by distilframe")
@@ -124,7 +132,7 @@ def _job_options(args: argparse.Namespace) -> dict:
     return dict(column=args.column, model=args.model, keep=args.keep, max_length=args.max_length,
                 long_text=args.long_text, stride=args.stride, batch_size=args.batch_size, errors=args.errors,
                 resume=args.resume, overwrite=args.overwrite, progress=_progress(args), chunk_rows=args.chunk_rows,
-                precision=args.precision, num_threads=args.threads)
+                precision=args.precision, num_threads=args.threads, cache=not args.no_cache)
 
 
 def _report(result, args: argparse.Namespace) -> int:
@@ -163,6 +171,21 @@ def _download(args: argparse.Namespace) -> int:
     for name in args.names:
         checkpoint = resolve(name)
         print(f"{checkpoint.name}: {checkpoint.path}")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from .cache import default_cache
+
+    store = default_cache()
+    if args.action == "clear":
+        print(f"removed {store.clear():,} cached results from {store.path}")
+        return 0
+    info = store.info()
+    print(f"path       {info['path']}")
+    print(f"results    {info['rows']:,}")
+    print(f"stored     {info['bytes'] / 2**20:,.1f} MB of {info['max_bytes'] / 2**20:,.0f} MB (DISTILFRAME_CACHE_SIZE)")
+    print(f"on disk    {info['disk_bytes'] / 2**20:,.1f} MB")
     return 0
 
 

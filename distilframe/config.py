@@ -18,6 +18,8 @@ variable                        meaning                                    defau
                                 bf16                                       has it natively, else fp32)
 ``DISTILFRAME_ENGINE``          ``inference`` (Paddle Inference) or        ``inference``
                                 ``dygraph``
+``DISTILFRAME_CACHE_SIZE``      size cap of the result cache, in bytes     ``1073741824`` (1 GiB)
+                                (suffixes K, M, G allowed)
 ``DISTILFRAME_NUM_THREADS``     CPU threads for Paddle                     ``OMP_NUM_THREADS`` as set
                                                                            before paddle was imported,
                                                                            else every available core
@@ -30,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["converted_dir", "endpoint", "engine", "hf_endpoint", "home", "max_loaded_models", "models_dir",
+__all__ = ["cache_size", "converted_dir", "endpoint", "engine", "hf_endpoint", "home", "max_loaded_models", "models_dir",
            "num_threads", "offline", "precision"]
 
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
@@ -107,6 +109,22 @@ def engine() -> str:
     value = os.environ.get("DISTILFRAME_ENGINE", "inference").strip().lower() or "inference"
     if value not in ("inference", "dygraph"):
         raise ValueError(f"Got DISTILFRAME_ENGINE={value!r} but expected inference or dygraph.")
+    return value
+
+
+def cache_size() -> int:
+    """Size cap of the result cache in bytes: ``DISTILFRAME_CACHE_SIZE`` (e.g. 500M, 2G), default 1 GiB."""
+    raw = os.environ.get("DISTILFRAME_CACHE_SIZE", "").strip().upper()
+    if not raw:
+        return 1 << 30
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(raw[-1], 1)
+    number = raw[:-1] if raw[-1] in "KMG" else raw
+    try:
+        value = int(float(number) * scale)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"Got DISTILFRAME_CACHE_SIZE={raw!r} but expected a size in bytes, such as 500M or 2G.")
     return value
 
 

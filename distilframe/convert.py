@@ -111,11 +111,23 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
                 "Choose a new folder; nothing was written."
             )
 
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    locks = config.home() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"convert-{digest}.lock")):  # one process converts; the others wait, then reuse
+        if _conversion_of(out) == digest:
+            return out
+        return _write(src, out, hf_config, weights, vocab, tokenizer, added, digest, target)
+
+
+def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str], tokenizer: dict,
+           added: list[dict], digest: str, target: Any) -> Path:
+    _remove_stale(out.parent, f".{out.name}." if target is not None else ".")
     state = _to_paddle(_load_weights(weights), src)
     cfg = _paddle_config(hf_config, src, state)
     cfg["distilframe_source"] = {"path": str(src), "sha256": digest}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out.parent, f".{out.name}." if target is not None else ".")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         from .engine import save_state

@@ -28,6 +28,7 @@ from .errors import TruncationWarning, warn
 from .tokenize import LONG_TEXT
 
 if TYPE_CHECKING:
+    from .cache import ResultCache
     from .manager import LoadedModel
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "STATUSES", "Result", "check_options",
@@ -83,6 +84,7 @@ def run(
     token_budget: int | None = None,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    cache: "ResultCache | None" = None,
 ) -> Result:
     """Embed or classify ``texts`` with ``model``; results come back in input order.
 
@@ -111,6 +113,9 @@ def run(
     progress
         Show a progress bar; None shows one for large inputs in a terminal or a notebook
         (not when stderr goes to a log file).
+    cache
+        A :class:`~distilframe.cache.ResultCache`: texts it holds for these settings skip the
+        model, and new results are stored after each chunk.
 
     Examples
     --------
@@ -147,16 +152,24 @@ def run(
     width = model.dim if task == "embed" else len(model.labels)
     out = np.full((len(uniques), width), np.nan, dtype=np.float32)
     n_tokens = np.zeros(len(uniques), dtype=np.int64)
+    todo = np.arange(len(uniques))
+    keys: list[bytes] = []
+    if cache is not None and uniques:
+        keys = cache.keys(_settings(model, task, pooling, normalize, max_length, long_text, stride), uniques)
+        found, values, tokens = cache.get(keys, width)
+        out[found], n_tokens[found] = values[found], tokens[found]
+        todo = np.flatnonzero(~found)
 
-    show = progress if progress is not None else len(uniques) >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
+    show = progress if progress is not None else len(todo) >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(uniques), disable=not show, unit="text", desc=f"{task} ({model.name})",
-              dynamic_ncols=True) as bar:
-        for start in range(0, len(uniques), chunk_size):
-            chunk = uniques[start:start + chunk_size]
+    with tqdm(total=len(uniques), initial=len(uniques) - len(todo), disable=not show, unit="text",
+              desc=f"{task} ({model.name})", dynamic_ncols=True) as bar:
+        for start in range(0, len(todo), chunk_size):
+            where = todo[start:start + chunk_size]
+            chunk = [uniques[i] for i in where]
             encoded = model.tokenizer.encode(chunk, max_length=max_length, long_text=long_text, stride=stride)
-            n_tokens[start:start + len(chunk)] = encoded.n_tokens
+            n_tokens[where] = encoded.n_tokens
             # A text of [CLS] [SEP] and nothing else has no result: it is not run.
             skip = np.flatnonzero(encoded.n_tokens[encoded.owner] <= 2)
             bar.update(int(np.count_nonzero(encoded.n_tokens <= 2)))
@@ -169,7 +182,9 @@ def run(
                 np.subtract.at(remaining, encoded.owner[rows], 1)
                 bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
             # Normalised after windows are combined, so that a chunked row is a unit vector too.
-            out[start:start + len(chunk)] = _combine(items, encoded, len(chunk), task, normalize and task == "embed")
+            out[where] = _combine(items, encoded, len(chunk), task, normalize and task == "embed")
+            if cache is not None:  # stored chunk by chunk: an interrupted run keeps what it finished
+                cache.put([keys[i] for i in where], out[where], n_tokens[where])
 
     long = int(np.count_nonzero(n_tokens > max_length))
     if long and long_text == "truncate":
@@ -192,6 +207,19 @@ def run(
         values = np.full((n, width), np.nan, dtype=np.float32)
         values[valid] = out[codes[valid]]
     return Result(values=values, valid=valid, n_tokens=row_tokens, status=status, max_length=max_length)
+
+
+def _settings(model: "LoadedModel", task: str, pooling: str, normalize: bool, max_length: int, long_text: str,
+              stride: int) -> bytes:
+    """What determines a result besides the text: the result cache's key prefix."""
+    from .cache import settings_key
+    from .checkpoints import content_hash
+
+    return settings_key(checkpoint=content_hash(model.checkpoint), task=task,
+                        pooling=pooling if task == "embed" else None,
+                        normalize=bool(normalize) if task == "embed" else None, max_length=int(max_length),
+                        long_text=long_text, stride=int(stride) if long_text == "chunk" else None,
+                        precision=model.precision, multi_label=model.multi_label if task == "classify" else None)
 
 
 def _combine(items: np.ndarray, encoded, n_texts: int, task: str, normalize: bool) -> np.ndarray:

@@ -79,6 +79,7 @@ def embed_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     precision: str = "auto",
     num_threads: int | None = None,
+    cache: bool = True,
 ) -> FileResult:
     """Embed the text column of a file into a Parquet file of ``keep`` columns plus ``<column>_embedding``.
 
@@ -102,7 +103,7 @@ def embed_file(
         Rows/s and ETA on stderr; None shows it when stderr is a terminal.
     chunk_rows
         Rows per chunk: memory use and resume granularity.
-    precision, num_threads
+    precision, num_threads, cache
         As in ``DataFrame.distil.embed``; the precision used is recorded in the metadata.
 
     Examples
@@ -115,7 +116,7 @@ def embed_file(
                           pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
                           batch_size=batch_size)
     return _Job("embed", input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                progress, chunk_rows, precision, num_threads).run()
+                progress, chunk_rows, precision, num_threads, cache).run()
 
 
 def classify_file(
@@ -137,6 +138,7 @@ def classify_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     precision: str = "auto",
     num_threads: int | None = None,
+    cache: bool = True,
 ) -> FileResult:
     """Classify the text column of a file: the same rows plus ``<column>_label`` and ``<column>_score``.
 
@@ -152,7 +154,7 @@ def classify_file(
     columns.check_options("classify", errors, {"all_scores": all_scores, "resume": resume, "overwrite": overwrite},
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
     return _Job("classify", input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                progress, chunk_rows, precision, num_threads).run()
+                progress, chunk_rows, precision, num_threads, cache).run()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -176,7 +178,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 class _Job:
     def __init__(self, task, input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                 progress, chunk_rows, precision, num_threads):
+                 progress, chunk_rows, precision, num_threads, cache):
         if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
             raise ValueError(f"Got chunk_rows={chunk_rows!r} but expected a positive integer, such as 10000.")
         self.task = task
@@ -194,6 +196,7 @@ class _Job:
         self.chunk_rows = chunk_rows
         self.precision = precision
         self.num_threads = num_threads
+        self.cache = cache
         self.parts = self.output.with_name(self.output.name + PARTS_SUFFIX)
 
     def run(self) -> FileResult:
@@ -312,7 +315,10 @@ class _Job:
         series.name = self.column
         texts = columns.texts(series, self.errors)
         opts = {k: v for k, v in self.options.items() if k != "all_scores"}
-        result = executor.run(texts, loaded, task=self.task, batch_size=self.batch_size, progress=False, **opts)
+        from .cache import default_cache
+
+        result = executor.run(texts, loaded, task=self.task, batch_size=self.batch_size, progress=False,
+                              cache=default_cache() if self.cache else None, **opts)
         out = table.select(keep)
         if self.task == "embed":
             return _set_column(out, columns.out_name(self.column, "embedding"), embedding_arrow(result.values, result.valid))

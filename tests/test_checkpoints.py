@@ -92,13 +92,13 @@ def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fre
         folder = empty_home / "models/distilbert-base-uncased"
         assert ckpt.path == folder
         assert sorted(p.name for p in folder.iterdir()) == [
-            "config.json", "model_state.pdparams", "tokenizer_config.json", "vocab.txt"]
+            "config.json", "distilframe_manifest.json", "model_state.pdparams", "tokenizer_config.json", "vocab.txt"]
         assert json.loads((folder / "config.json").read_text())["hidden_size"] == 768  # PaddleNLP's table
         assert (folder / "vocab.txt").read_bytes() == (bos / "models/transformers/distilbert/distilbert-base-uncased-vocab.txt").read_bytes()
 
         tiny = checkpoints.resolve(TINY_SST2)
         names = sorted(p.name for p in tiny.path.iterdir())
-        assert names == ["model_config.json", "model_state.pdparams", "vocab.txt"]  # config.json 404 -> legacy name
+        assert names == ["distilframe_manifest.json", "model_config.json", "model_state.pdparams", "vocab.txt"]  # config.json 404 -> legacy name
         assert any(r.endswith("/config.json") for r in server.requests)
 
         # The downloaded model runs, and gives what the seeded copy of the same files gives.

@@ -28,8 +28,8 @@ def test_the_default_classifier_downloads_converts_and_classifies(hub, tmp_path,
     root, server = hub
     ckpt = checkpoints.resolve("sst2")
     folder = tmp_path / "home/models" / SST2
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer_config.json",
-                                                       "vocab.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "distilframe_manifest.json", "model.safetensors",
+                                                       "tokenizer_config.json", "vocab.txt"]
     assert (folder / "model.safetensors").read_bytes() == (root / REPO / "model.safetensors").read_bytes()
     assert ckpt.name == SST2 and ckpt.labels == ("NEGATIVE", "POSITIVE")
     assert ckpt.path.parent == tmp_path / "home/converted"
@@ -65,7 +65,8 @@ def test_any_hub_repository_by_hf_prefix_with_fallback_files(hub, tmp_path):
 
     ckpt = checkpoints.resolve("hf:someone/tiny-distilbert")
     folder = tmp_path / "home/models/hf/someone/tiny-distilbert"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "distilframe_manifest.json", "model.safetensors",
+                                                              "tokenizer.json"]
     assert ckpt.name == "hf:someone/tiny-distilbert" and ckpt.do_lower_case is True
     embedded = pd.Series(["hello world"]).distil.embed(model="hf:someone/tiny-distilbert")
     assert embedded.notna().all()
