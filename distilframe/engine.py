@@ -126,6 +126,9 @@ def _import_paddle(num_threads: int | None) -> Any:
     OMP_NUM_THREADS), else every core available to the process. Measured on 2 cores:
     the same speed as OMP_NUM_THREADS=2, 1.5x that of one thread.
     """
+    # Paddle's C++ side logs INFO and WARNING lines through glog (export and predictor details) to
+    # stderr: noise in notebooks and job logs. Errors still show; a user's own setting is kept.
+    os.environ.setdefault("GLOG_minloglevel", "2")
     with _quiet_imports():
         try:
             import paddle

@@ -1,0 +1,179 @@
+"""The result cache, and a model cache that concurrent processes and damaged files cannot break."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import distilframe
+from conftest import TINY_SST2
+from distilframe import checkpoints
+from distilframe.cache import ResultCache, default_cache, settings_key
+from distilframe.cli import main
+from distilframe.errors import CheckpointError
+from distilframe.manager import get_model
+from distilframe.testing import write_checkpoint
+from servers import StaticServer
+
+TEXTS = [f"the cat number {i} is {'happy' if i % 2 else 'sad'}" for i in range(40)]
+
+
+def test_store_round_trip_settings_and_nan_rows(tmp_path):
+    cache = ResultCache(tmp_path / "r.sqlite")
+    a, b = settings_key(task="embed", pooling="mean"), settings_key(task="embed", pooling="cls")
+    assert a != b and settings_key(task="embed", pooling="mean") == a
+    keys = cache.keys(a, ["x", "y", "z"])
+    assert keys != cache.keys(b, ["x", "y", "z"]) and len(set(keys)) == 3
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    values[2] = np.nan
+    cache.put(keys, values, np.array([3, 4, 5]))
+    found, got, tokens = cache.get(keys, 4)
+    assert found.tolist() == [True, True, False]  # a row without a result is never stored
+    np.testing.assert_array_equal(got[:2], values[:2])
+    assert tokens[:2].tolist() == [3, 4]
+    assert cache.info()["rows"] == 2 and cache.info()["bytes"] == 32
+    assert cache.clear() == 2 and cache.info()["rows"] == 0
+
+
+def test_least_recently_used_rows_go_first_past_the_cap(tmp_path):
+    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=10 * 16)  # room for 10 rows of 4 floats
+    settings = settings_key(n=1)
+    old = cache.keys(settings, [f"old {i}" for i in range(8)])
+    cache.put(old, np.ones((8, 4), np.float32), np.zeros(8))
+    cache.get(old[:2], 4)  # read again: recently used
+    new = cache.keys(settings, [f"new {i}" for i in range(4)])
+    cache.put(new, np.ones((4, 4), np.float32), np.zeros(4))
+    assert cache.info()["bytes"] <= 10 * 16
+    assert cache.get(old[:2], 4)[0].all() and cache.get(new, 4)[0].all()
+    assert not cache.get(old[2:], 4)[0].all()
+
+
+def count_runs(monkeypatch, model):
+    seen = []
+    real = model.engine.hidden_states
+
+    def spy(ids, mask):
+        seen.append(ids.shape[0])
+        return real(ids, mask)
+
+    monkeypatch.setattr(model.engine, "hidden_states", spy)
+    return seen
+
+
+def test_unchanged_rows_skip_the_model_and_only_new_rows_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=80)
+    seen = count_runs(monkeypatch, get_model(folder))
+    first = pd.Series(TEXTS).distil.embed(model=folder)
+    assert sum(seen) == len(TEXTS)
+    seen.clear()
+    again = pd.Series(TEXTS).distil.embed(model=folder)
+    assert seen == []  # every row came from the cache
+    pd.testing.assert_series_equal(first, again)
+    more = TEXTS[:36] + [f"a new dog {i}" for i in range(4)]
+    seen.clear()
+    out = pd.Series(more).distil.embed(model=folder, return_status=True)
+    assert sum(seen) == 4  # only the new rows ran
+    assert out["text_n_tokens"].iloc[0] == get_model(folder).tokenizer.encode([TEXTS[0]], max_length=512).n_tokens[0]
+    seen.clear()
+    pd.Series(TEXTS).distil.embed(model=folder, pooling="cls")  # other settings: other results
+    assert sum(seen) == len(TEXTS)
+    seen.clear()
+    pd.Series(TEXTS).distil.embed(model=folder, cache=False)
+    assert sum(seen) == len(TEXTS)
+    with pytest.raises(ValueError, match="cache='yes'"):
+        pd.Series(TEXTS).distil.embed(model=folder, cache="yes")
+
+
+def test_a_checkpoint_changed_on_disk_does_not_reuse_old_results(monkeypatch, tmp_path):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=81)
+    before = distilframe.to_numpy(pd.Series(TEXTS).distil.embed(model=folder))
+    write_checkpoint(folder, seed=82)  # other weights in the same folder
+    after = distilframe.to_numpy(pd.Series(TEXTS).distil.embed(model=folder))
+    fresh = distilframe.to_numpy(pd.Series(TEXTS).distil.embed(model=folder, cache=False))
+    np.testing.assert_allclose(after, fresh, atol=1e-6)
+    assert not np.allclose(after, before)
+
+
+def test_several_processes_write_the_same_cache_at_once(tmp_path):
+    home = tmp_path / "home"
+    folder = write_checkpoint(tmp_path / "ckpt", seed=83)
+    code = ("import sys, pandas as pd, distilframe; part = int(sys.argv[1]); "
+            f"texts = [f'row {{i}} of part {{part}}' for i in range(300)] + [f'shared {{i}}' for i in range(100)]; "
+            f"pd.Series(texts).distil.embed(model={str(folder)!r}, batch_size=8)")
+    env = {**os.environ, "DISTILFRAME_HOME": str(home)}
+    jobs = [subprocess.Popen([sys.executable, "-c", code, str(k)], env=env, stderr=subprocess.PIPE, text=True)
+            for k in range(3)]
+    for job in jobs:
+        assert job.wait(timeout=300) == 0, job.stderr.read()
+    store = ResultCache(home / "results.sqlite")
+    assert store.info()["rows"] == 3 * 300 + 100
+    loaded = get_model(folder)
+    from distilframe import executor
+
+    texts = [f"row {i} of part 2" for i in range(300)]
+    result = executor.run(texts, loaded, cache=store)
+    np.testing.assert_allclose(result.values, executor.run(texts, loaded).values, atol=1e-6)
+
+
+def test_cache_commands(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=84)
+    pd.Series(TEXTS[:5]).distil.embed(model=folder)
+    assert main(["cache", "info"]) == 0
+    printed = capsys.readouterr().out
+    assert "results    5" in printed and str(tmp_path / "home" / "results.sqlite") in printed
+    assert main(["cache", "clear"]) == 0
+    assert "removed 5 cached results" in capsys.readouterr().out
+    assert default_cache().info()["rows"] == 0
+
+
+# ------------------------------------------------------------------------------ model cache trust
+
+@pytest.fixture
+def bos(tmp_path, seeded_home):
+    root = tmp_path / "bos"
+    shutil.copytree(seeded_home / "models" / TINY_SST2, root / "models/community" / TINY_SST2)
+    return root
+
+
+def test_two_processes_downloading_the_same_model_at_once(bos, tmp_path):
+    server = StaticServer(bos)
+    env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home"), "DISTILFRAME_ENDPOINT": server.url}
+    code = f"from distilframe import checkpoints; print(checkpoints.resolve({TINY_SST2!r}).path)"
+    try:
+        jobs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        outs = [(job.wait(timeout=300), job.stdout.read(), job.stderr.read()) for job in jobs]
+    finally:
+        server.close()
+    assert all(code == 0 for code, _, _ in outs), outs
+    folder = tmp_path / "home/models" / TINY_SST2
+    for name in ("model_state.pdparams", "vocab.txt", "model_config.json"):
+        assert (folder / name).read_bytes() == (bos / "models/community" / TINY_SST2 / name).read_bytes()
+    weights = [r for r in server.requests if r.endswith("model_state.pdparams")]
+    assert len(weights) == 1  # one process downloaded, the others waited and used its files
+
+
+def test_a_damaged_weights_file_is_fetched_again_or_reported(bos, tmp_path, monkeypatch):
+    server = StaticServer(bos)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    try:
+        folder = checkpoints.resolve(TINY_SST2).path
+        good = (folder / "model_state.pdparams").read_bytes()
+        (folder / "model_state.pdparams").write_bytes(good[:-10] + b"0123456789")  # same size, other bytes
+        checkpoints._verified.clear()
+        checkpoints.resolve(TINY_SST2)  # online: fetched again
+        assert (folder / "model_state.pdparams").read_bytes() == good
+        (folder / "model_state.pdparams").write_bytes(good[: len(good) // 2])  # truncated
+        monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
+        with pytest.raises(CheckpointError, match="model_state.pdparams .* is damaged .* Delete it"):
+            checkpoints.resolve(TINY_SST2)
+    finally:
+        server.close()
