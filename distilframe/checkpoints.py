@@ -28,6 +28,7 @@ from typing import Any
 from . import config
 from .convert import ADDED_TOKENS, HF_WEIGHTS, _added_tokens, convert, is_huggingface
 from .errors import CheckpointError, ModelNotAvailableError, UnknownModelError
+from .integrity import damaged, write_manifest
 from .registry import ModelSpec, RemoteFile, find, hub_spec, unknown_model_message
 
 __all__ = ["Checkpoint", "content_hash", "folder", "is_on_disk", "resolve"]
@@ -145,68 +146,19 @@ def _present(remote: RemoteFile, target: Path) -> bool:
     return any((target / name).is_file() for name in remote.names)
 
 
-MANIFEST = "distilframe_manifest.json"
-_verified: set[tuple] = set()
-
-
-def _damaged(spec: ModelSpec, target: Path) -> list[RemoteFile]:
-    """Files whose size or SHA-256 differs from what was recorded when they were downloaded.
-
-    Sizes are checked every time; hashes once per process per file version."""
-    import hashlib
-
-    manifest = _load_json(target / MANIFEST) if (target / MANIFEST).is_file() else {}
-    bad = []
-    for remote in spec.files:
-        for name in remote.names:
-            path, record = target / name, manifest.get(name)
-            if record is None or not path.is_file():
-                continue
-            st = path.stat()
-            stamp = (str(path), st.st_size, st.st_mtime_ns)
-            if st.st_size != record["size"]:
-                bad.append(remote)
-            elif stamp not in _verified:
-                h = hashlib.sha256()
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                if h.hexdigest() != record["sha256"]:
-                    bad.append(remote)
-                else:
-                    _verified.add(stamp)
-    return bad
-
-
-def _write_manifest(target: Path, names: list[str]) -> None:
-    import hashlib
-
-    manifest = _load_json(target / MANIFEST) if (target / MANIFEST).is_file() else {}
-    for name in names:
-        h = hashlib.sha256()
-        with open(target / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        manifest[name] = {"size": (target / name).stat().st_size, "sha256": h.hexdigest()}
-    tmp = target / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(tmp, target / MANIFEST)
-
-
 def _ensure_files(spec: ModelSpec) -> Path:
     target = folder(spec)
-    damaged = _damaged(spec, target)
-    if damaged:
-        names = ", ".join(f.local_name for f in damaged)
+    bad = damaged(target)
+    if bad:
+        names = ", ".join(bad)
         if config.offline():
             raise CheckpointError(
                 f"{names} of {spec.name!r} in {target} is damaged (its size or SHA-256 differs from what was "
                 "recorded at download). Delete it and run once with network access to fetch it again, or copy a "
                 "good copy there."
             )
-        for remote in damaged:  # fetched again below, like a missing file
-            for name in remote.names:
-                (target / name).unlink(missing_ok=True)
+        for name in bad:  # fetched again below, like a missing file
+            (target / name).unlink(missing_ok=True)
     if not _missing(spec, target):
         _write_generated(spec, target)
         return target
@@ -293,7 +245,7 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
             os.replace(fetched, folder / local_name)
             if spec.source == "huggingface" and local_name == "config.json":
                 _check_hub_config(spec, folder / local_name)  # before fetching the weights
-            _write_manifest(folder, [local_name])  # size and hash, to detect later damage
+            write_manifest(folder, [local_name])  # size and hash, to detect later damage
     except CheckpointError:
         raise
     except Exception as e:

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import config
 from .errors import CheckpointError
+from .integrity import damaged, write_manifest
 
 __all__ = ["ADDED_TOKENS", "HF_WEIGHTS", "convert", "is_huggingface"]
 
@@ -100,6 +101,11 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     added = _added_tokens(src, len(vocab))
     digest = _content_hash(weights, src / "config.json", vocab, {**tokenizer, "added": added})
     out = Path(target).expanduser().resolve() if target is not None else config.converted_dir() / digest
+    if out.exists() and _conversion_of(out) == digest and damaged(out):
+        if target is not None:
+            raise CheckpointError(f"The conversion in {out} is damaged ({', '.join(damaged(out))} changed since it "
+                                  "was written): delete the folder and convert again.")
+        shutil.rmtree(out, ignore_errors=True)  # a cached conversion: made again from the source below
     if out.exists():
         if _conversion_of(out) == digest:
             return out  # this very conversion is already there
@@ -142,6 +148,7 @@ def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str
         if added:
             (tmp / ADDED_TOKENS).write_text(json.dumps(added, indent=1), encoding="utf-8")
         save_state(state, tmp / "model_state.pdparams")
+        write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
         if out.exists():  # an empty folder the caller named
             out.rmdir()
         try:

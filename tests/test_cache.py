@@ -168,7 +168,9 @@ def test_a_damaged_weights_file_is_fetched_again_or_reported(bos, tmp_path, monk
         folder = checkpoints.resolve(TINY_SST2).path
         good = (folder / "model_state.pdparams").read_bytes()
         (folder / "model_state.pdparams").write_bytes(good[:-10] + b"0123456789")  # same size, other bytes
-        checkpoints._verified.clear()
+        from distilframe import integrity
+
+        integrity._verified.clear()
         checkpoints.resolve(TINY_SST2)  # online: fetched again
         assert (folder / "model_state.pdparams").read_bytes() == good
         (folder / "model_state.pdparams").write_bytes(good[: len(good) // 2])  # truncated
@@ -177,3 +179,19 @@ def test_a_damaged_weights_file_is_fetched_again_or_reported(bos, tmp_path, monk
             checkpoints.resolve(TINY_SST2)
     finally:
         server.close()
+
+
+def test_a_damaged_conversion_is_made_again_from_its_source(tmp_path, monkeypatch):
+    from distilframe.testing import write_hf_checkpoint
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    hf = write_hf_checkpoint(tmp_path / "hf", seed=85)
+    converted = checkpoints.resolve(hf).path
+    good = (converted / "model_state.pdparams").read_bytes()
+    (converted / "model_state.pdparams").write_bytes(good[: len(good) // 2])  # truncated
+    assert checkpoints.resolve(hf).path == converted
+    assert (converted / "model_state.pdparams").read_bytes() == good
+    out = distilframe.convert(hf, tmp_path / "mine")
+    (out / "vocab.txt").write_text("tampered\n")
+    with pytest.raises(CheckpointError, match="is damaged .*vocab.txt"):
+        distilframe.convert(hf, tmp_path / "mine")

@@ -52,8 +52,8 @@ def test_conversion_happens_once_and_again_when_the_files_change(tmp_path):
 def test_convert_to_a_chosen_folder_writes_a_paddlenlp_checkpoint(tmp_path):
     hf = write_hf_checkpoint(tmp_path / "hf", seed=43, cased=True)
     out = distilframe.convert(hf, tmp_path / "paddle")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model_state.pdparams", "tokenizer_config.json",
-                                                      "vocab.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "distilframe_manifest.json", "model_state.pdparams",
+                                                      "tokenizer_config.json", "vocab.txt"]
     assert json.loads((out / "tokenizer_config.json").read_text())["do_lower_case"] is False
     np.testing.assert_allclose(run(out).values, run(hf).values, atol=1e-6, equal_nan=True)
 
