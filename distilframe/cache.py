@@ -14,9 +14,14 @@ them, computed once per call). A changed checkpoint has another content hash, so
 results are never reused. ``value`` holds the float32 result; ``used`` the last time it
 was read or written.
 
-Size cap: ``DISTILFRAME_CACHE_SIZE`` (default 1 GiB). Writing past it evicts the least
-recently used rows down to 90% of the cap. A running total is kept by triggers, so the
-check costs one read.
+Size cap: ``DISTILFRAME_CACHE_SIZE`` (default 1 GiB), counting each row's value plus a
+fixed per-row overhead, so that it bounds the file on disk (approximately). Writing past
+it evicts the least recently used rows down to 90% of the cap. A running total is kept
+by triggers, so the check costs one read.
+
+The cache only ever speeds work up: when it cannot be used (a read-only or full disk, a
+damaged file, a lock held too long), a CacheWarning says so once and the work runs
+without it. Note that SQLite's WAL mode needs a local file system, not NFS.
 
 On by default: a hit costs microseconds, a miss about 2 ms of model time per row (bf16,
 2 cores), and notebooks and nightly jobs mostly see rows they have seen before.
@@ -40,7 +45,7 @@ __all__ = ["ResultCache", "default_cache", "settings_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, value BLOB NOT NULL, n_tokens INTEGER NOT NULL,
-                                    size INTEGER NOT NULL, used REAL NOT NULL);
+                                    size INTEGER NOT NULL, used REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_used ON results(used);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('bytes', 0);
@@ -50,6 +55,7 @@ CREATE TRIGGER IF NOT EXISTS results_remove AFTER DELETE ON results
     BEGIN UPDATE meta SET value = value - old.size WHERE name = 'bytes'; END;
 """
 _BATCH = 500  # SQLite's variable limit is 999 on old builds
+ROW_OVERHEAD = 96  # bytes a row takes besides its value: key, columns, the two indexes (measured ~90)
 
 
 def settings_key(**settings: Any) -> bytes:
@@ -72,9 +78,24 @@ class ResultCache:
 
     def __init__(self, path: str | Path | None = None, max_bytes: int | None = None) -> None:
         self.path = Path(path) if path is not None else config.home() / "results.sqlite"
-        self.max_bytes = max_bytes if max_bytes is not None else config.cache_size()
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._broken = False
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes if self._max_bytes is not None else config.cache_size()
+
+    def _failed(self, e: BaseException) -> None:
+        """The cache is a speed-up: when it cannot be used (read-only or full disk, a damaged file, a lock
+        held too long), say so once and let the work run without it."""
+        from .errors import CacheWarning, warn
+
+        if not self._broken:
+            self._broken = True
+            warn(f"The result cache {self.path} cannot be used ({type(e).__name__}: {e}); running without it. "
+                 "`distilframe cache clear` removes a damaged cache file.", CacheWarning)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -91,8 +112,18 @@ class ResultCache:
         return [hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16, key=settings[:64]).digest()
                 for text in texts]
 
-    def get(self, keys: Sequence[bytes], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(found mask, values (n, width) float32, n_tokens) for ``keys``; marks the hits as used."""
+    def get(self, keys: Sequence[bytes], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(found mask, values (n, width) float32, n_tokens) for ``keys``, marking the hits as used;
+        None when the cache cannot be used."""
+        if self._broken:
+            return None
+        try:
+            return self._get(keys, width)
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+            return None
+
+    def _get(self, keys: Sequence[bytes], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = np.zeros(len(keys), dtype=bool)
         values = np.empty((len(keys), width), dtype=np.float32)
         n_tokens = np.zeros(len(keys), dtype=np.int64)
@@ -119,12 +150,18 @@ class ResultCache:
 
     def put(self, keys: Sequence[bytes], values: np.ndarray, n_tokens: np.ndarray) -> None:
         """Store results (rows of ``values``), then evict the least recently used past the size cap."""
-        if not len(keys):
+        if not len(keys) or self._broken:
             return
+        try:
+            self._put(keys, values, n_tokens)
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+
+    def _put(self, keys: Sequence[bytes], values: np.ndarray, n_tokens: np.ndarray) -> None:
         now = time.time()
         values = np.ascontiguousarray(values, dtype=np.float32)
-        rows = [(k, values[i].tobytes(), int(n_tokens[i]), values[i].nbytes, now) for i, k in enumerate(keys)
-                if not np.isnan(values[i]).any()]
+        rows = [(k, values[i].tobytes(), int(n_tokens[i]), values[i].nbytes + ROW_OVERHEAD, now)
+                for i, k in enumerate(keys) if not np.isnan(values[i]).any()]
         with self._lock:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
@@ -160,12 +197,21 @@ class ResultCache:
         return {"path": str(self.path), "rows": rows, "bytes": stored, "max_bytes": self.max_bytes, "disk_bytes": disk}
 
     def clear(self) -> int:
-        """Delete every stored result; return how many there were."""
+        """Delete every stored result; return how many there were. A damaged cache file is removed."""
         with self._lock:
-            db = self._db()
-            rows = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            db.execute("DELETE FROM results")
-            db.execute("VACUUM")
+            try:
+                db = self._db()
+                rows = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                db.execute("DELETE FROM results")
+                db.execute("VACUUM")
+            except sqlite3.DatabaseError:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                for path in self.path.parent.glob(self.path.name + "*"):
+                    path.unlink(missing_ok=True)
+                rows = 0
+            self._broken = False
         return rows
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ from .registry import ModelSpec, RemoteFile, find, hub_spec, unknown_model_messa
 __all__ = ["Checkpoint", "content_hash", "folder", "is_on_disk", "resolve"]
 
 WEIGHTS = "model_state.pdparams"
+WEIGHT_FILES = (WEIGHTS, "model.safetensors", "pytorch_model.bin")
 VOCAB = "vocab.txt"
 CONFIGS = ("config.json", "model_config.json")
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -114,7 +115,8 @@ def content_hash(checkpoint: Checkpoint) -> str:
     import hashlib
 
     files = [checkpoint.weights_path, checkpoint.vocab_path]
-    files += [checkpoint.path / name for name in (*CONFIGS, TOKENIZER_CONFIG) if (checkpoint.path / name).is_file()]
+    extra = (*CONFIGS, TOKENIZER_CONFIG, ADDED_TOKENS, "added_tokens.json", "tokenizer.json")
+    files += [checkpoint.path / name for name in extra if (checkpoint.path / name).is_file()]
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if stamp in _hash_memo:
         return _hash_memo[stamp]
@@ -155,7 +157,7 @@ def _ensure_files(spec: ModelSpec) -> Path:
             raise CheckpointError(
                 f"{names} of {spec.name!r} in {target} is damaged (its size or SHA-256 differs from what was "
                 "recorded at download). Delete it and run once with network access to fetch it again, or copy a "
-                "good copy there."
+                "good copy there (if you replaced it on purpose, delete distilframe_manifest.json there)."
             )
         for name in bad:  # fetched again below, like a missing file
             (target / name).unlink(missing_ok=True)
@@ -245,7 +247,8 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
             os.replace(fetched, folder / local_name)
             if spec.source == "huggingface" and local_name == "config.json":
                 _check_hub_config(spec, folder / local_name)  # before fetching the weights
-            write_manifest(folder, [local_name])  # size and hash, to detect later damage
+            if local_name in WEIGHT_FILES:  # size and hash, to detect later damage (configs are the user's to edit)
+                write_manifest(folder, [local_name])
     except CheckpointError:
         raise
     except Exception as e:

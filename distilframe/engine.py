@@ -126,16 +126,27 @@ def _import_paddle(num_threads: int | None) -> Any:
     OMP_NUM_THREADS), else every core available to the process. Measured on 2 cores:
     the same speed as OMP_NUM_THREADS=2, 1.5x that of one thread.
     """
-    # Paddle's C++ side logs INFO and WARNING lines through glog (export and predictor details) to
-    # stderr: noise in notebooks and job logs. Errors still show; a user's own setting is kept.
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    with _quiet_imports():
-        try:
-            import paddle
-        except ImportError as e:
-            raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install 'paddlepaddle>=3.3,<3.4'.") from e
-
+    paddle = _paddle()
     paddle.base.core.set_num_threads(num_threads or config.num_threads() or available_cores())
+    return paddle
+
+
+def _paddle() -> Any:
+    """``import paddle``, quietly: Paddle's C++ side logs INFO and WARNING lines through glog (export and
+    predictor details) to stderr, noise in notebooks and job logs. glog reads GLOG_minloglevel when paddle
+    loads, so it is set for the import only (errors still show; a user's own setting is kept)."""
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    user = os.environ.get("GLOG_minloglevel")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        with _quiet_imports():
+            import paddle
+    except ImportError as e:
+        raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install 'paddlepaddle>=3.3,<3.4'.") from e
+    finally:
+        if user is None:
+            os.environ.pop("GLOG_minloglevel", None)
     return paddle
 
 
@@ -195,6 +206,7 @@ class PaddleEngine:
         DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel = _import_paddlenlp_models()
 
         self.checkpoint = checkpoint
+        self.paddle_version = paddle.__version__
         state = _load_state(paddle, checkpoint)
         architectures = " ".join(checkpoint.config.get("architectures") or [])
         if "pre_classifier.weight" not in state or any(
@@ -257,10 +269,7 @@ class PaddleEngine:
 
 def save_state(state: dict[str, np.ndarray], path: Path) -> None:
     """Write weights as a Paddle state dict (``model_state.pdparams``)."""
-    with _quiet_imports():
-        import paddle
-
-    paddle.save(state, str(path))
+    _paddle().save(state, str(path))
 
 
 def _load_state(paddle: Any, checkpoint: Checkpoint) -> dict[str, np.ndarray]:
@@ -359,10 +368,11 @@ class PredictorEngine:
 
     def __init__(self, checkpoint: Checkpoint, *, precision: str, num_threads: int | None = None) -> None:
         self.paddle = _import_paddle(num_threads)
+        self.paddle_version = self.paddle.__version__
         self.checkpoint = checkpoint
         self.precision = precision
         self.threads = num_threads or config.num_threads() or available_cores()
-        self.folder = export(checkpoint)
+        self.folder = export(checkpoint, num_threads=self.threads)
         info = json.loads((self.folder / "info.json").read_text())
         self.has_classifier = bool(info["has_classifier"])
         self.num_labels = int(info["num_labels"])
@@ -412,24 +422,28 @@ class PredictorEngine:
             return np.asarray(output.copy_to_cpu(), dtype=np.float32)
 
 
-def export(checkpoint: Checkpoint) -> Path:
+def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     """The folder of the checkpoint's exported graphs, exporting them on first use (atomic, locked)."""
     from filelock import FileLock
 
     from .checkpoints import content_hash
+    from .integrity import damaged, write_manifest
 
-    paddle = _import_paddle(None)
-    key = f"{content_hash(checkpoint)}-paddle{paddle.__version__}"
+    paddle = _paddle()
+    key = f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddlenlp_version()}"
     compiled = config.home() / "compiled"
     target = compiled / key
-    if (target / "info.json").is_file():
+    if (target / "info.json").is_file() and not damaged(target):
         return target
     locks = config.home() / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(locks / f"compiled-{key}.lock")):
-        if (target / "info.json").is_file():  # another process exported it meanwhile
+        if (target / "info.json").is_file() and not damaged(target):  # another process exported it meanwhile
             return target
-        dygraph = PaddleEngine(checkpoint)  # validates the weights against the config
+        if target.exists():  # damaged, or an interrupted copy without info.json: export it again
+            shutil.rmtree(target, ignore_errors=True)
+        _remove_stale_exports(compiled)
+        dygraph = PaddleEngine(checkpoint, num_threads=num_threads)  # validates the weights against the config
         compiled.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=compiled))
         try:
@@ -447,11 +461,33 @@ def export(checkpoint: Checkpoint) -> Path:
             info = {"has_classifier": dygraph.has_classifier, "num_labels": dygraph.num_labels,
                     "hidden_size": dygraph.hidden_size, "paddle": paddle.__version__}
             (tmp / "info.json").write_text(json.dumps(info))
+            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
             os.chmod(tmp, 0o755 & ~_umask())
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _paddlenlp_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paddlenlp")
+    except PackageNotFoundError:
+        return "none"
+
+
+def _remove_stale_exports(compiled: Path) -> None:
+    """Temporary folders of exports that were killed (older than a day)."""
+    import time
+
+    for old in compiled.glob(".*"):
+        try:
+            if old.is_dir() and time.time() - old.stat().st_mtime > 24 * 3600:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _umask() -> int:

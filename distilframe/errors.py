@@ -14,6 +14,7 @@ exception a Python user would expect, so ``except KeyError`` keeps working::
     ├── TruncationWarning                     texts cut at max_length
     ├── TestModelWarning                      a test-size model whose outputs carry no meaning
     ├── CasingWarning                         a checkpoint that does not say whether it lower-cases
+    ├── CacheWarning                          the result cache cannot be used; work runs without it
     └── EngineWarning                         the fast engine could not be used; the slow one runs
 
 Messages say what came in and what to do about it.
@@ -26,6 +27,7 @@ import sys
 import warnings
 
 __all__ = [
+    "CacheWarning",
     "CasingWarning",
     "EngineWarning",
     "CheckpointError",
@@ -78,6 +80,10 @@ class TruncationWarning(DistilFrameWarning):
 
 class CasingWarning(DistilFrameWarning):
     """A checkpoint does not say whether its tokenizer lower-cases, and its vocabulary looks cased."""
+
+
+class CacheWarning(DistilFrameWarning):
+    """The result cache cannot be used (read-only, full, damaged); results are computed without it."""
 
 
 class EngineWarning(DistilFrameWarning):

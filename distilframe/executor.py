@@ -156,9 +156,13 @@ def run(
     keys: list[bytes] = []
     if cache is not None and uniques:
         keys = cache.keys(_settings(model, task, pooling, normalize, max_length, long_text, stride), uniques)
-        found, values, tokens = cache.get(keys, width)
-        out[found], n_tokens[found] = values[found], tokens[found]
-        todo = np.flatnonzero(~found)
+        looked_up = cache.get(keys, width)  # None when the cache cannot be used: then everything runs
+        if looked_up is None:
+            cache = None
+        else:
+            found, values, tokens = looked_up
+            out[found], n_tokens[found] = values[found], tokens[found]
+            todo = np.flatnonzero(~found)
 
     show = progress if progress is not None else len(todo) >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
     from tqdm.auto import tqdm
@@ -212,10 +216,15 @@ def run(
 def _settings(model: "LoadedModel", task: str, pooling: str, normalize: bool, max_length: int, long_text: str,
               stride: int) -> bytes:
     """What determines a result besides the text: the result cache's key prefix."""
+    from . import __version__
     from .cache import settings_key
     from .checkpoints import content_hash
 
-    return settings_key(checkpoint=content_hash(model.checkpoint), task=task,
+    ckpt = model.checkpoint
+    return settings_key(checkpoint=content_hash(ckpt), task=task, distilframe=__version__,
+                        engine=type(model.engine).__name__, paddle=getattr(model.engine, "paddle_version", ""),
+                        do_lower_case=ckpt.do_lower_case, strip_accents=ckpt.strip_accents,
+                        tokenize_chinese_chars=ckpt.tokenize_chinese_chars, added_tokens=list(ckpt.added_tokens),
                         pooling=pooling if task == "embed" else None,
                         normalize=bool(normalize) if task == "embed" else None, max_length=int(max_length),
                         long_text=long_text, stride=int(stride) if long_text == "chunk" else None,

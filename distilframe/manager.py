@@ -9,6 +9,7 @@ recently used one is dropped first.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import Counter, OrderedDict
@@ -83,7 +84,11 @@ class ModelManager:
 
         precision = resolve_precision(precision)
         checkpoint = checkpoints.resolve(model)
-        key = (_key(checkpoint), precision)
+        # The same folder can be read with other tokenizer settings (a registered name's casing comes from
+        # the registry, a path's from its files) and run with other threads: each is its own model.
+        tokenizer = (checkpoint.do_lower_case, checkpoint.strip_accents, checkpoint.tokenize_chinese_chars,
+                     json.dumps(list(checkpoint.added_tokens), sort_keys=True))
+        key = (_key(checkpoint), precision, num_threads, tokenizer)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)

@@ -12,7 +12,7 @@ import pytest
 import distilframe
 from conftest import TINY_SST2
 from distilframe import checkpoints
-from distilframe.cache import ResultCache, default_cache, settings_key
+from distilframe.cache import ROW_OVERHEAD, ResultCache, default_cache, settings_key
 from distilframe.cli import main
 from distilframe.errors import CheckpointError
 from distilframe.manager import get_model
@@ -35,19 +35,20 @@ def test_store_round_trip_settings_and_nan_rows(tmp_path):
     assert found.tolist() == [True, True, False]  # a row without a result is never stored
     np.testing.assert_array_equal(got[:2], values[:2])
     assert tokens[:2].tolist() == [3, 4]
-    assert cache.info()["rows"] == 2 and cache.info()["bytes"] == 32
+    assert cache.info()["rows"] == 2 and cache.info()["bytes"] == 2 * (16 + ROW_OVERHEAD)
     assert cache.clear() == 2 and cache.info()["rows"] == 0
 
 
 def test_least_recently_used_rows_go_first_past_the_cap(tmp_path):
-    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=10 * 16)  # room for 10 rows of 4 floats
+    row = 16 + ROW_OVERHEAD
+    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=10 * row)  # room for 10 rows of 4 floats
     settings = settings_key(n=1)
     old = cache.keys(settings, [f"old {i}" for i in range(8)])
     cache.put(old, np.ones((8, 4), np.float32), np.zeros(8))
     cache.get(old[:2], 4)  # read again: recently used
     new = cache.keys(settings, [f"new {i}" for i in range(4)])
     cache.put(new, np.ones((4, 4), np.float32), np.zeros(4))
-    assert cache.info()["bytes"] <= 10 * 16
+    assert cache.info()["bytes"] <= 10 * row
     assert cache.get(old[:2], 4)[0].all() and cache.get(new, 4)[0].all()
     assert not cache.get(old[2:], 4)[0].all()
 
@@ -195,3 +196,55 @@ def test_a_damaged_conversion_is_made_again_from_its_source(tmp_path, monkeypatc
     (out / "vocab.txt").write_text("tampered\n")
     with pytest.raises(CheckpointError, match="is damaged .*vocab.txt"):
         distilframe.convert(hf, tmp_path / "mine")
+
+
+def test_added_tokens_are_part_of_what_the_cache_keys_on(monkeypatch, tmp_path):
+    import json
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=86)
+    vocab = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    (folder / "vocab.txt").write_text("\n".join(vocab[:-1]) + "\n", encoding="utf-8")  # "your" leaves the vocab
+    texts = ["hello your world"]
+    before = distilframe.to_numpy(pd.Series(texts).distil.embed(model=folder))
+    (folder / "added_tokens.json").write_text(json.dumps({vocab[-1]: len(vocab) - 1}))
+    after = distilframe.to_numpy(pd.Series(texts).distil.embed(model=folder))
+    fresh = distilframe.to_numpy(pd.Series(texts).distil.embed(model=folder, cache=False))
+    np.testing.assert_allclose(after, fresh, atol=1e-6)
+    assert not np.allclose(after, before)
+
+
+def test_a_damaged_cache_file_never_fails_the_work(monkeypatch, tmp_path, capsys):
+    from distilframe.errors import CacheWarning
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "results.sqlite").write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(home))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=87)
+    with pytest.warns(CacheWarning, match="cannot be used .* cache clear"):
+        out = pd.Series(TEXTS[:3]).distil.embed(model=folder)
+    assert out.notna().all()
+    assert main(["cache", "clear"]) == 0  # removes the damaged file
+    capsys.readouterr()
+    fresh = ResultCache(home / "results.sqlite")
+    assert fresh.info()["rows"] == 0
+
+
+def test_a_users_edit_to_a_downloaded_config_is_not_damage(tmp_path, monkeypatch):
+    from servers import HubServer
+    from distilframe.testing import write_hf_checkpoint
+
+    root = tmp_path / "hub"
+    write_hf_checkpoint(root / "someone/cased", seed=88, cased=True)
+    server = HubServer(root)
+    monkeypatch.setenv("DISTILFRAME_HF_ENDPOINT", server.url)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    try:
+        checkpoints.resolve("hf:someone/cased")
+        folder = tmp_path / "home/models/hf/someone/cased"
+        (folder / "tokenizer_config.json").write_text('{"do_lower_case": false, "note": "mine"}')
+        assert checkpoints.resolve("hf:someone/cased").do_lower_case is False
+        assert "mine" in (folder / "tokenizer_config.json").read_text()
+    finally:
+        server.close()

@@ -40,7 +40,8 @@ def test_the_export_is_made_once_and_reused_by_new_processes_without_paddlenlp(t
     folder = write_checkpoint(tmp_path / "ckpt", seed=71, num_labels=2)
     first = engine_mod.export(distilframe.checkpoints.resolve(folder))
     stamp = (first / "encoder.pdiparams").stat().st_mtime_ns
-    assert sorted(p.name for p in first.iterdir()) == ["classifier.json", "classifier.pdiparams", "encoder.json",
+    assert sorted(p.name for p in first.iterdir()) == ["classifier.json", "classifier.pdiparams",
+                                                        "distilframe_manifest.json", "encoder.json",
                                                         "encoder.pdiparams", "info.json"]
     assert engine_mod.export(distilframe.checkpoints.resolve(folder)) == first
     assert (first / "encoder.pdiparams").stat().st_mtime_ns == stamp
@@ -105,3 +106,41 @@ def test_threads_follow_the_option_and_cgroup_quotas(tmp_path):
     (tmp_path / "cg" / "cpu.max").write_text("max 100000\n")
     assert engine_mod._cgroup_quota(tmp_path / "cg") is None
     assert engine_mod.available_cores() >= 1
+
+
+def test_a_damaged_or_incomplete_export_is_made_again(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=75)
+    want = embed(folder, cache=False)
+    target = engine_mod.export(distilframe.checkpoints.resolve(folder))
+    params = target / "encoder.pdiparams"
+    params.write_bytes(params.read_bytes()[:100])  # truncated
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EngineWarning)  # no fallback to dygraph: the export is repaired
+        got = distilframe.to_numpy(pd.Series(TEXTS).distil.embed(model=folder, cache=False, num_threads=1))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    (target / "info.json").unlink()  # an interrupted copy
+    assert engine_mod.export(distilframe.checkpoints.resolve(folder)) == target
+    assert (target / "info.json").is_file()
+    shutil.rmtree(tmp_path / "home", ignore_errors=True)
+
+
+def test_num_threads_is_honoured_after_the_model_is_loaded(tmp_path):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=76)
+    manager = ModelManager()
+    assert manager.get(folder).engine.threads == engine_mod.available_cores()
+    assert manager.get(folder, num_threads=1).engine.threads == 1
+
+
+def test_first_use_of_a_hugging_face_model_prints_no_paddle_logs(tmp_path):
+    from distilframe.testing import write_hf_checkpoint
+
+    folder = write_hf_checkpoint(tmp_path / "hf", seed=77)
+    env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home"), "DISTILFRAME_PRECISION": "bf16"}
+    env.pop("GLOG_minloglevel", None)
+    code = f"import pandas as pd, distilframe; pd.Series(['a cat']).distil.embed(model={str(folder)!r})"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "analysis_config" not in run.stderr and "eager_utils" not in run.stderr, run.stderr
