@@ -198,7 +198,11 @@ def _fetcher(spec: ModelSpec):
 
         return hf_url, fetch_hf
 
-    from paddlenlp.utils.download.bos_download import bos_download
+    from .engine import _paddle, _quiet_imports
+
+    _paddle()  # quietly, before PaddleNLP imports it
+    with _quiet_imports():
+        from paddlenlp.utils.download.bos_download import bos_download
 
     base = config.endpoint()
 

@@ -3,7 +3,8 @@
     python examples/embed_csv.py [INPUT.csv] [OUTPUT.parquet] [--column review] [--model distilbert-base-uncased]
 
 The first run downloads the model (about 260 MB) into the distilframe cache
-(DISTILFRAME_HOME, by default ~/.cache/distilframe).
+(DISTILFRAME_HOME, by default ~/.cache/distilframe). On a machine without network access,
+pre-seed that cache (see the README); the error message says where the files go.
 """
 
 from __future__ import annotations
@@ -48,4 +49,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except distilframe.DistilFrameError as e:  # one readable line, not a traceback, as the CLI does
+        raise SystemExit(f"embed_csv: error: {e}") from None
