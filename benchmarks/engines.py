@@ -150,7 +150,7 @@ def child_big(folder: Path) -> None:
     import pandas as pd
 
     sys.path.insert(0, str(HERE.parent))
-    import distilframe
+    import distilframe  # noqa: F401  (registers the .distil accessor)
 
     texts = sentences()
     series = pd.Series([texts[i % len(texts)] for i in range(100_000)])

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .convert import ADDED_TOKENS, HF_WEIGHTS, _added_tokens, convert, is_huggingface
+from .convert import ADDED_TOKENS, HF_WEIGHTS, _added_tokens, convert, is_huggingface, looks_cased
 from .errors import CheckpointError, ModelNotAvailableError, UnknownModelError
 from .integrity import damaged, write_manifest
 from .registry import ModelSpec, RemoteFile, find, hub_spec, unknown_model_message
@@ -377,7 +377,7 @@ def _read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkp
     else:
         lower = tok_cfg.get("do_lower_case", cfg.get("do_lower_case"))
         do_lower_case = bool(lower) if lower is not None else True  # PaddleNLP's and transformers' default
-        if lower is None and _vocab_is_cased(path / VOCAB):
+        if lower is None and _vocab_looks_cased(path / VOCAB):
             from .errors import CasingWarning, warn
 
             warn(f"{path} does not say whether its tokenizer lower-cases; lower-casing, as PaddleNLP does, but "
@@ -406,14 +406,9 @@ def _read_added_tokens(path: Path) -> list[dict]:
     return _added_tokens(path, size)  # a PaddleNLP folder's added_tokens.json, if any
 
 
-def _vocab_is_cased(vocab: Path) -> bool:
-    """Whether a vocabulary has upper-case word pieces: an uncased BERT vocabulary has none."""
+def _vocab_looks_cased(vocab: Path) -> bool:
     with open(vocab, encoding="utf-8") as f:
-        for line in f:
-            token = line.rstrip("\n")
-            if not (token.startswith("[") and token.endswith("]")) and token != token.lower():
-                return True
-    return False
+        return looks_cased(line.rstrip("\n") for line in f)
 
 
 def _load_json(path: Path) -> dict[str, Any]:

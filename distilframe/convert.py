@@ -218,6 +218,12 @@ def _added_tokens(src: Path, vocab_size: int) -> list[dict[str, Any]]:
     return out
 
 
+def looks_cased(tokens) -> bool:
+    """Whether a vocabulary has upper-case word pieces: an uncased BERT vocabulary has none
+    (bracketed specials such as [CLS] aside)."""
+    return any(t != t.lower() for t in tokens if not (t.startswith("[") and t.endswith("]")))
+
+
 def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -277,7 +283,7 @@ def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
             settings.setdefault("tokenize_chinese_chars", bool(norm.get("handle_chinese_chars", True)))
     if "do_lower_case" not in settings:
         settings["do_lower_case"] = True  # transformers' default, so that the numbers are the same
-        if any(t != t.lower() for t in vocab if not (t.startswith("[") and t.endswith("]"))):
+        if looks_cased(vocab):
             from .errors import CasingWarning, warn
 
             warn(f"{src} does not say whether its tokenizer lower-cases; lower-casing, as transformers does, "

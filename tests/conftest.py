@@ -78,3 +78,21 @@ def fresh_manager(monkeypatch):
     fresh = manager_mod.ModelManager()
     monkeypatch.setattr(manager_mod, "manager", fresh)
     return fresh
+
+
+@pytest.fixture
+def count_runs(monkeypatch):
+    """count_runs(model) -> a list that receives the batch size of every hidden_states call of the model."""
+
+    def attach(model):
+        seen = []
+        real = model.engine.hidden_states
+
+        def spy(ids, mask):
+            seen.append(ids.shape[0])
+            return real(ids, mask)
+
+        monkeypatch.setattr(model.engine, "hidden_states", spy)
+        return seen
+
+    return attach

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 import distilframe
-from conftest import SST2, TINY_SST2
+from conftest import SST2
 from distilframe import executor
 from distilframe.errors import ColumnNotFoundError, TestModelWarning, TruncationWarning, UnsupportedTaskError
 from distilframe.manager import get_model

@@ -53,22 +53,10 @@ def test_least_recently_used_rows_go_first_past_the_cap(tmp_path):
     assert not cache.get(old[2:], 4)[0].all()
 
 
-def count_runs(monkeypatch, model):
-    seen = []
-    real = model.engine.hidden_states
-
-    def spy(ids, mask):
-        seen.append(ids.shape[0])
-        return real(ids, mask)
-
-    monkeypatch.setattr(model.engine, "hidden_states", spy)
-    return seen
-
-
-def test_unchanged_rows_skip_the_model_and_only_new_rows_run(monkeypatch, tmp_path):
+def test_unchanged_rows_skip_the_model_and_only_new_rows_run(monkeypatch, tmp_path, count_runs):
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
     folder = write_checkpoint(tmp_path / "ckpt", seed=80)
-    seen = count_runs(monkeypatch, get_model(folder))
+    seen = count_runs(get_model(folder))
     first = pd.Series(TEXTS).distil.embed(model=folder)
     assert sum(seen) == len(TEXTS)
     seen.clear()

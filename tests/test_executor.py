@@ -60,15 +60,8 @@ def test_results_do_not_depend_on_batching_chunking_or_order(model):
     np.testing.assert_allclose(shuffled, base[perm], atol=1e-5, rtol=0)
 
 
-def test_duplicates_run_once_and_nulls_and_blanks_give_nan_rows(model, monkeypatch):
-    seen = []
-    real = model.engine.hidden_states
-
-    def spy(ids, mask):
-        seen.append(ids.shape[0])
-        return real(ids, mask)
-
-    monkeypatch.setattr(model.engine, "hidden_states", spy)
+def test_duplicates_run_once_and_nulls_and_blanks_give_nan_rows(model, count_runs):
+    seen = count_runs(model)
     texts = ["the cat", None, "the cat", "", "   \n", "the dog", "the cat"]
     result = executor.run(texts, model)
     assert sum(seen) == 2  # two distinct texts

@@ -17,7 +17,7 @@ import pytest
 import distilframe
 from conftest import SST2
 from distilframe.cli import main
-from distilframe.files import FileError, classify_file, embed_file, read_metadata
+from distilframe.files import classify_file, embed_file, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["the cat is happy", "a bad movie", None, "hello world", "the cat is happy", "   ", "good film, i love it"]
