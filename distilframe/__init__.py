@@ -10,6 +10,7 @@ imported when a model is first loaded.
 
 from __future__ import annotations
 
+from . import _dask_hook
 from . import accessor as _accessor  # noqa: F401  (registers the .distil accessors)
 from .arrow import to_numpy
 from .convert import convert
@@ -39,6 +40,8 @@ def classify_file(*args, **kwargs):  # noqa: D103 - documented in distilframe.fi
 
     return run(*args, **kwargs)
 from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+
+_dask_hook.install()  # ddf.distil once dask.dataframe is imported (without importing it here)
 
 __version__ = "0.1.0"
 

@@ -158,20 +158,51 @@ def classify_file(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The distilframe metadata and row count of a Parquet file written by :func:`embed_file`."""
+    """The distilframe metadata and row count of a Parquet file written by :func:`embed_file`, or of a
+    folder of Parquet parts written by ``ddf.distil.to_parquet`` (rows summed over the parts)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise FileError(f"{path} is a folder without .parquet files.")
     try:
-        meta = pq.read_metadata(path)
+        metas = [pq.read_metadata(f) for f in files]
     except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
         raise FileError(f"Could not read {path} as Parquet: {e}") from e
+    meta = metas[0]
     kv = meta.metadata or {}
     out = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in kv.items() if k.decode().startswith(META_PREFIX)}
-    out["rows"] = meta.num_rows
+    out["rows"] = sum(m.num_rows for m in metas)
     out["columns"] = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]
     out["columns"] = list(dict.fromkeys(out["columns"]))
     return out
+
+
+def result_metadata(task: str, column: Any, options: dict[str, Any], *, name: str, checkpoint_hash: str,
+                    precision: str, max_positions: int, dim: int | None = None,
+                    labels: Sequence[str] = ()) -> dict[str, str]:
+    """The key-value metadata of a result file (without the ``distilframe.`` prefix): what made it.
+
+    Shared by the file pipeline and the Dask writer, so both kinds of output describe themselves alike.
+    """
+    from . import __version__
+
+    meta = {
+        "task": task,
+        "model": name,
+        "checkpoint_sha256": checkpoint_hash,
+        "column": column if isinstance(column, str) else json.dumps(column),
+        "distilframe_version": __version__,
+        "precision": precision,
+        **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in options.items()},
+    }
+    meta["max_length"] = str(min(options["max_length"], max_positions))
+    if task == "embed":
+        meta["dim"] = str(dim)
+    else:
+        meta["labels"] = json.dumps(list(labels))
+    return meta
 
 
 # ----------------------------------------------------------------------------------------- the job
@@ -260,23 +291,9 @@ class _Job:
         return _Reader(self.input, kind)
 
     def _metadata(self, loaded, checkpoint_hash: str) -> dict[str, str]:
-        from . import __version__
-
-        meta = {
-            "task": self.task,
-            "model": loaded.name,
-            "checkpoint_sha256": checkpoint_hash,
-            "column": self.column,
-            "distilframe_version": __version__,
-            "precision": loaded.precision,
-            **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in self.options.items()},
-        }
-        meta["max_length"] = str(min(self.options["max_length"], loaded.checkpoint.max_positions))
-        if self.task == "embed":
-            meta["dim"] = str(loaded.dim)
-        else:
-            meta["labels"] = json.dumps(list(loaded.labels))
-        return meta
+        return result_metadata(self.task, self.column, self.options, name=loaded.name, checkpoint_hash=checkpoint_hash,
+                               precision=loaded.precision, max_positions=loaded.checkpoint.max_positions,
+                               dim=loaded.dim, labels=loaded.labels)
 
     def _prepare_parts(self, meta: dict[str, str]) -> int:
         """Chunks already done (resume), after checking that the input and options have not changed."""

@@ -1,0 +1,285 @@
+"""The ``.distil`` accessor on Dask DataFrames and Series: the pandas accessor, partition by partition.
+
+    ddf.distil.embed("text")  ─► map_partitions(part.distil.embed("text", ...))  ─► a lazy frame
+    ddf.distil.to_parquet(path) ─► one Parquet part per partition, with the file pipeline's metadata
+
+* Each partition runs the pandas accessor (same executor, same row rules), so a Dask result equals
+  the pandas result on the same rows, in the same order, with the same index.
+* The model is never in a task: tasks carry its name, and each worker process loads it on first use
+  through its process-wide :mod:`~distilframe.manager` and reuses it for every later partition.
+* ``meta`` (the output columns and dtypes) comes from one small task that reads the checkpoint's
+  config where the work runs (on a worker, under ``dask.distributed``), so the client needs no copy
+  of the model; it does not load the model.
+* Threads: a model uses the cores given by ``num_threads=``, else the worker's ``OMP_NUM_THREADS``,
+  which Dask's nanny sets to 1 per worker process by default (one core per worker process).
+
+Importing distilframe registers this accessor as soon as ``dask.dataframe`` is imported (before or
+after distilframe); ``import distilframe.dask`` does it explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+from dask.dataframe.extensions import register_dataframe_accessor, register_series_accessor
+
+from . import accessor, columns, executor
+from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER, find
+
+__all__ = ["DaskDistilDataFrameAccessor", "DaskDistilSeriesAccessor"]
+
+ATTRS_KEY = "distilframe"  # the result's pandas attrs: what to_parquet writes as metadata
+
+
+# ------------------------------------------------------------------------------------------ tasks
+
+def _run_frame(part: pd.DataFrame, task: str, column: Any, kwargs: dict[str, Any]) -> pd.DataFrame:
+    return getattr(part.distil, task)(column, **kwargs)
+
+
+def _run_series(part: pd.Series, task: str, kwargs: dict[str, Any]) -> pd.Series | pd.DataFrame:
+    return getattr(part.distil, task)(**kwargs)
+
+
+def _describe(task: str, model: Any, all_scores: bool, precision: str,
+              num_threads: int | None) -> tuple[int, tuple[str, ...]]:
+    """Dimension and labels of a model, from its checkpoint files where the work runs (a worker, under
+    ``dask.distributed``); the model is loaded only for label names its config does not give."""
+    from .checkpoints import resolve
+    from .manager import load_for
+
+    checkpoint = resolve(model)
+    labels = checkpoint.labels
+    if task == "classify" and all_scores and not labels:
+        labels = load_for(task, model, precision=precision, num_threads=num_threads).labels
+    return checkpoint.hidden_size, tuple(labels)
+
+
+def _write_part(part: pd.DataFrame, path: str, step: dict[str, Any], created_at: str, write_index: bool) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .checkpoints import content_hash
+    from .files import META_PREFIX, result_metadata
+    from .manager import load_for
+
+    loaded = load_for(step["task"], step["model"], precision=step["precision"], num_threads=step["num_threads"])
+    meta = result_metadata(step["task"], step["column"], step["options"], name=loaded.name,
+                           checkpoint_hash=content_hash(loaded.checkpoint), precision=loaded.precision,
+                           max_positions=loaded.checkpoint.max_positions, dim=loaded.dim, labels=loaded.labels)
+    meta["created_at"] = created_at
+    table = pa.Table.from_pandas(part, preserve_index=write_index)
+    # No pandas metadata (as in the file pipeline): pandas cannot read a fixed-size list dtype back from it.
+    table = table.replace_schema_metadata({f"{META_PREFIX}{k}": v for k, v in meta.items()})
+    pq.write_table(table, path)
+    return len(part)
+
+
+# ------------------------------------------------------------------------------------------ accessors
+
+class _Base:
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def _prepare(self, task: str, series_meta: pd.Series, name: Any, options: dict[str, Any]
+                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """Check the options on the client, and the output columns' meta; returns (meta, step)."""
+        model = options["model"]
+        flags = {k: options[k] for k in ("normalize", "all_scores", "return_status", "cache") if k in options}
+        checked = {k: options[k] for k in ("pooling", "max_length", "long_text", "stride", "batch_size")
+                   if k in options}
+        columns.check_options(task, options["errors"], flags, **checked)
+        if options.get("progress"):
+            raise ValueError("progress=True does not apply to Dask: partitions run without bars. Watch the "
+                             "Dask dashboard, or wrap compute() in dask.diagnostics.ProgressBar() "
+                             "(distributed.progress() on a cluster).")
+        if not pd.api.types.is_string_dtype(series_meta.dtype) and not isinstance(series_meta.dtype,
+                                                                                  pd.CategoricalDtype):
+            raise TypeError(f"Column {name!r} has dtype {series_meta.dtype}, not text: pick a string column, or "
+                            "convert it with .astype('string') (numbers with errors='coerce').")
+        dim, labels = self._facts(task, model, options)
+        meta = _output_meta(task, name, dim, labels, options)
+        file_options = ({"pooling": options["pooling"], "normalize": options["normalize"]} if task == "embed"
+                        else {"all_scores": options["all_scores"]})
+        file_options.update(max_length=options["max_length"], long_text=options["long_text"],
+                            stride=options["stride"])
+        step = {"task": task, "column": name, "model": _portable(model), "options": file_options,
+                "precision": options["precision"], "num_threads": options["num_threads"]}
+        return meta, step
+
+    @staticmethod
+    def _facts(task: str, model: Any, options: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
+        from .errors import UnsupportedTaskError
+        from .manager import _no_head_message
+
+        spec = find(model) if isinstance(model, str) else None
+        if task == "classify" and spec is not None and not spec.can_classify:
+            raise UnsupportedTaskError(_no_head_message(spec.name))
+        # Read where the work runs: the client may have no copy of the model.
+        describe = dask.delayed(_describe, pure=False)(task, _portable(model), options.get("all_scores", False),
+                                                       options["precision"], options["num_threads"])
+        dim, labels = dask.compute(describe)[0]
+        return dim, tuple(labels)
+
+
+def _portable(model: Any) -> Any:
+    """A model argument that pickles into tasks: a name, or a path as a string (never a loaded model)."""
+    return os.fspath(model) if isinstance(model, os.PathLike) else model
+
+
+def _output_meta(task: str, name: Any, dim: int, labels: tuple[str, ...], options: dict[str, Any]) -> pd.DataFrame:
+    from .arrow import embedding_dtype
+
+    out: dict[Any, Any] = {}
+    if task == "embed":
+        out[columns.out_name(name, "embedding")] = pd.Series([], dtype=embedding_dtype(dim))
+    else:
+        out[columns.out_name(name, "label")] = pd.Series([], dtype=pd.StringDtype())
+        out[columns.out_name(name, "score")] = pd.Series([], dtype="float32")
+        if options["all_scores"]:
+            for label in labels:
+                out[columns.out_name(name, f"score_{label}")] = pd.Series([], dtype="float32")
+    if options["return_status"]:
+        out[columns.out_name(name, "n_tokens")] = pd.Series([], dtype="Int64")
+        out[columns.out_name(name, "status")] = pd.Series(pd.Categorical([], categories=list(executor.STATUSES)))
+    frame = pd.DataFrame({i: s for i, s in enumerate(out.values())})
+    frame.columns = pd.MultiIndex.from_tuples(list(out)) if isinstance(name, tuple) else list(out)
+    return frame
+
+
+def _with_attrs(result: Any, step: dict[str, Any]) -> Any:
+    result._meta.attrs[ATTRS_KEY] = step
+    return result
+
+
+@register_dataframe_accessor("distil")
+class DaskDistilDataFrameAccessor(_Base):
+    """DistilBERT on a Dask DataFrame: ``ddf.distil.embed("text")``, ``ddf.distil.classify("review")``.
+
+    The same arguments and results as the pandas accessor, computed partition by partition (lazily:
+    call ``.compute()``, ``.persist()`` or :meth:`to_parquet`).
+    """
+
+    def embed(self, column: Any = None, *, model: str | os.PathLike = DEFAULT_EMBEDDER, pooling: str = "mean",
+              normalize: bool = True, max_length: int = 512, batch_size: int | None = None, errors: str = "raise",
+              progress: bool | None = None, long_text: str = "truncate", stride: int = 128,
+              return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
+              cache: bool = True) -> dd.DataFrame:
+        """Lazily add ``<column>_embedding``; arguments as ``pandas.DataFrame.distil.embed``."""
+        kwargs = dict(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                      batch_size=batch_size, errors=errors, long_text=long_text, stride=stride,
+                      return_status=return_status, precision=precision, num_threads=num_threads, cache=cache)
+        return self._map("embed", column, kwargs, progress)
+
+    def classify(self, column: Any = None, *, model: str | os.PathLike = DEFAULT_CLASSIFIER, max_length: int = 512,
+                 all_scores: bool = False, errors: str = "raise", progress: bool | None = None,
+                 batch_size: int | None = None, long_text: str = "truncate", stride: int = 128,
+                 return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
+                 cache: bool = True) -> dd.DataFrame:
+        """Lazily add ``<column>_label`` and ``<column>_score``; arguments as ``pandas.DataFrame.distil.classify``."""
+        kwargs = dict(model=model, max_length=max_length, all_scores=all_scores, errors=errors,
+                      batch_size=batch_size, long_text=long_text, stride=stride, return_status=return_status,
+                      precision=precision, num_threads=num_threads, cache=cache)
+        return self._map("classify", column, kwargs, progress)
+
+    def _map(self, task: str, column: Any, kwargs: dict[str, Any], progress: bool | None) -> dd.DataFrame:
+        ddf = self._obj
+        sample = ddf._meta_nonempty
+        series = accessor._column(sample, column)  # the pandas rules: missing, ambiguous, duplicated names
+        name = series.name
+        added, step = self._prepare(task, ddf._meta[name], name, {**kwargs, "progress": progress})
+        meta = ddf._meta.copy(deep=False)
+        for out in added.columns:
+            meta[out] = added[out].array
+        kwargs = {**kwargs, "model": _portable(kwargs["model"]), "progress": False}
+        result = ddf.map_partitions(_run_frame, task, name, kwargs, meta=meta, align_dataframes=False)
+        return _with_attrs(result, step)
+
+    def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False, write_index: bool | None = None) -> Path:
+        """Write a result of :meth:`embed` or :meth:`classify` as a folder of Parquet parts, one per partition.
+
+        Each part carries the file pipeline's ``distilframe.*`` metadata (model, checkpoint hash, options,
+        dim or labels, precision) and no pandas metadata, so ``pd.read_parquet`` and ``dd.read_parquet``
+        read it back as is (add ``dtype_backend="pyarrow"`` to get the fixed-size list dtype rather than
+        numpy arrays). ``distilframe.files.read_metadata(path)`` reads the metadata.
+
+        The folder appears complete or not at all: parts go to a hidden folder beside it, renamed into
+        place once every part is written. On a cluster, ``path`` must be reachable from every worker.
+
+        write_index
+            Write the index as a column; by default only a named index (a default range index is not data).
+        """
+        from .files import FileError
+
+        ddf = self._obj
+        step = ddf._meta.attrs.get(ATTRS_KEY)
+        if step is None:
+            raise ValueError("This Dask frame holds no distilframe result: call ddf.distil.embed(...) or "
+                             "ddf.distil.classify(...) first (or use ddf.to_parquet for other frames).")
+        target = Path(path).expanduser()
+        if target.exists() and not overwrite:
+            raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")
+        if not target.parent.is_dir():
+            raise FileError(f"The output folder {str(target.parent)!r} does not exist.")
+        if write_index is None:
+            write_index = any(n is not None for n in ddf._meta.index.names)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            parts = ddf.to_delayed()
+            writes = [dask.delayed(_write_part, pure=False)(part, str(tmp / f"part.{i:05d}.parquet"), step,
+                                                             created_at, write_index)
+                      for i, part in enumerate(parts)]
+            dask.compute(*writes)
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+
+@register_series_accessor("distil")
+class DaskDistilSeriesAccessor(_Base):
+    """DistilBERT on a Dask Series of texts: ``ddf["text"].distil.embed()``."""
+
+    def embed(self, *, model: str | os.PathLike = DEFAULT_EMBEDDER, pooling: str = "mean", normalize: bool = True,
+              max_length: int = 512, batch_size: int | None = None, errors: str = "raise",
+              progress: bool | None = None, long_text: str = "truncate", stride: int = 128,
+              return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
+              cache: bool = True) -> dd.Series | dd.DataFrame:
+        """Lazily embed the texts: a Series ``<name>_embedding`` (a frame with ``return_status=True``)."""
+        kwargs = dict(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
+                      batch_size=batch_size, errors=errors, long_text=long_text, stride=stride,
+                      return_status=return_status, precision=precision, num_threads=num_threads, cache=cache)
+        return self._map("embed", kwargs, progress)
+
+    def classify(self, *, model: str | os.PathLike = DEFAULT_CLASSIFIER, max_length: int = 512,
+                 all_scores: bool = False, errors: str = "raise", progress: bool | None = None,
+                 batch_size: int | None = None, long_text: str = "truncate", stride: int = 128,
+                 return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
+                 cache: bool = True) -> dd.DataFrame:
+        """Lazily classify the texts: a frame of ``<name>_label`` and ``<name>_score``."""
+        kwargs = dict(model=model, max_length=max_length, all_scores=all_scores, errors=errors,
+                      batch_size=batch_size, long_text=long_text, stride=stride, return_status=return_status,
+                      precision=precision, num_threads=num_threads, cache=cache)
+        return self._map("classify", kwargs, progress)
+
+    def _map(self, task: str, kwargs: dict[str, Any], progress: bool | None) -> Any:
+        series = self._obj
+        meta, step = self._prepare(task, series._meta, series.name, {**kwargs, "progress": progress})
+        meta.index = series._meta.index
+        if task == "embed" and not kwargs["return_status"]:
+            meta = meta.iloc[:, 0]
+        kwargs = {**kwargs, "model": _portable(kwargs["model"]), "progress": False}
+        return _with_attrs(series.map_partitions(_run_series, task, kwargs, meta=meta), step)

@@ -1,0 +1,210 @@
+"""The Dask accessor: same results as pandas, one model per worker process, Parquet with the file metadata."""
+
+import subprocess
+import sys
+
+import dask.dataframe as dd
+import distributed
+import numpy as np
+import pandas as pd
+import pytest
+
+import distilframe
+from conftest import SST2, TINY_SST2
+from distilframe.cli import main
+from distilframe.errors import ColumnNotFoundError, UnsupportedTaskError
+from distilframe.files import FileError, embed_file, read_metadata
+
+TEXTS = ["the cat is happy", "a bad movie", None, "hello world", "the cat is happy", "   ", "good film, i love it",
+         "a dog", "the weather is nice today", "bad", "", "i love it"]
+MODEL = "distilbert-base-uncased"
+
+
+@pytest.fixture
+def frame():
+    # A non-default index: results must keep it, partition by partition.
+    return pd.DataFrame({"id": np.arange(len(TEXTS)) * 10, "text": TEXTS, "n": np.arange(len(TEXTS), dtype="float64")},
+                        index=pd.Index(np.arange(len(TEXTS))[::-1] + 100, name="row"))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local cluster of 2 worker processes (1 thread each), as a user would start one."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def builds(client) -> dict[str, dict[str, int]]:
+    """Models built so far in each worker process, by name."""
+    return client.run(lambda: dict(__import__("distilframe.manager").manager.manager.builds))
+
+
+def pandas(ddf) -> pd.DataFrame:
+    """The same rows as pandas (Dask stores text as Arrow strings: compare like with like)."""
+    return ddf.compute(scheduler="sync")
+
+
+def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    assert got.index.equals(want.index)
+    for name in want.columns:
+        if str(want[name].dtype).startswith("fixed_size_list"):
+            assert got[name].dtype == want[name].dtype
+            a, b = distilframe.to_numpy(got[name]), distilframe.to_numpy(want[name])
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        else:
+            pd.testing.assert_series_equal(got[name], want[name], check_exact=False, atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------------------------- registration
+
+@pytest.mark.parametrize("order", ["distilframe first", "dask first"])
+def test_accessor_is_registered_whichever_is_imported_first(order):
+    imports = ["import distilframe", "import dask.dataframe as dd"]
+    if order == "dask first":
+        imports.reverse()
+    code = "; ".join(imports) + "; print(hasattr(dd.DataFrame, 'distil'), hasattr(dd.Series, 'distil'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]
+
+
+def test_import_distilframe_does_not_import_dask():
+    code = "import sys, distilframe; print(any(m == 'dask' or m.startswith('dask.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# ------------------------------------------------------------------------- same results as pandas
+
+def test_embed_equals_pandas_with_lazy_meta(frame):
+    ddf = dd.from_pandas(frame, npartitions=3, sort=False)
+    lazy = ddf.distil.embed("text", model=MODEL, return_status=True)
+    got = lazy.compute(scheduler="sync")
+    want = pandas(ddf).distil.embed("text", model=MODEL, return_status=True)
+    assert_same(got, want)
+    assert lazy.dtypes.to_dict() == got.dtypes.to_dict()  # meta was right before anything ran
+    assert got["text_embedding"].isna().tolist() == [t is None or not t.strip() for t in TEXTS]
+
+
+def test_classify_and_series_equal_pandas(frame):
+    ddf = dd.from_pandas(frame, npartitions=4, sort=False)
+    lazy = ddf.distil.classify("text", model=SST2, all_scores=True)
+    got = lazy.compute(scheduler="sync")
+    assert_same(got, pandas(ddf).distil.classify("text", model=SST2, all_scores=True))
+    assert lazy.dtypes.to_dict() == got.dtypes.to_dict()
+    assert "text_score_POSITIVE" in got.columns
+
+    series = ddf["text"].distil.embed(model=MODEL, pooling="cls", normalize=False)
+    want = pandas(ddf)["text"].distil.embed(model=MODEL, pooling="cls", normalize=False)
+    got_series = series.compute(scheduler="sync")
+    assert got_series.name == want.name == "text_embedding" and series.dtype == want.dtype
+    np.testing.assert_allclose(distilframe.to_numpy(got_series), distilframe.to_numpy(want), atol=1e-6)
+
+
+def test_a_local_checkpoint_gets_its_meta_from_a_task(classifier_dir, frame):
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    lazy = ddf.distil.classify("text", model=classifier_dir, all_scores=True)
+    assert [c for c in lazy.columns if c.startswith("text_score_")] == [
+        "text_score_negative", "text_score_neutral", "text_score_positive"]
+    assert_same(lazy.compute(scheduler="sync"), pandas(ddf).distil.classify("text", model=classifier_dir,
+                                                                            all_scores=True))
+
+
+# ------------------------------------------------------------------------------ a real local cluster
+
+def test_cluster_results_equal_pandas_and_each_worker_loads_the_model_once(client, frame):
+    big = pd.concat([frame] * 5, ignore_index=True)
+    ddf = dd.from_pandas(big, npartitions=8, sort=False)
+    before = builds(client)
+    got = ddf.distil.embed("text", model=MODEL).compute()
+    again = ddf.distil.classify("text", model=TINY_SST2).compute()  # a second model, then the first again
+    got2 = ddf.distil.embed("text", model=MODEL).compute()
+    after = builds(client)
+
+    assert_same(got, pandas(ddf).distil.embed("text", model=MODEL))
+    assert_same(got2, got)
+    assert_same(again, pandas(ddf).distil.classify("text", model=TINY_SST2))
+    assert len(after) == 2
+    for worker, counts in after.items():
+        new = {name: n - before[worker].get(name, 0) for name, n in counts.items()}
+        assert all(n <= 1 for n in new.values()), (worker, new)  # loaded on first use, then reused
+    total = {name: sum(c.get(name, 0) - before[w].get(name, 0) for w, c in after.items()) for name in (MODEL, TINY_SST2)}
+    assert 1 <= total[MODEL] <= 2 and 1 <= total[TINY_SST2] <= 2
+
+
+def test_workers_run_one_thread_each_by_default(client):
+    # Dask's nanny gives each worker process OMP_NUM_THREADS=1; distilframe honours it (no oversubscription).
+    threads = client.run(lambda: __import__("distilframe.config").config.num_threads())
+    assert set(threads.values()) == {1}
+
+
+def test_parquet_round_trip_keeps_the_file_pipeline_metadata(client, frame, tmp_path):
+    source = tmp_path / "in.parquet"
+    frame.reset_index(drop=True).to_parquet(source, index=False)
+    ddf = dd.read_parquet(source).repartition(npartitions=3)
+    out = ddf.distil.embed("text", model=MODEL).distil.to_parquet(tmp_path / "out")
+
+    reference = embed_file(source, tmp_path / "file.parquet", column="text", model=MODEL, progress=False)
+    want, got = read_metadata(reference.output), read_metadata(out)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        if key != "created_at":
+            assert got[key] == want[key], key
+    back = dd.read_parquet(out, dtype_backend="pyarrow").compute().reset_index(drop=True)
+    file_rows = pd.read_parquet(reference.output, dtype_backend="pyarrow")
+    np.testing.assert_allclose(distilframe.to_numpy(back["text_embedding"]),
+                               distilframe.to_numpy(file_rows["text_embedding"]), atol=1e-6)
+    assert pd.read_parquet(out)["text"].tolist() == pd.read_parquet(source)["text"].tolist()  # plain read works
+    assert main(["info", str(out)]) == 0
+
+    with pytest.raises(FileError, match="already exists"):
+        ddf.distil.embed("text", model=MODEL).distil.to_parquet(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def test_to_parquet_writes_a_named_index(frame, tmp_path):
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False).distil.embed("text", model=MODEL)
+    with sync_scheduler():
+        path = ddf.distil.to_parquet(tmp_path / "out")
+    back = pd.read_parquet(path)
+    assert sorted(back["row"]) == sorted(frame.index)
+
+
+def sync_scheduler():
+    import dask
+
+    return dask.config.set(scheduler="sync")
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+def test_bad_input_fails_on_the_client_with_the_pandas_messages(frame):
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    with pytest.raises(ColumnNotFoundError, match="Did you mean 'text'"):
+        ddf.distil.embed("txt", model=MODEL)
+    with pytest.raises(TypeError, match="not text"):
+        ddf.distil.embed("n", model=MODEL)
+    with pytest.raises(ValueError, match="pooling"):
+        ddf.distil.embed("text", model=MODEL, pooling="max")
+    with pytest.raises(ValueError, match="dask.diagnostics.ProgressBar"):
+        ddf.distil.embed("text", model=MODEL, progress=True)
+    with pytest.raises(UnsupportedTaskError, match="no trained classification head"):
+        ddf.distil.classify("text", model=MODEL)
+    with pytest.raises(ValueError, match="no distilframe result"):
+        ddf.distil.to_parquet("unused")
+    assert ddf.distil.embed(model=MODEL).columns[-1] == "text_embedding"  # the only string column
+
+
+def test_a_failing_partition_leaves_no_output_folder(tmp_path):
+    import dask
+
+    frame = pd.DataFrame({"text": ["fine", "also fine", "ok", 42]}, dtype=object)
+    with dask.config.set({"dataframe.convert-string": False}):  # else Dask itself turns 42 into "42"
+        ddf = dd.from_pandas(frame, npartitions=2, sort=False).distil.embed("text", model=MODEL)
+    with sync_scheduler(), pytest.raises(TypeError, match="non-string values, at index 3"):
+        ddf.distil.to_parquet(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the hidden parts folder
