@@ -14,6 +14,7 @@ from . import _dask_hook
 from . import accessor as _accessor  # noqa: F401  (registers the .distil accessors)
 from .arrow import to_numpy
 from .convert import convert
+from .defaults import default_model, reset_default_models, set_default_model
 from .errors import (
     CasingWarning,
     CheckpointError,
@@ -61,7 +62,10 @@ __all__ = [
     "__version__",
     "classify_file",
     "convert",
+    "default_model",
     "embed_file",
     "models",
+    "reset_default_models",
+    "set_default_model",
     "to_numpy",
 ]

@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from . import columns, executor
-from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+from .defaults import default_model
 
 __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 
 def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
            long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
-           return_status: bool, precision: str, num_threads: int | None, cache: bool) -> pd.DataFrame:
+           return_status: bool, precision: str, num_threads: int | None, cache: bool,
+           on_progress: Any = None) -> pd.DataFrame:
     from .arrow import embedding_array
     from .manager import load_for
 
@@ -33,10 +34,10 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
                           pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
                           batch_size=batch_size)
     texts = columns.texts(series, errors)
-    loaded = load_for("embed", model, precision=precision, num_threads=num_threads)
+    loaded = load_for("embed", default_model("embed") if model is None else model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                          progress=progress, cache=_cache(cache))
+                          progress=progress, cache=_cache(cache), on_progress=on_progress)
     added: dict[Any, Any] = {columns.out_name(name, "embedding"): embedding_array(result.values, result.valid)}
     if return_status:
         added.update(_pandas_status(columns.status(result, name)))
@@ -45,16 +46,18 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
 
 def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
               batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
-              return_status: bool, precision: str, num_threads: int | None, cache: bool) -> pd.DataFrame:
+              return_status: bool, precision: str, num_threads: int | None, cache: bool,
+              on_progress: Any = None) -> pd.DataFrame:
     from .manager import load_for
 
     columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status,
                                                "cache": cache},
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
     texts = columns.texts(series, errors)
-    loaded = load_for("classify", model, precision=precision, num_threads=num_threads)
+    loaded = load_for("classify", default_model("classify") if model is None else model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
-                          stride=stride, batch_size=batch_size, progress=progress, cache=_cache(cache))
+                          stride=stride, batch_size=batch_size, progress=progress, cache=_cache(cache),
+                          on_progress=on_progress)
     added: dict[Any, Any] = columns.classification(result, loaded.labels, name, all_scores)
     label = columns.out_name(name, "label")
     added[label] = pd.array(added[label], dtype=pd.StringDtype())
@@ -136,7 +139,9 @@ _OPTIONS_DOC = """
         model
             A registered name or alias (``distilframe.models()``), ``hf:<owner>/<repo>`` for a
             DistilBERT on the Hugging Face hub, or a local checkpoint folder (PaddleNLP or
-            Hugging Face format).
+            Hugging Face format). None: the session's default for the task
+            (``distilframe.set_default_model``; at first distilbert-base-uncased for embed and
+            the SST-2 sentiment model for classify).
         max_length
             Tokens per model input, [CLS] and [SEP] included (capped at the model's positions).
         long_text
@@ -180,7 +185,7 @@ class DistilDataFrameAccessor:
         self,
         column: Any = None,
         *,
-        model: str | os.PathLike = DEFAULT_EMBEDDER,
+        model: str | os.PathLike | None = None,
         pooling: str = "mean",
         normalize: bool = True,
         max_length: int = 512,
@@ -230,7 +235,7 @@ class DistilDataFrameAccessor:
         self,
         column: Any = None,
         *,
-        model: str | os.PathLike = DEFAULT_CLASSIFIER,
+        model: str | os.PathLike | None = None,
         max_length: int = 512,
         all_scores: bool = False,
         errors: str = "raise",
@@ -275,6 +280,27 @@ class DistilDataFrameAccessor:
                           num_threads=num_threads, cache=cache)
         return _with_columns(self._obj, added)
 
+    def panel(self, *, slice_rows: int = 1024) -> Any:
+        """Open the notebook run panel on this frame (extra ``widgets``: ipywidgets).
+
+        Pick a text column, the task, the model and options; Run works on a background thread with a
+        progress bar (rows/s, ETA) and a Stop button; the output frame is then ``panel.result``.
+        See :class:`distilframe.widgets.RunPanel`.
+
+        Examples
+        --------
+        >>> panel = df.distil.panel()  # doctest: +SKIP
+        >>> panel  # in a notebook cell: shows it  # doctest: +SKIP
+        >>> panel.result  # after Run  # doctest: +SKIP
+        """
+        try:
+            from .widgets import RunPanel
+        except ImportError as e:
+            if e.name != "ipywidgets":
+                raise
+            raise ImportError('df.distil.panel() needs ipywidgets: pip install "distilframe[widgets]"') from e
+        return RunPanel(self._obj, slice_rows=slice_rows)
+
     embed.__doc__ = embed.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
     classify.__doc__ = classify.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
 
@@ -296,7 +322,7 @@ class DistilSeriesAccessor:
     def embed(
         self,
         *,
-        model: str | os.PathLike = DEFAULT_EMBEDDER,
+        model: str | os.PathLike | None = None,
         pooling: str = "mean",
         normalize: bool = True,
         max_length: int = 512,
@@ -329,7 +355,7 @@ class DistilSeriesAccessor:
     def classify(
         self,
         *,
-        model: str | os.PathLike = DEFAULT_CLASSIFIER,
+        model: str | os.PathLike | None = None,
         max_length: int = 512,
         all_scores: bool = False,
         errors: str = "raise",

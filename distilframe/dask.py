@@ -32,7 +32,8 @@ import pandas as pd
 from dask.dataframe.extensions import register_dataframe_accessor, register_series_accessor
 
 from . import accessor, columns, executor
-from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER, find
+from .defaults import default_model
+from .registry import find
 
 __all__ = ["DaskDistilDataFrameAccessor", "DaskDistilSeriesAccessor"]
 
@@ -130,6 +131,11 @@ class _Base:
         return dim, tuple(labels)
 
 
+def _with_model(task: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The session default (set on the client, e.g. by the model picker) made explicit for the workers."""
+    return {**kwargs, "model": default_model(task)} if kwargs["model"] is None else kwargs
+
+
 def _portable(model: Any) -> Any:
     """A model argument that pickles into tasks: a name, or a path as a string (never a loaded model)."""
     return os.fspath(model) if isinstance(model, os.PathLike) else model
@@ -168,7 +174,7 @@ class DaskDistilDataFrameAccessor(_Base):
     call ``.compute()``, ``.persist()`` or :meth:`to_parquet`).
     """
 
-    def embed(self, column: Any = None, *, model: str | os.PathLike = DEFAULT_EMBEDDER, pooling: str = "mean",
+    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None, pooling: str = "mean",
               normalize: bool = True, max_length: int = 512, batch_size: int | None = None, errors: str = "raise",
               progress: bool | None = None, long_text: str = "truncate", stride: int = 128,
               return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
@@ -179,7 +185,7 @@ class DaskDistilDataFrameAccessor(_Base):
                       return_status=return_status, precision=precision, num_threads=num_threads, cache=cache)
         return self._map("embed", column, kwargs, progress)
 
-    def classify(self, column: Any = None, *, model: str | os.PathLike = DEFAULT_CLASSIFIER, max_length: int = 512,
+    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None, max_length: int = 512,
                  all_scores: bool = False, errors: str = "raise", progress: bool | None = None,
                  batch_size: int | None = None, long_text: str = "truncate", stride: int = 128,
                  return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
@@ -192,6 +198,7 @@ class DaskDistilDataFrameAccessor(_Base):
 
     def _map(self, task: str, column: Any, kwargs: dict[str, Any], progress: bool | None) -> dd.DataFrame:
         ddf = self._obj
+        kwargs = _with_model(task, kwargs)
         sample = ddf._meta_nonempty
         series = accessor._column(sample, column)  # the pandas rules: missing, ambiguous, duplicated names
         name = series.name
@@ -253,7 +260,7 @@ class DaskDistilDataFrameAccessor(_Base):
 class DaskDistilSeriesAccessor(_Base):
     """DistilBERT on a Dask Series of texts: ``ddf["text"].distil.embed()``."""
 
-    def embed(self, *, model: str | os.PathLike = DEFAULT_EMBEDDER, pooling: str = "mean", normalize: bool = True,
+    def embed(self, *, model: str | os.PathLike | None = None, pooling: str = "mean", normalize: bool = True,
               max_length: int = 512, batch_size: int | None = None, errors: str = "raise",
               progress: bool | None = None, long_text: str = "truncate", stride: int = 128,
               return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
@@ -264,7 +271,7 @@ class DaskDistilSeriesAccessor(_Base):
                       return_status=return_status, precision=precision, num_threads=num_threads, cache=cache)
         return self._map("embed", kwargs, progress)
 
-    def classify(self, *, model: str | os.PathLike = DEFAULT_CLASSIFIER, max_length: int = 512,
+    def classify(self, *, model: str | os.PathLike | None = None, max_length: int = 512,
                  all_scores: bool = False, errors: str = "raise", progress: bool | None = None,
                  batch_size: int | None = None, long_text: str = "truncate", stride: int = 128,
                  return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
@@ -277,6 +284,7 @@ class DaskDistilSeriesAccessor(_Base):
 
     def _map(self, task: str, kwargs: dict[str, Any], progress: bool | None) -> Any:
         series = self._obj
+        kwargs = _with_model(task, kwargs)
         meta, step = self._prepare(task, series._meta, series.name, {**kwargs, "progress": progress})
         meta.index = series._meta.index
         if task == "embed" and not kwargs["return_status"]:

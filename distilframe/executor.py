@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -85,6 +85,7 @@ def run(
     chunk_size: int | None = None,
     progress: bool | None = None,
     cache: "ResultCache | None" = None,
+    on_progress: "Callable[[int, int], None] | None" = None,
 ) -> Result:
     """Embed or classify ``texts`` with ``model``; results come back in input order.
 
@@ -116,6 +117,10 @@ def run(
     cache
         A :class:`~distilframe.cache.ResultCache`: texts it holds for these settings skip the
         model, and new results are stored after each chunk.
+    on_progress
+        Called as ``on_progress(done, total)`` in distinct texts, at the start and after every
+        batch (the notebook panel's progress bar). An exception it raises stops the run there
+        and propagates (chunks already finished stay in the cache).
 
     Examples
     --------
@@ -167,8 +172,8 @@ def run(
     show = progress if progress is not None else len(todo) >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(uniques), initial=len(uniques) - len(todo), disable=not show, unit="text",
-              desc=f"{task} ({model.name})", dynamic_ncols=True) as bar:
+    with _Progress(tqdm(total=len(uniques), initial=len(uniques) - len(todo), disable=not show, unit="text",
+                        desc=f"{task} ({model.name})", dynamic_ncols=True), on_progress) as bar:
         for start in range(0, len(todo), chunk_size):
             where = todo[start:start + chunk_size]
             chunk = [uniques[i] for i in where]
@@ -211,6 +216,29 @@ def run(
         values = np.full((n, width), np.nan, dtype=np.float32)
         values[valid] = out[codes[valid]]
     return Result(values=values, valid=valid, n_tokens=row_tokens, status=status, max_length=max_length)
+
+
+class _Progress:
+    """A tqdm bar that also reports to a callback (done, total) after every update."""
+
+    def __init__(self, bar: Any, callback: "Callable[[int, int], None] | None") -> None:
+        self._bar = bar
+        self._callback = callback
+        self._report()
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+        self._report()
+
+    def _report(self) -> None:
+        if self._callback is not None:
+            self._callback(int(self._bar.n), int(self._bar.total))
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
 
 
 def _settings(model: "LoadedModel", task: str, pooling: str, normalize: bool, max_length: int, long_text: str,

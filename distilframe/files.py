@@ -32,7 +32,6 @@ from typing import Any, Iterator, Sequence
 
 from . import columns, executor
 from .errors import DistilFrameError
-from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
 
 __all__ = ["FileError", "FileResult", "classify_file", "embed_file", "read_metadata"]
 
@@ -64,7 +63,7 @@ def embed_file(
     output: str | os.PathLike,
     *,
     column: str,
-    model: str | os.PathLike = DEFAULT_EMBEDDER,
+    model: str | os.PathLike | None = None,
     keep: Sequence[str] | None = None,
     pooling: str = "mean",
     normalize: bool = True,
@@ -124,7 +123,7 @@ def classify_file(
     output: str | os.PathLike,
     *,
     column: str,
-    model: str | os.PathLike = DEFAULT_CLASSIFIER,
+    model: str | os.PathLike | None = None,
     keep: Sequence[str] | None = None,
     all_scores: bool = False,
     max_length: int = 512,
@@ -216,6 +215,10 @@ class _Job:
         self.input = Path(input).expanduser()
         self.output = Path(output).expanduser()
         self.column = column
+        if model is None:
+            from .defaults import default_model
+
+            model = default_model(task)
         self.model = model
         self.keep = list(keep) if keep is not None else None
         self.options = options

@@ -71,6 +71,27 @@ def classifier_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def bos(tmp_path, seeded_home):
+    """A BOS-like tree holding the seeded test weights under their server paths."""
+    root = tmp_path / "bos"
+    folder = root / "models/transformers/distilbert"
+    folder.mkdir(parents=True)
+    src = seeded_home / "models/distilbert-base-uncased"
+    shutil.copy(src / "model_state.pdparams", folder / "distilbert-base-uncased.pdparams")
+    shutil.copy(src / "vocab.txt", folder / "distilbert-base-uncased-vocab.txt")
+    tiny = root / "models/community" / TINY_SST2
+    shutil.copytree(seeded_home / "models" / TINY_SST2, tiny)  # legacy model_config.json, no tokenizer_config
+    return root
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+    home = tmp_path / "fresh-home"
+    monkeypatch.setenv("DISTILFRAME_HOME", str(home))
+    return home
+
+
+@pytest.fixture
 def fresh_manager(monkeypatch):
     """A new, empty process-wide model manager for one test (to count builds)."""
     from distilframe import manager as manager_mod

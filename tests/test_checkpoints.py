@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -61,27 +60,6 @@ def test_other_model_types_are_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ downloads, through a local server
-
-@pytest.fixture
-def bos(tmp_path, seeded_home):
-    """A BOS-like tree holding the seeded test weights under their server paths."""
-    root = tmp_path / "bos"
-    folder = root / "models/transformers/distilbert"
-    folder.mkdir(parents=True)
-    src = seeded_home / "models/distilbert-base-uncased"
-    shutil.copy(src / "model_state.pdparams", folder / "distilbert-base-uncased.pdparams")
-    shutil.copy(src / "vocab.txt", folder / "distilbert-base-uncased-vocab.txt")
-    tiny = root / "models/community" / TINY_SST2
-    shutil.copytree(seeded_home / "models" / TINY_SST2, tiny)  # legacy model_config.json, no tokenizer_config
-    return root
-
-
-@pytest.fixture
-def empty_home(tmp_path, monkeypatch):
-    home = tmp_path / "fresh-home"
-    monkeypatch.setenv("DISTILFRAME_HOME", str(home))
-    return home
-
 
 @pytest.mark.filterwarnings("ignore::distilframe.TestModelWarning")
 def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fresh_manager):

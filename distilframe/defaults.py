@@ -1,0 +1,79 @@
+"""The session's default models: what ``embed`` and ``classify`` use when no ``model=`` is given.
+
+Out of the box: ``DEFAULT_EMBEDDER`` (distilbert-base-uncased) and ``DEFAULT_CLASSIFIER``
+(the SST-2 sentiment model). :func:`set_default_model` changes them for this Python process (the
+notebook model picker calls it); the pandas and Dask accessors and ``embed_file``/``classify_file``
+read them at each call. The command line keeps its own ``--model`` defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+
+__all__ = ["default_model", "reset_default_models", "set_default_model"]
+
+_BUILTIN = {"embed": DEFAULT_EMBEDDER, "classify": DEFAULT_CLASSIFIER}
+_session: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def default_model(task: str) -> str | os.PathLike:
+    """The model ``task`` ("embed" or "classify") uses when none is given."""
+    if task not in _BUILTIN:
+        raise ValueError(f"Got task={task!r} but expected 'embed' or 'classify'.")
+    with _lock:
+        return _session.get(task, _BUILTIN[task])
+
+
+def set_default_model(model: str | os.PathLike, task: str | None = None) -> dict[str, Any]:
+    """Make ``model`` this session's default for ``task``, or for every task it can do (``task=None``).
+
+    Every model can embed; a model can classify when it has a trained classification head (a
+    registered sentiment model, or a checkpoint whose config names its labels). The name is checked
+    (an unknown name or a folder that is not a checkpoint raises), but nothing is downloaded or loaded.
+
+    Returns the defaults now in force, by task.
+
+    Examples
+    --------
+    >>> distilframe.set_default_model("sst2")  # doctest: +SKIP
+    {'embed': 'distilbert-base-uncased-finetuned-sst-2-english', 'classify': '...sst-2-english'}
+    """
+    from .errors import UnsupportedTaskError
+    from .manager import _no_head_message
+
+    if task is not None and task not in _BUILTIN:
+        raise ValueError(f"Got task={task!r} but expected 'embed', 'classify' or None (every task it can do).")
+    name, can_classify = _check(model)
+    if task == "classify" and not can_classify:
+        raise UnsupportedTaskError(_no_head_message(str(name)))
+    tasks = [task] if task else ["embed"] + (["classify"] if can_classify else [])
+    with _lock:
+        for t in tasks:
+            _session[t] = name
+        return {t: _session.get(t, _BUILTIN[t]) for t in _BUILTIN}
+
+
+def reset_default_models() -> None:
+    """Back to the built-in defaults."""
+    with _lock:
+        _session.clear()
+
+
+def _check(model: str | os.PathLike) -> tuple[str | os.PathLike, bool]:
+    """The canonical name (or the path) and whether it can classify, without downloading anything."""
+    from . import checkpoints
+    from .registry import find, hub_spec
+
+    if isinstance(model, str) and model[:3].lower() == "hf:":
+        hub_spec(model[3:])  # validates owner/repo
+        return model, True  # known only once downloaded; classify() refuses a model without a head
+    spec = find(model) if isinstance(model, str) else None
+    if spec is not None:
+        return spec.name, spec.can_classify
+    checkpoint = checkpoints.resolve(model)  # a folder: read its config (raises for unknown names)
+    return model, bool(checkpoint.labels)

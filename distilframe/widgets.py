@@ -1,0 +1,410 @@
+"""Notebook widgets (extra ``widgets``: ipywidgets): a model picker and a run panel.
+
+* :class:`ModelPicker` lists the registered models (and takes a local checkpoint folder), shows
+  what each is (language, casing, layers, dimension, parameters, task and labels, on disk,
+  loaded), downloads one that is not on disk, and makes the chosen model the session's default
+  for ``embed`` and ``classify`` (:func:`distilframe.set_default_model`).
+* :class:`RunPanel`, opened with ``df.distil.panel()``: pick a text column, the task, the model
+  and options, then Run. The work runs on a background thread, so the kernel stays free; the
+  panel shows rows done, rows/s and the ETA, then a preview, and keeps the output frame in
+  ``panel.result``. Stop ends the run after the batch in progress: the rows finished until then
+  (a prefix of the frame, in slices of ``slice_rows``) stay in ``panel.result``, and the panel
+  says how many.
+* Errors (no text column, a model not on disk while offline, a bad option) are shown in the
+  widget as one readable line; the exception is kept in ``.error``.
+
+Every change a widget makes comes from a thread of its own (downloads, runs): ``wait()`` blocks
+until it is done, for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ipywidgets as w
+import numpy as np
+import pandas as pd
+
+from . import accessor, checkpoints, columns
+from .defaults import default_model, set_default_model
+from .registry import REGISTRY, _base_parameters, find
+
+__all__ = ["ModelPicker", "RunPanel"]
+
+LOCAL = "__local__"  # the dropdown entry for a checkpoint folder
+UPDATE_EVERY = 0.1  # seconds between progress updates sent to the browser
+PREVIEW_ROWS = 5
+
+
+class Stopped(Exception):
+    """Raised inside a run when Stop was pressed."""
+
+
+def _message(kind: str, text: str) -> str:
+    colors = {"error": "#b00020", "ok": "#1b5e20", "info": "#333", "warn": "#8a5300"}
+    return (f'<div class="distilframe-{kind}" style="color:{colors[kind]};white-space:pre-wrap">'
+            f"{html.escape(text)}</div>")
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".strip()
+
+
+class _Background:
+    """One background thread at a time; ``wait()`` joins it."""
+
+    _thread: threading.Thread | None = None
+
+    def _start(self, target: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=target, daemon=True, name=f"distilframe-{type(self).__name__}")
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current download or run (if any) has finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+# ------------------------------------------------------------------------------------------ ModelPicker
+
+class ModelPicker(w.VBox, _Background):
+    """Choose a model: registered ones, or a checkpoint folder; see what it is; download it.
+
+    ``value`` is the chosen model (a registered name, or a folder path). Choosing makes it the
+    session's default for embed, and for classify when it has a classification head.
+    """
+
+    def __init__(self, value: str | os.PathLike | None = None, *, set_default: bool = True) -> None:
+        self._set_default = set_default
+        options = [(self._label(spec.name), spec.name) for spec in REGISTRY] + [("Local checkpoint folder…", LOCAL)]
+        start = value if value is not None else default_model("embed")
+        spec = find(start) if isinstance(start, str) else None
+        self.dropdown = w.Dropdown(options=options, value=spec.name if spec else LOCAL, description="Model",
+                                   layout=w.Layout(width="max-content"))
+        self.path = w.Text(value="" if spec else str(start), placeholder="/path/to/checkpoint folder",
+                           description="Folder", layout=w.Layout(width="32em"))
+        self.use_button = w.Button(description="Use folder", icon="folder-open")
+        self.download_button = w.Button(description="Download", icon="download", button_style="info")
+        self.card = w.HTML()
+        self.status = w.HTML()
+        self._path_row = w.HBox([self.path, self.use_button])
+        self._value: str | os.PathLike | None = None
+        super().__init__([w.HBox([self.dropdown, self.download_button]), self._path_row, self.card, self.status])
+        self.add_class("distilframe-model-picker")
+        self.dropdown.observe(self._on_dropdown, names="value")
+        self.use_button.on_click(lambda _: self._use_path())
+        self.download_button.on_click(lambda _: self.download())
+        if spec is not None:
+            self._choose(spec.name)
+        else:
+            self._path_row.layout.display = None
+            if self.path.value:
+                self._use_path()
+            else:
+                self._show_card(None)
+
+    @property
+    def value(self) -> str | os.PathLike | None:
+        """The chosen model: a registered name, or a checkpoint folder."""
+        return self._value
+
+    def refresh(self) -> None:
+        """Redraw the dropdown labels and the card (on disk, loaded)."""
+        self.dropdown.options = [(self._label(spec.name), spec.name) for spec in REGISTRY] + [
+            ("Local checkpoint folder…", LOCAL)]
+        self._show_card(self._value)
+
+    def download(self) -> None:
+        """Download the chosen registered model in the background (``wait()`` to block)."""
+        name = self._value
+        spec = find(name) if isinstance(name, str) else None
+        if spec is None or self.busy:
+            return
+        self.download_button.disabled = True
+        self.status.value = _message("info", f"Downloading {spec.name}…")
+
+        def work() -> None:
+            try:
+                checkpoints.resolve(spec.name)  # downloads (and converts) into the cache
+                self.status.value = _message("ok", f"{spec.name} is on disk.")
+            except Exception as e:  # shown in the widget, not as a traceback
+                self.status.value = _message("error", _one_line(e))
+            finally:
+                self.refresh()
+
+        self._start(work)
+
+    # -- internals
+
+    @staticmethod
+    def _label(name: str) -> str:
+        spec = find(name)
+        return f"{name}{'  ✓ on disk' if spec is not None and checkpoints.is_on_disk(spec) else ''}"
+
+    def _on_dropdown(self, change: dict[str, Any]) -> None:
+        if change["new"] == LOCAL:
+            self._path_row.layout.display = None
+            self._value = None
+            self._show_card(None)
+            self.status.value = _message("info", "Type a checkpoint folder (PaddleNLP or Hugging Face format), "
+                                                 "then Use folder.")
+        else:
+            self._path_row.layout.display = "none"
+            self._choose(change["new"])
+
+    def _use_path(self) -> None:
+        folder = self.path.value.strip()
+        if not folder:
+            self.status.value = _message("error", "Type the path of a checkpoint folder first.")
+            return
+        try:
+            checkpoints.resolve(Path(folder))
+        except Exception as e:
+            self.status.value = _message("error", _one_line(e))
+            return
+        self._choose(folder)
+
+    def _choose(self, model: str | os.PathLike) -> None:
+        self._value = model
+        if self._set_default:
+            try:
+                now = set_default_model(model)
+            except Exception as e:
+                self.status.value = _message("error", _one_line(e))
+                return
+            self.status.value = _message("ok", f"Session defaults: embed → {now['embed']} · classify → "
+                                               f"{now['classify']}")
+        self._show_card(model)
+
+    def _show_card(self, model: str | os.PathLike | None) -> None:
+        spec = find(model) if isinstance(model, str) else None
+        self.download_button.layout.display = "none"
+        if model is None:
+            self.card.value = ""
+            return
+        from .manager import manager
+
+        loaded = manager.loaded_names()
+        if spec is not None:
+            on_disk = checkpoints.is_on_disk(spec)
+            self.download_button.layout.display = None if not on_disk else "none"
+            self.download_button.disabled = on_disk or self.busy
+            facts = {
+                "Language": spec.languages,
+                "Cased": "yes" if spec.cased else "no (lower-cases text)",
+                "Layers": spec.layers,
+                "Dimension": spec.hidden_size,
+                "Parameters": f"{spec.parameters / 1e6:.1f} M",
+                "Task": spec.task + (f" ({', '.join(spec.labels)})" if spec.labels else ""),
+                "On disk": "yes" if on_disk else "no: Download fetches it",
+                "Loaded": "yes" if spec.name in loaded else "no",
+            }
+            title, about = spec.name, spec.description
+        else:
+            try:
+                ckpt = checkpoints.resolve(Path(model))
+            except Exception as e:
+                self.card.value = _message("error", _one_line(e))
+                return
+            cfg = ckpt.config
+            layers = int(cfg.get("num_hidden_layers", 0))
+            params = _base_parameters(int(cfg.get("vocab_size", 0)), ckpt.hidden_size, layers,
+                                      int(cfg.get("intermediate_size", 4 * ckpt.hidden_size)), ckpt.max_positions)
+            facts = {
+                "Cased": "no (lower-cases text)" if ckpt.do_lower_case else "yes",
+                "Layers": layers,
+                "Dimension": ckpt.hidden_size,
+                "Parameters": f"{params / 1e6:.1f} M",
+                "Task": f"classify ({', '.join(ckpt.labels)})" if ckpt.labels else "embedding",
+                "On disk": f"yes ({ckpt.path})",
+                "Loaded": "yes" if ckpt.name in loaded else "no",
+            }
+            title, about = str(ckpt.path.name), "A local checkpoint folder."
+        rows = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                       f"<td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
+        self.card.value = (f"<div class='distilframe-card'><b>{html.escape(title)}</b> — {html.escape(about)}"
+                           f"<table>{rows}</table></div>")
+
+
+# ------------------------------------------------------------------------------------------ RunPanel
+
+class RunPanel(w.VBox, _Background):
+    """Embed or classify a column of ``df`` from the notebook, on a background thread.
+
+    After a run, ``result`` is the output frame (every row on success; the finished rows after
+    Stop; None after an error or a Stop before any row finished), ``state`` is one of idle,
+    running, done, stopped, error, and ``error`` holds the exception of a failed run.
+    """
+
+    def __init__(self, df: pd.DataFrame, *, slice_rows: int = 1024) -> None:
+        if not isinstance(slice_rows, int) or slice_rows < 1:
+            raise ValueError(f"Got slice_rows={slice_rows!r} but expected a positive integer.")
+        self.df = df
+        self.slice_rows = slice_rows
+        self.result: pd.DataFrame | None = None
+        self.state = "idle"
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+
+        text_columns = accessor._string_columns(df)
+        self.column = w.Dropdown(options=[(str(c), c) for c in text_columns], description="Column")
+        self.task = w.ToggleButtons(options=["embed", "classify"], value="embed", description="Task")
+        self.picker = ModelPicker()
+        self.pooling = w.Dropdown(options=["mean", "cls"], value="mean", description="Pooling")
+        self.normalize = w.Checkbox(value=True, description="Normalize")
+        self.max_length = w.IntText(value=512, description="Max length")
+        self.run_button = w.Button(description="Run", icon="play", button_style="success")
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
+        self.progress = w.IntProgress(value=0, min=0, max=max(1, len(df)), description="Rows")
+        self.progress_text = w.HTML()
+        self.message = w.HTML()
+        self.preview = w.HTML()
+        self.run_button.on_click(lambda _: self.run())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.task.observe(lambda _: self._sync_options(), names="value")
+        children = [w.HTML("<b>distilframe</b>"), self.column, self.task, self.picker,
+                    w.HBox([self.pooling, self.normalize]), self.max_length,
+                    w.HBox([self.run_button, self.stop_button]), w.HBox([self.progress, self.progress_text]),
+                    self.message, self.preview]
+        super().__init__(children)
+        self.add_class("distilframe-panel")
+        if not text_columns:
+            self.state = "error"
+            self.error = ValueError("This frame has no text column.")
+            shown = ", ".join(f"{c!r} ({df[c].dtype})" for c in list(df.columns)[:10]) or "none"
+            self.message.value = _message("error", f"This frame has no text column (columns: {shown}). Convert one "
+                                                   "with df[col].astype('string'), then open the panel again.")
+            for control in (self.column, self.task, self.pooling, self.normalize, self.max_length, self.run_button):
+                control.disabled = True
+
+    def run(self) -> None:
+        """Start a run with the current settings (as the Run button does); returns at once."""
+        if self.busy or self.run_button.disabled:
+            return
+        column, task, model = self.column.value, self.task.value, self.picker.value
+        options: dict[str, Any] = {"max_length": self.max_length.value}
+        if task == "embed":
+            options.update(pooling=self.pooling.value, normalize=self.normalize.value)
+        try:
+            if model is None:
+                raise ValueError("No model chosen: pick one in the list, or type a checkpoint folder and Use folder.")
+            flags = {"normalize": options["normalize"]} if task == "embed" else {}
+            columns.check_options(task, "raise", flags, **{k: v for k, v in options.items() if k != "normalize"})
+        except Exception as e:
+            self._fail(e)
+            return
+        self._stop.clear()
+        self.result, self.error, self.state = None, None, "running"
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        self.progress.value, self.progress.bar_style = 0, ""
+        self.preview.value = ""
+        self.message.value = _message("info", f"Running {task} with {model} on {len(self.df):,} rows…")
+        self._start(lambda: self._work(column, task, model, options))
+
+    def stop(self) -> None:
+        """Ask the run to stop after the batch in progress (as the Stop button does)."""
+        if self.busy:
+            self._stop.set()
+            self.stop_button.disabled = True
+            self.message.value = _message("warn", "Stopping after the current batch…")
+
+    # -- internals
+
+    def _sync_options(self) -> None:
+        embed = self.task.value == "embed"
+        self.pooling.disabled = self.normalize.disabled = not embed
+
+    def _work(self, column: Any, task: str, model: Any, options: dict[str, Any]) -> None:
+        df, n = self.df, len(self.df)
+        run = accessor._embed if task == "embed" else accessor._classify
+        start = time.perf_counter()
+        pieces: list[pd.DataFrame] = []
+        done_rows = 0
+        last = [0.0]
+
+        def report(done: int, total: int, base: int, size: int) -> None:
+            if self._stop.is_set():
+                raise Stopped
+            now = time.perf_counter()
+            if now - last[0] >= UPDATE_EVERY:
+                last[0] = now
+                self._show_progress(base + (size * done // total if total else 0), n, now - start)
+
+        try:
+            for base in range(0, n, self.slice_rows) if n else [0]:
+                part = df[column].iloc[base:base + self.slice_rows]
+                extra = {"all_scores": False} if task == "classify" else {}
+                added = run(part, column, model=model, long_text="truncate", stride=128, batch_size=None,
+                            errors="raise", progress=False, return_status=False, precision="auto",
+                            num_threads=None, cache=True, **options, **extra,
+                            on_progress=lambda d, t, b=base, s=len(part): report(d, t, b, s))
+                pieces.append(added)
+                done_rows = base + len(part)
+                if self._stop.is_set() and done_rows < n:
+                    raise Stopped
+            seconds = time.perf_counter() - start
+            self.result = accessor._with_columns(df, pd.concat(pieces) if pieces else added)
+            self.state = "done"
+            self._show_progress(n, n, seconds)
+            self.progress.bar_style = "success"
+            rate = f" ({n / seconds:,.0f} rows/s)" if seconds > 0 and n else ""
+            self.message.value = _message("ok", f"Done: {n:,} rows in {seconds:.1f} s{rate}. "
+                                                "The frame is in panel.result.")
+            self.preview.value = _preview(self.result)
+        except Stopped:
+            self.state = "stopped"
+            self.progress.bar_style = "warning"
+            if done_rows:
+                self.result = accessor._with_columns(df.iloc[:done_rows], pd.concat(pieces))
+                self.message.value = _message("warn", f"Stopped: {done_rows:,} of {n:,} rows done. panel.result "
+                                                      f"holds those rows (the first {done_rows:,}).")
+                self.preview.value = _preview(self.result)
+            else:
+                self.message.value = _message("warn", f"Stopped before any row finished: no result (0 of {n:,} "
+                                                      "rows).")
+            self._show_progress(done_rows, n, time.perf_counter() - start)
+        except Exception as e:  # one readable line in the panel; the exception stays in .error
+            self._fail(e)
+        finally:
+            self.run_button.disabled, self.stop_button.disabled = False, True
+            self.picker.refresh()
+
+    def _fail(self, error: BaseException) -> None:
+        self.state, self.error = "error", error
+        self.progress.bar_style = "danger"
+        self.message.value = _message("error", _one_line(error))
+
+    def _show_progress(self, rows: int, total: int, seconds: float) -> None:
+        self.progress.value = rows
+        rate = rows / seconds if seconds > 0 else 0.0
+        eta = f" · ETA {_duration((total - rows) / rate)}" if rate > 0 and rows < total else ""
+        self.progress_text.value = (f"<span class='distilframe-progress'>{rows:,} / {total:,} rows · "
+                                    f"{rate:,.0f} rows/s{eta}</span>")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _preview(frame: pd.DataFrame) -> str:
+    head = frame.head(PREVIEW_ROWS).copy()
+    for name in head.columns:
+        if str(head[name].dtype).startswith("fixed_size_list"):
+            from .arrow import to_numpy
+
+            values = to_numpy(head[name])
+            head[name] = [("—" if np.isnan(v).all() else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")
+                          for v in values]
+    table = head.to_html(classes="distilframe-preview", border=0, escape=True, na_rep="—")
+    return f"<div style='overflow-x:auto'>Preview ({min(len(frame), PREVIEW_ROWS)} of {len(frame):,} rows)" \
+           f"{table}</div>"

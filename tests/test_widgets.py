@@ -1,0 +1,237 @@
+"""The notebook widgets, driven from Python: set values, click, watch progress and results."""
+
+import html
+import re
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import distilframe
+from conftest import SST2
+from distilframe.defaults import default_model, reset_default_models
+from distilframe.widgets import ModelPicker, RunPanel
+
+TEXTS = ["the cat is happy", "a bad movie", None, "hello world", "the cat is happy", "   ", "good film, i love it",
+         "a dog", "the weather is nice today", "bad", "", "i love it"] * 3
+
+
+@pytest.fixture(autouse=True)
+def session_defaults():
+    reset_default_models()
+    yield
+    reset_default_models()
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS, "score": np.linspace(0, 1, len(TEXTS)),
+                         "title": [f"row {i}" for i in range(len(TEXTS))]})
+
+
+def shown(widget) -> str:
+    """The text an HTML widget shows (tags removed, entities decoded)."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", widget.value))
+
+
+def finish(panel: RunPanel) -> RunPanel:
+    panel.wait(120)
+    assert not panel.busy
+    return panel
+
+
+# ----------------------------------------------------------------------------------------- defaults
+
+def test_session_defaults_are_what_embed_and_classify_use(frame, checkpoint_dir):
+    assert default_model("embed") == distilframe.DEFAULT_EMBEDDER
+    now = distilframe.set_default_model("cased")
+    assert now == {"embed": "distilbert-base-cased", "classify": distilframe.DEFAULT_CLASSIFIER}
+    small = frame.iloc[:4]
+    np.testing.assert_array_equal(distilframe.to_numpy(small.distil.embed("text")["text_embedding"]),
+                                  distilframe.to_numpy(small.distil.embed("text", model="cased")["text_embedding"]))
+    assert distilframe.set_default_model(checkpoint_dir)["embed"] == checkpoint_dir
+    with pytest.raises(distilframe.UnsupportedTaskError):
+        distilframe.set_default_model("uncased", task="classify")
+    with pytest.raises(distilframe.UnknownModelError):
+        distilframe.set_default_model("no-such-model")
+
+
+# ------------------------------------------------------------------------------------------- picker
+
+def test_picker_lists_every_registered_model_and_shows_its_card():
+    picker = ModelPicker()
+    names = [value for _, value in picker.dropdown.options]
+    assert names[:-1] == [spec.name for spec in distilframe.registry.REGISTRY] and names[-1] == "__local__"
+    assert picker.value == distilframe.DEFAULT_EMBEDDER
+    for fact in ("Language", "Cased", "Layers", "Dimension", "Parameters", "Task", "On disk", "Loaded"):
+        assert fact in picker.card.value
+    assert "on disk" in dict((v, k) for k, v in picker.dropdown.options)[picker.value]
+
+
+def test_choosing_a_model_sets_the_session_defaults():
+    picker = ModelPicker()
+    picker.dropdown.value = SST2
+    assert picker.value == SST2
+    assert default_model("embed") == SST2 and default_model("classify") == SST2
+    assert "NEGATIVE, POSITIVE" in picker.card.value
+    picker.dropdown.value = "distilbert-base-cased"  # a base model: embed only; classify keeps SST-2
+    assert default_model("embed") == "distilbert-base-cased" and default_model("classify") == SST2
+    assert "classify → " + SST2 in shown(picker.status)
+
+
+def test_picker_takes_a_local_checkpoint_and_reports_a_bad_one(classifier_dir, tmp_path):
+    picker = ModelPicker()
+    picker.dropdown.value = "__local__"
+    assert picker.value is None and picker._path_row.layout.display is None
+    picker.path.value = str(tmp_path / "nothing-here")
+    picker.use_button.click()
+    assert "distilframe-error" in picker.status.value and "nothing-here" in shown(picker.status)
+    assert picker.value is None
+    picker.path.value = str(classifier_dir)
+    picker.use_button.click()
+    assert picker.value == str(classifier_dir)
+    assert default_model("classify") == str(classifier_dir)
+    assert "negative, neutral, positive" in picker.card.value
+
+
+def test_download_button_fetches_a_missing_model_or_says_why_not(monkeypatch, tmp_path):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "empty-home"))
+    picker = ModelPicker(set_default=False)
+    assert picker.download_button.layout.display is None  # not on disk here: the button shows
+    assert "no: Download fetches it" in picker.card.value
+    monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
+    picker.download_button.click()
+    picker.wait(60)
+    assert "distilframe-error" in picker.status.value
+    assert "Traceback" not in shown(picker.status) and "offline" in shown(picker.status).lower()
+
+
+def test_download_button_really_downloads(bos, empty_home, monkeypatch):
+    from servers import StaticServer
+
+    server = StaticServer(bos)  # PaddleNLP's server, on 127.0.0.1
+    monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)
+    try:
+        picker = ModelPicker(set_default=False)
+        assert "no: Download fetches it" in picker.card.value
+        picker.download_button.click()
+        picker.wait(60)
+    finally:
+        server.close()
+    assert "is on disk" in shown(picker.status), picker.status.value
+    assert "On disk</th><td>yes" in picker.card.value
+    assert picker.download_button.layout.display == "none"
+    assert (empty_home / "models/distilbert-base-uncased/model_state.pdparams").is_file()
+
+
+# -------------------------------------------------------------------------------------------- panel
+
+def test_panel_lists_text_columns_only_and_runs_embed_like_the_accessor(frame):
+    panel = frame.distil.panel()
+    assert [value for _, value in panel.column.options] == ["text", "title"]
+    panel.column.value = "text"
+    panel.pooling.value = "cls"
+    panel.run_button.click()
+    assert panel.state in ("running", "done"), panel.message.value  # returns at once; the work is on a thread
+    finish(panel)
+    assert panel.state == "done", panel.message.value
+    want = frame.distil.embed("text", pooling="cls")
+    assert list(panel.result.columns) == list(want.columns)
+    np.testing.assert_array_equal(distilframe.to_numpy(panel.result["text_embedding"]),
+                                  distilframe.to_numpy(want["text_embedding"]))
+    assert panel.progress.value == panel.progress.max == len(frame)
+    assert f"{len(frame)} / {len(frame)} rows" in panel.progress_text.value and "rows/s" in panel.progress_text.value
+    assert "Done" in shown(panel.message)
+    assert panel.preview.value.count("<tr") == 1 + 5  # header and five rows
+    assert panel.run_button.disabled is False and panel.stop_button.disabled is True
+
+
+def test_panel_classifies_in_slices_with_the_same_result(frame):
+    panel = frame.distil.panel(slice_rows=7)
+    panel.task.value = "classify"
+    panel.picker.dropdown.value = SST2
+    assert panel.pooling.disabled and panel.normalize.disabled
+    panel.run()
+    finish(panel)
+    want = frame.distil.classify("text", model=SST2)
+    pd.testing.assert_frame_equal(panel.result, want)
+
+
+def test_stop_ends_the_run_after_the_current_batch_and_keeps_the_finished_rows(frame, monkeypatch):
+    from distilframe import executor
+
+    panel = frame.distil.panel(slice_rows=5)
+    batches = []
+    release = threading.Event()
+    real = executor._forward
+
+    def forward(*args, **kwargs):  # the 3rd batch waits until Stop has been pressed
+        batches.append(1)
+        if len(batches) == 3:
+            release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "_forward", forward)
+    panel.run_button.click()
+    while len(batches) < 3:
+        threading.Event().wait(0.01)
+    panel.stop_button.click()
+    release.set()
+    finish(panel)
+    assert panel.state == "stopped"
+    done = len(panel.result)
+    assert 0 < done < len(frame) and done % 5 == 0 and len(batches) == 3  # no batch after the stop
+    assert "Stopped" in shown(panel.message) and f"{done} of {len(frame)} rows" in shown(panel.message)
+    pd.testing.assert_frame_equal(panel.result, frame.iloc[:done].distil.embed("text"))
+
+
+def test_stop_before_any_row_finished_leaves_no_result(frame, monkeypatch):
+    from distilframe import executor
+
+    panel = frame.distil.panel()  # one slice: nothing is finished before the slice is
+    started, release = threading.Event(), threading.Event()
+    real = executor._forward
+
+    def forward(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "_forward", forward)
+    panel.run()
+    assert started.wait(60)
+    panel.stop()
+    release.set()
+    finish(panel)
+    assert panel.state == "stopped" and panel.result is None
+    assert "no result" in shown(panel.message)
+
+
+def test_errors_show_in_the_panel_as_one_readable_line(frame, monkeypatch, tmp_path):
+    numbers = pd.DataFrame({"a": [1, 2], "b": [0.5, 0.1]})
+    panel = numbers.distil.panel()
+    assert panel.state == "error" and panel.run_button.disabled
+    assert "no text column" in shown(panel.message) and "'a' (int64)" in shown(panel.message)
+
+    panel = frame.distil.panel()
+    panel.max_length.value = 2
+    panel.run()
+    assert panel.state == "error" and "max_length=2" in shown(panel.message) and not panel.busy
+
+    panel = frame.distil.panel()
+    panel.task.value = "classify"
+    panel.picker.dropdown.value = "distilbert-base-uncased"
+    panel.run()
+    finish(panel)
+    assert panel.state == "error" and "no trained classification head" in shown(panel.message)
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "empty"))  # nothing on disk, and offline
+    monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
+    distilframe.manager.manager.clear()
+    panel = frame.distil.panel()
+    panel.run()
+    finish(panel)
+    assert panel.state == "error" and isinstance(panel.error, distilframe.DistilFrameError)
+    assert "Traceback" not in shown(panel.message) and "distilframe-error" in panel.message.value
+    assert panel.run_button.disabled is False  # ready for another try
