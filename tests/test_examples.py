@@ -33,3 +33,20 @@ def test_readme_test_command_is_what_ci_runs():
     main_job, tests = commands[0], commands[1]
     assert "examples/embed_csv.py" in main_job
     assert tests in ci
+
+
+def test_etl_example_writes_parquet_with_metadata_and_fails_in_one_line(tmp_path):
+    out = tmp_path / "etl.parquet"
+    source = tmp_path / "in.parquet"
+    pd.read_csv(ROOT / "examples/reviews.csv").to_parquet(source, index=False)
+    run = subprocess.run([sys.executable, str(ROOT / "examples/etl_parquet.py"), str(source), str(out),
+                          "--keep", "id"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"Wrote 20 rows to {out}" in run.stdout and "model=distilbert-base-uncased" in run.stdout
+    df = pd.read_parquet(out, dtype_backend="pyarrow")
+    assert list(df.columns) == ["id", "review_embedding"] and len(df) == 20
+
+    bad = subprocess.run([sys.executable, str(ROOT / "examples/etl_parquet.py"), str(source), str(out),
+                          "--column", "reviews"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "Column 'reviews' not found. Did you mean 'review'?" in bad.stderr
