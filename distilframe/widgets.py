@@ -97,6 +97,7 @@ class ModelPicker(w.VBox, _Background):
         self.card = w.HTML()
         self.status = w.HTML()
         self._path_row = w.HBox([self.path, self.use_button])
+        self._path_row.layout.display = "none" if spec is not None else None
         self._value: str | os.PathLike | None = None
         super().__init__([w.HBox([self.dropdown, self.download_button]), self._path_row, self.card, self.status])
         self.add_class("distilframe-model-picker")
@@ -106,7 +107,6 @@ class ModelPicker(w.VBox, _Background):
         if spec is not None:
             self._choose(spec.name)
         else:
-            self._path_row.layout.display = None
             if self.path.value:
                 self._use_path()
             else:
@@ -256,7 +256,8 @@ class RunPanel(w.VBox, _Background):
         self._stop = threading.Event()
 
         text_columns = accessor._string_columns(df)
-        self.column = w.Dropdown(options=[(str(c), c) for c in text_columns], description="Column")
+        self.column = w.Dropdown(options=[(str(c), c) for c in text_columns], description="Column",
+                                 value=_longest(df, text_columns))
         self.task = w.ToggleButtons(options=["embed", "classify"], value="embed", description="Task")
         self.picker = ModelPicker()
         self.pooling = w.Dropdown(options=["mean", "cls"], value="mean", description="Pooling")
@@ -277,6 +278,10 @@ class RunPanel(w.VBox, _Background):
                     self.message, self.preview]
         super().__init__(children)
         self.add_class("distilframe-panel")
+        for widget, name in ((self.run_button, "run"), (self.stop_button, "stop"), (self.progress, "progress"),
+                             (self.progress_text, "progress-text"), (self.message, "message"),
+                             (self.preview, "preview"), (self.column, "column"), (self.task, "task")):
+            widget.add_class(f"distilframe-{name}")  # stable hooks for styling and browser tests
         if not text_columns:
             self.state = "error"
             self.error = ValueError("This frame has no text column.")
@@ -391,6 +396,15 @@ class RunPanel(w.VBox, _Background):
                                     f"{rate:,.0f} rows/s{eta}</span>")
 
 
+def _longest(df: pd.DataFrame, text_columns: list[Any]) -> Any:
+    """The text column most likely to hold prose: the longest strings on average (in the first 1,000 rows)."""
+    if not text_columns:
+        return None
+    head = df.iloc[:1000]
+    lengths = [head[c].dropna().astype(str).str.len().mean() for c in text_columns]
+    return text_columns[int(np.nanargmax([x if x == x else -1 for x in lengths]))]
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
@@ -405,6 +419,6 @@ def _preview(frame: pd.DataFrame) -> str:
             values = to_numpy(head[name])
             head[name] = [("—" if np.isnan(v).all() else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")
                           for v in values]
-    table = head.to_html(classes="distilframe-preview", border=0, escape=True, na_rep="—")
+    table = head.to_html(classes="distilframe-preview-table", border=0, escape=True, na_rep="—")
     return f"<div style='overflow-x:auto'>Preview ({min(len(frame), PREVIEW_ROWS)} of {len(frame):,} rows)" \
            f"{table}</div>"

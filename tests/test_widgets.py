@@ -61,6 +61,7 @@ def test_session_defaults_are_what_embed_and_classify_use(frame, checkpoint_dir)
 
 def test_picker_lists_every_registered_model_and_shows_its_card():
     picker = ModelPicker()
+    assert picker._path_row.layout.display == "none"  # the folder field shows for "Local checkpoint folder…" only
     names = [value for _, value in picker.dropdown.options]
     assert names[:-1] == [spec.name for spec in distilframe.registry.REGISTRY] and names[-1] == "__local__"
     assert picker.value == distilframe.DEFAULT_EMBEDDER
@@ -130,7 +131,7 @@ def test_download_button_really_downloads(bos, empty_home, monkeypatch):
 def test_panel_lists_text_columns_only_and_runs_embed_like_the_accessor(frame):
     panel = frame.distil.panel()
     assert [value for _, value in panel.column.options] == ["text", "title"]
-    panel.column.value = "text"
+    assert panel.column.value == "text"  # the longer strings: the likely prose
     panel.pooling.value = "cls"
     panel.run_button.click()
     assert panel.state in ("running", "done"), panel.message.value  # returns at once; the work is on a thread
