@@ -26,10 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import dask
-import dask.dataframe as dd
 import pandas as pd
-from dask.dataframe.extensions import register_dataframe_accessor, register_series_accessor
+
+try:
+    import dask
+    import dask.dataframe as dd
+    from dask.dataframe.extensions import register_dataframe_accessor, register_series_accessor
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError('distilframe.dask needs Dask: pip install "distilframe[dask]"', name=e.name) from e
 
 from . import accessor, columns, executor
 from .defaults import default_model

@@ -26,9 +26,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import ipywidgets as w
 import numpy as np
 import pandas as pd
+
+try:
+    import ipywidgets as w
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError('distilframe.widgets needs ipywidgets: pip install "distilframe[widgets]"', name=e.name) from e
 
 from . import accessor, checkpoints, columns
 from .defaults import default_model, set_default_model
