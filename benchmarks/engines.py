@@ -70,7 +70,7 @@ def child(row: str, folder: Path, out: Path) -> None:
 
         def embed(batch):
             return distilframe.to_numpy(pd.Series(batch).distil.embed(model=folder, precision=spec["precision"],
-                                                                      progress=False))
+                                                                      progress=False, cache=False))
 
         embed(texts[:10])
         result["cold"] = time.perf_counter() - START

@@ -11,6 +11,12 @@ Two engines with one interface (``hidden_states``, ``logits``):
 * ``PaddleEngine``: PaddleNLP's dygraph model; it validates the weights and is
   what gets exported, and the fallback when export or the predictor fails.
 
+The attention mask of ``hidden_states`` may hold sequence numbers instead of ones:
+0 is padding, and tokens marked k attend only to the other tokens marked k of their
+row, with positions counted from 0 at each sequence's first token. A 0/1 mask is the
+usual one-sequence-per-row case; the executor packs several short texts into one
+row this way, so that a batch of short texts is not mostly padding.
+
 The network is PaddleNLP's own ``DistilBertModel`` /
 ``DistilBertForSequenceClassification``, so results are those of the reference
 implementation of these weights. Guarantees, whatever the load path:
@@ -185,6 +191,34 @@ def _quiet_imports():
         datasets_log.setLevel(level)
 
 
+def _packed_encoder(paddle: Any, model: Any) -> Any:
+    """``model`` (a PaddleNLP DistilBertModel) behind an attention mask of sequence numbers (module docstring).
+
+    It calls the model's own embeddings and encoder layers; only the mask and the position ids are
+    built here: a token attends to the tokens of its row that carry the same number (an additive
+    -1e4 elsewhere, as PaddleNLP's own mask, which underflows to an exact 0 after the softmax), and
+    its position is the number of tokens of its sequence before it. With a 0/1 mask this is
+    PaddleNLP's forward for every non-padding token.
+    """
+
+    class PackedEncoder(paddle.nn.Layer):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.embeddings = model.embeddings
+            self.encoder = model.encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            seq = attention_mask.astype("int64")
+            same = (seq.unsqueeze(2) == seq.unsqueeze(1)).astype("float32")  # [batch, query, key]
+            before = paddle.tril(same).sum(axis=-1).astype("int64")  # own sequence's tokens up to this one
+            positions = (before - 1) * (seq > 0).astype("int64")  # padding: position 0, never past the table
+            hidden = self.embeddings(input_ids=input_ids, position_ids=positions)
+            mask = ((same - 1.0) * 1e4).astype(hidden.dtype).unsqueeze(1)  # [batch, 1, query, key]
+            return self.encoder(hidden, mask)
+
+    return PackedEncoder(model)
+
+
 class PaddleEngine:
     """A loaded DistilBERT on Paddle, ready to run batches of token ids.
 
@@ -243,13 +277,14 @@ class PaddleEngine:
                 layer._epsilon = eps
         self._paddle = paddle
         self._model = model
-        self._encoder = encoder
+        self._encoder = _packed_encoder(paddle, encoder)
         self.hidden_size = int(cfg["hidden_size"])
         # Paddle dygraph layers are not documented as thread-safe: one forward at a time.
         self._lock = threading.Lock()
 
     def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Last hidden states, float32 of shape (batch, length, hidden)."""
+        """Last hidden states, float32 of shape (batch, length, hidden); the mask may number packed
+        sequences (module docstring)."""
         return self._run(self._encoder, input_ids, attention_mask)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -382,7 +417,8 @@ class PredictorEngine:
         self._predictor("encoder")  # fail here, at load time, not in the middle of a job
 
     def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Last hidden states, float32 of shape (batch, length, hidden)."""
+        """Last hidden states, float32 of shape (batch, length, hidden); the mask may number packed
+        sequences (module docstring)."""
         return self._run("encoder", input_ids, attention_mask)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -422,6 +458,11 @@ class PredictorEngine:
             return np.asarray(output.copy_to_cpu(), dtype=np.float32)
 
 
+# What the exported graphs compute (their inputs' meaning): part of the export's cache key, so that a
+# change here never reuses an older export. 2: the encoder takes sequence numbers as its mask.
+_GRAPH_VERSION = 2
+
+
 def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     """The folder of the checkpoint's exported graphs, exporting them on first use (atomic, locked)."""
     from filelock import FileLock
@@ -430,7 +471,8 @@ def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     from .integrity import damaged, write_manifest
 
     paddle = _paddle()
-    key = f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddlenlp_version()}"
+    key = (f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddlenlp_version()}"
+           f"-graph{_GRAPH_VERSION}")
     compiled = config.home() / "compiled"
     target = compiled / key
     if (target / "info.json").is_file() and not damaged(target):

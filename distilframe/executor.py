@@ -10,6 +10,12 @@ tokenizer drops, such as zero-width spaces and control characters) gives a NaN r
 Memory is bounded by the chunk: token ids and hidden states exist for one chunk
 (and one batch) at a time; only the float32 results grow with the input.
 
+Texts to embed are packed: several short texts share one model row, each attending
+only to itself (the engine's mask numbers them, see engine.py), so that a batch of
+short texts is not mostly padding. On the 512-sentence benchmark (median 16 tokens)
+one text per row left 23% of the computed tokens as padding; packed rows of 128,
+about 1%. Classification keeps one text per row (its head reads each row's first token).
+
 Tokenizing is not overlapped with inference: the Rust tokenizer handles about
 50,000 sentences/s, the model about 300/s (bf16, 2 cores), so tokenizing is well
 under 1% of a run and a second thread would only add contention.
@@ -41,6 +47,10 @@ DEFAULT_TOKEN_BUDGET = 2048  # padded tokens per batch at most (one long text ma
 DEFAULT_CHUNK_SIZE = 4096  # distinct texts tokenized and sorted together
 AUTO_PROGRESS_MIN_TEXTS = 512  # progress=None shows a bar from this many distinct texts on
 PAD_MULTIPLE = 8  # padded lengths are rounded up to this, so the engine sees few distinct shapes
+# Tokens per packed row: texts up to this long share rows; a longer one opens a row of its own length
+# (which shorter ones may fill). Attention costs grow with the row: at 128 they add ~3% to the
+# matrix products of distilbert-base, against ~23% of padding without packing (benchmark above).
+PACK_WIDTH = 128
 TASKS = ("embed", "classify")
 
 
@@ -184,10 +194,14 @@ def run(
             bar.update(int(np.count_nonzero(encoded.n_tokens <= 2)))
             remaining = np.bincount(encoded.owner, minlength=len(chunk))  # windows left per text
             items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
-            for rows in _batches(encoded.lengths, batch_size, token_budget, skip=skip):
-                ids, mask = _pad([encoded.ids[r] for r in rows], model.tokenizer.pad_id,
-                                 model.checkpoint.max_positions)
-                items[rows] = _forward(model, task, ids, mask, pooling)
+            if task == "embed":
+                batches = _packed_batches(encoded.lengths, batch_size, token_budget, skip=skip)
+            else:
+                batches = [[[r] for r in rows] for rows in _batches(encoded.lengths, batch_size, token_budget,
+                                                                     skip=skip)]
+            for packed in batches:
+                rows = np.fromiter((r for row in packed for r in row), dtype=np.int64)
+                items[rows] = _forward(model, task, packed, encoded.ids, pooling)
                 np.subtract.at(remaining, encoded.owner[rows], 1)
                 bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
             # Normalised after windows are combined, so that a chunked row is a unit vector too.
@@ -280,12 +294,16 @@ def _combine(items: np.ndarray, encoded, n_texts: int, task: str, normalize: boo
     return pooling_mod.l2_normalize(combined) if normalize else combined
 
 
-def _forward(model: "LoadedModel", task: str, ids: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
-    """Pooled embeddings or class probabilities of one batch."""
+def _forward(model: "LoadedModel", task: str, packed: list[list[int]], inputs: list[np.ndarray],
+             pooling: str) -> np.ndarray:
+    """Pooled embeddings or class probabilities of one batch, one row per input, in the batch's order
+    (row by row, then along each row)."""
     if task == "classify":
+        ids, mask = _pad([inputs[row[0]] for row in packed], model.tokenizer.pad_id, model.checkpoint.max_positions)
         logits = model.engine.logits(ids, mask)
         return pooling_mod.sigmoid(logits) if model.multi_label else pooling_mod.softmax(logits)
-    return pooling_mod.pool(model.engine.hidden_states(ids, mask), mask, pooling)
+    ids, mask = _pack(packed, inputs, model.tokenizer.pad_id)
+    return pooling_mod.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling)
 
 
 def _interactive() -> bool:
@@ -314,6 +332,62 @@ def _batches(lengths: np.ndarray, batch_size: int, token_budget: int,
         batches.append(order[start:start + rows])
         start += rows
     return batches
+
+
+def _packed_batches(lengths: np.ndarray, batch_size: int, token_budget: int,
+                    skip: np.ndarray | None = None) -> list[list[list[int]]]:
+    """Batches of rows of inputs: each row holds inputs end to end, each batch at most ``batch_size`` rows
+    and ``token_budget`` tokens (padded to its fullest row).
+
+    Best fit decreasing: the inputs, longest first, each go to the row with the least room that still
+    fits them; a new row holds PACK_WIDTH tokens, or the input's own length rounded up if longer.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    if skip is not None and len(skip):
+        order = order[~np.isin(order, skip)]
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    room: dict[int, list[int]] = {}  # free tokens -> rows with that much room left
+    for i in order.tolist():
+        n = int(lengths[i])
+        free = next((f for f in sorted(room) if f >= n and room[f]), None)
+        if free is None:
+            row, free = len(rows), max(PACK_WIDTH, _round_up(n))
+            rows.append([])
+            fill.append(0)
+        else:
+            row = room[free].pop()
+        rows[row].append(i)
+        fill[row] += n
+        room.setdefault(free - n, []).append(row)
+    batches: list[list[list[int]]] = []
+    start = 0
+    while start < len(rows):  # rows were opened longest input first: their widths do not grow
+        width = _round_up(fill[start])
+        end = start + 1
+        while end < len(rows) and end - start < batch_size:
+            width = max(width, _round_up(fill[end]))
+            if (end + 1 - start) * width > token_budget:
+                break
+            end += 1
+        batches.append(rows[start:end])
+        start = end
+    return batches
+
+
+def _pack(packed: list[list[int]], inputs: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and the mask that numbers each row's inputs 1, 2, ... (0: padding)."""
+    fills = [sum(len(inputs[i]) for i in row) for row in packed]
+    ids = np.full((len(packed), _round_up(max(fills))), pad_id, dtype=np.int64)
+    mask = np.zeros(ids.shape, dtype=np.int64)
+    for r, row in enumerate(packed):
+        at = 0
+        for k, i in enumerate(row, start=1):
+            n = len(inputs[i])
+            ids[r, at:at + n] = inputs[i]
+            mask[r, at:at + n] = k
+            at += n
+    return ids, mask
 
 
 def _round_up(length: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POOLINGS", "l2_normalize", "pool", "sigmoid", "softmax"]
+__all__ = ["POOLINGS", "l2_normalize", "pool", "pool_packed", "sigmoid", "softmax"]
 
 POOLINGS = ("mean", "cls")
 
@@ -29,6 +29,31 @@ def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
         counts = np.maximum(weights.sum(axis=1), 1.0)
         return (summed / counts).astype(np.float32)
     raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))}.")
+
+
+def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
+    """Pool the sequences packed in rows: ``mask`` numbers each row's sequences 1, 2, ... (0: padding);
+    one vector per sequence, row by row, in number order; as :func:`pool` does for a row of its own.
+
+    Examples
+    --------
+    >>> h = np.arange(8, dtype=np.float32).reshape(1, 4, 2); m = np.array([[1, 1, 2, 0]])
+    >>> pool_packed(h, m, "mean")
+    array([[1., 2.],
+           [4., 5.]], dtype=float32)
+    """
+    if method not in POOLINGS:
+        raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))}.")
+    flat_mask = mask.reshape(-1)
+    tokens = np.flatnonzero(flat_mask)  # row-major: sequences come out row by row, in number order
+    sequence = (tokens // mask.shape[1]) * (int(flat_mask.max()) + 1) + flat_mask[tokens]  # row and number
+    starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]])
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    if method == "cls":
+        return np.ascontiguousarray(flat[tokens[starts]], dtype=np.float32)
+    sums = np.add.reduceat(flat[tokens].astype(np.float32, copy=False), starts, axis=0)
+    counts = np.diff(np.r_[starts, len(tokens)]).astype(np.float32)
+    return (sums / counts[:, None]).astype(np.float32)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -103,14 +103,15 @@ def fresh_manager(monkeypatch):
 
 @pytest.fixture
 def count_runs(monkeypatch):
-    """count_runs(model) -> a list that receives the batch size of every hidden_states call of the model."""
+    """count_runs(model) -> a list that receives the number of texts of every hidden_states call of the model
+    (the mask numbers the texts packed in each row)."""
 
     def attach(model):
         seen = []
         real = model.engine.hidden_states
 
         def spy(ids, mask):
-            seen.append(ids.shape[0])
+            seen.append(int(mask.max(axis=1).sum()))
             return real(ids, mask)
 
         monkeypatch.setattr(model.engine, "hidden_states", spy)

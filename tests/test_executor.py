@@ -74,23 +74,49 @@ def test_duplicates_run_once_and_nulls_and_blanks_give_nan_rows(model, count_run
 
 
 def test_batches_respect_the_budget_and_pad_to_multiples_of_8(model, monkeypatch):
-    shapes = []
+    shapes, texts_run = [], []
     real = model.engine.hidden_states
 
     def spy(ids, mask):
         shapes.append(ids.shape)
-        assert (mask.sum(axis=1) >= 1).all()
+        assert (mask.max(axis=1) >= 1).all()
+        texts_run.append(int(mask.max(axis=1).sum()))
         return real(ids, mask)
 
     monkeypatch.setattr(model.engine, "hidden_states", spy)
     texts = [" ".join(["cat"] * n) for n in range(1, 60)]
     executor.run(texts, model, batch_size=7, token_budget=64)
-    assert sum(s[0] for s in shapes) == len(texts)
+    assert sum(texts_run) == len(texts)
     for rows, width in shapes:
         assert width % 8 == 0 and rows <= 7
         assert rows * width <= 64 or rows == 1
     widths = [w for _, w in shapes]
     assert widths == sorted(widths, reverse=True)  # longest first: little padding
+
+
+def test_short_texts_are_packed_and_give_the_same_embeddings(model, count_runs):
+    texts = [" ".join(["cat", "dog"][i % 2:] * (1 + i % 5)) + f" {i}" for i in range(40)]
+    alone = np.vstack([executor.run([t], model).values for t in texts])  # one text per call: no packing
+    calls = count_runs(model)
+    packed = executor.run(texts, model)
+    assert sum(calls) == len(texts) and len(calls) == 1  # all 40 in one call, several per row
+    np.testing.assert_allclose(packed.values, alone, atol=1e-6)
+    assert (np.sum(packed.values * alone, axis=1) >= 0.999999).all()
+    cls = executor.run(texts, model, pooling="cls", normalize=False).values
+    cls_alone = np.vstack([executor.run([t], model, pooling="cls", normalize=False).values for t in texts])
+    np.testing.assert_allclose(cls, cls_alone, atol=1e-5)
+
+
+def test_packed_batches_cover_every_input_once_within_the_budget():
+    lengths = np.random.default_rng(0).integers(3, 300, 500)
+    batches = executor._packed_batches(lengths, 64, 2048, skip=np.array([0, 5]))
+    seen = sorted(i for batch in batches for row in batch for i in row)
+    assert seen == sorted(set(range(500)) - {0, 5})
+    for batch in batches:
+        width = max(executor._round_up(int(sum(lengths[row]))) for row in batch)
+        assert len(batch) <= 64 and (len(batch) * width <= 2048 or len(batch) == 1)
+        assert all(sum(lengths[row]) <= max(executor.PACK_WIDTH, executor._round_up(int(lengths[row[0]])))
+                   for row in batch)
 
 
 def test_long_texts_are_truncated_with_one_warning(model):
