@@ -26,10 +26,15 @@ def install() -> None:
 
 
 def _register() -> None:
+    # Runs inside the user's `import dask.dataframe`: whatever goes wrong here must not break that import.
     try:
         importlib.import_module("distilframe.dask")
-    except ImportError:  # a Dask too old or too broken for the accessor: pandas use must not suffer
-        pass
+    except Exception as e:
+        import warnings
+
+        warnings.warn(f"distilframe could not give Dask DataFrames the .distil accessor ({type(e).__name__}: {e}); "
+                      "pandas use is not affected. `import distilframe.dask` shows the full error.",
+                      RuntimeWarning, stacklevel=2)
 
 
 class _AfterDaskDataFrame(importlib.abc.MetaPathFinder):

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 try:
@@ -106,10 +107,11 @@ class _Base:
             raise ValueError("progress=True does not apply to Dask: partitions run without bars. Watch the "
                              "Dask dashboard, or wrap compute() in dask.diagnostics.ProgressBar() "
                              "(distributed.progress() on a cluster).")
-        if not pd.api.types.is_string_dtype(series_meta.dtype) and not isinstance(series_meta.dtype,
-                                                                                  pd.CategoricalDtype):
+        text_like = pd.api.types.is_string_dtype(series_meta.dtype) or isinstance(series_meta.dtype,
+                                                                                  pd.CategoricalDtype)
+        if not text_like and options["errors"] != "coerce":
             raise TypeError(f"Column {name!r} has dtype {series_meta.dtype}, not text: pick a string column, or "
-                            "convert it with .astype('string') (numbers with errors='coerce').")
+                            "pass errors='coerce' to read its values as text.")
         dim, labels = self._facts(task, model, options)
         meta = _output_meta(task, name, dim, labels, options)
         file_options = ({"pooling": options["pooling"], "normalize": options["normalize"]} if task == "embed"
@@ -117,7 +119,8 @@ class _Base:
         file_options.update(max_length=options["max_length"], long_text=options["long_text"],
                             stride=options["stride"])
         step = {"task": task, "column": name, "model": _portable(model), "options": file_options,
-                "precision": options["precision"], "num_threads": options["num_threads"]}
+                "precision": options["precision"], "num_threads": options["num_threads"],
+                "outputs": list(meta.columns)}
         return meta, step
 
     @staticmethod
@@ -165,9 +168,29 @@ def _output_meta(task: str, name: Any, dim: int, labels: tuple[str, ...], option
     return frame
 
 
-def _with_attrs(result: Any, step: dict[str, Any]) -> Any:
-    result._meta.attrs[ATTRS_KEY] = step
+def _with_attrs(source: Any, result: Any, step: dict[str, Any]) -> Any:
+    """Record the step on the result (pandas carries ``attrs`` along); earlier steps are kept."""
+    result._meta.attrs[ATTRS_KEY] = [*source._meta.attrs.get(ATTRS_KEY, []), step]
     return result
+
+
+def _step_to_write(ddf: Any) -> dict[str, Any]:
+    """The one distilframe step whose output columns the frame still holds (refused if none or several)."""
+    columns_now = set(ddf.columns)
+    steps = [s for s in ddf._meta.attrs.get(ATTRS_KEY, []) if set(map(_hashable, s["outputs"])) <= columns_now]
+    if not steps:
+        raise ValueError("This Dask frame holds no distilframe result (its embed/classify output columns are not "
+                         "there): call ddf.distil.embed(...) or ddf.distil.classify(...) first, or use "
+                         "ddf.to_parquet for other frames.")
+    if len(steps) > 1:
+        kinds = ", ".join(f"{s['task']} of {s['column']!r}" for s in steps)
+        raise ValueError(f"This Dask frame holds the results of {len(steps)} distilframe steps ({kinds}), but a file "
+                         "describes one: write each result with its own to_parquet, or drop the other's columns.")
+    return steps[0]
+
+
+def _hashable(name: Any) -> Any:
+    return tuple(name) if isinstance(name, list) else name
 
 
 @register_dataframe_accessor("distil")
@@ -205,14 +228,14 @@ class DaskDistilDataFrameAccessor(_Base):
         kwargs = _with_model(task, kwargs)
         sample = ddf._meta_nonempty
         series = accessor._column(sample, column)  # the pandas rules: missing, ambiguous, duplicated names
-        name = series.name
+        name = series.name.item() if isinstance(series.name, np.generic) else series.name
         added, step = self._prepare(task, ddf._meta[name], name, {**kwargs, "progress": progress})
         meta = ddf._meta.copy(deep=False)
         for out in added.columns:
             meta[out] = added[out].array
         kwargs = {**kwargs, "model": _portable(kwargs["model"]), "progress": False}
         result = ddf.map_partitions(_run_frame, task, name, kwargs, meta=meta, align_dataframes=False)
-        return _with_attrs(result, step)
+        return _with_attrs(ddf, result, step)
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False, write_index: bool | None = None) -> Path:
         """Write a result of :meth:`embed` or :meth:`classify` as a folder of Parquet parts, one per partition.
@@ -231,10 +254,7 @@ class DaskDistilDataFrameAccessor(_Base):
         from .files import FileError
 
         ddf = self._obj
-        step = ddf._meta.attrs.get(ATTRS_KEY)
-        if step is None:
-            raise ValueError("This Dask frame holds no distilframe result: call ddf.distil.embed(...) or "
-                             "ddf.distil.classify(...) first (or use ddf.to_parquet for other frames).")
+        step = _step_to_write(ddf)
         target = Path(path).expanduser()
         if target.exists() and not overwrite:
             raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")
@@ -251,9 +271,17 @@ class DaskDistilDataFrameAccessor(_Base):
                                                              created_at, write_index)
                       for i, part in enumerate(parts)]
             dask.compute(*writes)
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
             if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(tmp, target)
+                os.replace(target, old)  # set aside, not deleted, until the new output is in place
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if old.exists():
+                    os.replace(old, target)
+                raise
+            if old.exists():
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -286,6 +314,10 @@ class DaskDistilSeriesAccessor(_Base):
                       precision=precision, num_threads=num_threads, cache=cache)
         return self._map("classify", kwargs, progress)
 
+    def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False, write_index: bool | None = None) -> Path:
+        """Write a result of :meth:`embed` as a folder of Parquet parts (see the DataFrame accessor's)."""
+        return self._obj.to_frame().distil.to_parquet(path, overwrite=overwrite, write_index=write_index)
+
     def _map(self, task: str, kwargs: dict[str, Any], progress: bool | None) -> Any:
         series = self._obj
         kwargs = _with_model(task, kwargs)
@@ -294,4 +326,4 @@ class DaskDistilSeriesAccessor(_Base):
         if task == "embed" and not kwargs["return_status"]:
             meta = meta.iloc[:, 0]
         kwargs = {**kwargs, "model": _portable(kwargs["model"]), "progress": False}
-        return _with_attrs(series.map_partitions(_run_series, task, kwargs, meta=meta), step)
+        return _with_attrs(series, series.map_partitions(_run_series, task, kwargs, meta=meta), step)

@@ -191,7 +191,7 @@ def result_metadata(task: str, column: Any, options: dict[str, Any], *, name: st
         "task": task,
         "model": name,
         "checkpoint_sha256": checkpoint_hash,
-        "column": column if isinstance(column, str) else json.dumps(column),
+        "column": column if isinstance(column, str) else json.dumps(column, default=str),
         "distilframe_version": __version__,
         "precision": precision,
         **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in options.items()},

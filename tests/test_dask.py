@@ -28,7 +28,7 @@ def frame():
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(seeded_home):
     """A local cluster of 2 worker processes (1 thread each), as a user would start one."""
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     c = distributed.Client(cluster)
@@ -117,23 +117,43 @@ def test_a_local_checkpoint_gets_its_meta_from_a_task(classifier_dir, frame):
 # ------------------------------------------------------------------------------ a real local cluster
 
 def test_cluster_results_equal_pandas_and_each_worker_loads_the_model_once(client, frame):
-    big = pd.concat([frame] * 5, ignore_index=True)
-    ddf = dd.from_pandas(big, npartitions=8, sort=False)
-    before = builds(client)
-    got = ddf.distil.embed("text", model=MODEL).compute()
-    again = ddf.distil.classify("text", model=TINY_SST2).compute()  # a second model, then the first again
-    got2 = ddf.distil.embed("text", model=MODEL).compute()
-    after = builds(client)
+    # Defined here, not at module level: cloudpickle sends it by value, so workers never import this
+    # module (importing it would run conftest on a worker and point it at a new, empty cache).
+    def _count_forward_calls():  # run on each worker: count the batches its model runs
+        from distilframe import executor
 
-    assert_same(got, pandas(ddf).distil.embed("text", model=MODEL))
+        if not hasattr(executor, "_test_calls"):
+            real = executor._forward
+
+            def counted(*args, **kwargs):
+                executor._test_calls += 1
+                return real(*args, **kwargs)
+
+            executor._test_calls = 0
+            executor._forward = counted
+        return executor._test_calls
+
+    # Texts no other test ran, and no result cache: the workers must run the model themselves.
+    big = pd.concat([frame] * 5, ignore_index=True)
+    big["text"] = [f"{t} cluster {i}" if isinstance(t, str) and t.strip() else t for i, t in enumerate(big["text"])]
+    ddf = dd.from_pandas(big, npartitions=8, sort=False)
+    before_calls = client.run(_count_forward_calls)
+    before = builds(client)
+    got = ddf.distil.embed("text", model=MODEL, cache=False).compute()
+    again = ddf.distil.classify("text", model=TINY_SST2, cache=False).compute()  # a second model, then the first
+    got2 = ddf.distil.embed("text", model=MODEL, cache=False).compute()
+    after = builds(client)
+    calls = {w: n - before_calls[w] for w, n in client.run(_count_forward_calls).items()}
+
+    assert_same(got, pandas(ddf).distil.embed("text", model=MODEL, cache=False))
     assert_same(got2, got)
-    assert_same(again, pandas(ddf).distil.classify("text", model=TINY_SST2))
-    assert len(after) == 2
+    assert_same(again, pandas(ddf).distil.classify("text", model=TINY_SST2, cache=False))
+    assert len(after) == 2 and sum(calls.values()) > 0, calls
     for worker, counts in after.items():
         new = {name: n - before[worker].get(name, 0) for name, n in counts.items()}
         assert all(n <= 1 for n in new.values()), (worker, new)  # loaded on first use, then reused
-    total = {name: sum(c.get(name, 0) - before[w].get(name, 0) for w, c in after.items()) for name in (MODEL, TINY_SST2)}
-    assert 1 <= total[MODEL] <= 2 and 1 <= total[TINY_SST2] <= 2
+        if calls[worker]:  # a worker that ran batches loaded each model it used exactly once
+            assert new.get(MODEL) == 1, (worker, new)
 
 
 def test_workers_run_one_thread_each_by_default(client):
@@ -208,3 +228,44 @@ def test_a_failing_partition_leaves_no_output_folder(tmp_path):
     with sync_scheduler(), pytest.raises(TypeError, match="non-string values, at index 3"):
         ddf.distil.to_parquet(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # neither the output nor the hidden parts folder
+
+
+def test_to_parquet_takes_any_column_name_and_refuses_results_it_cannot_describe(tmp_path):
+    frame = pd.DataFrame({0: ["a cat", "a dog", None, "a bird"], "text": ["x", "y", "z", "w"]})
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    with sync_scheduler():
+        embedded = ddf.distil.embed(0, model=MODEL)
+        meta = read_metadata(embedded.distil.to_parquet(tmp_path / "int-name"))
+        assert meta["column"] == "0" and "0_embedding" in meta["columns"]
+
+        with pytest.raises(ValueError, match="no distilframe result"):
+            embedded.drop(columns="0_embedding").distil.to_parquet(tmp_path / "dropped")
+        both = embedded.distil.classify("text", model=SST2)
+        with pytest.raises(ValueError, match="results of 2 distilframe steps"):
+            both.distil.to_parquet(tmp_path / "both")
+        only = both.drop(columns=["0_embedding"])
+        assert read_metadata(only.distil.to_parquet(tmp_path / "labels"))["task"] == "classify"
+
+        series = ddf["text"].distil.embed(model=MODEL)  # a Series result writes as a one-column frame
+        assert read_metadata(series.distil.to_parquet(tmp_path / "series"))["columns"] == ["text_embedding"]
+
+        first = embedded.distil.to_parquet(tmp_path / "again")
+        embedded.distil.to_parquet(first, overwrite=True)  # replaced, and nothing left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "int-name", "labels", "series"]
+
+
+def test_coerce_reads_a_numeric_column_as_text_like_pandas():
+    frame = pd.DataFrame({"n": [1, 2, 3, 2]})
+    ddf = dd.from_pandas(frame, npartitions=2, sort=False)
+    got = ddf.distil.embed("n", model=MODEL, errors="coerce").compute(scheduler="sync")
+    assert_same(got, frame.distil.embed("n", model=MODEL, errors="coerce"))
+
+
+def test_a_broken_accessor_module_never_breaks_importing_dask():
+    code = ("import sys, warnings; import distilframe; sys.modules['distilframe.dask'] = None\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import dask.dataframe as dd\n"
+            "print(hasattr(dd, 'from_pandas'), [str(w.message)[:60] for w in seen if 'distilframe' in str(w.message)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("True ['distilframe could not give Dask DataFrames the .distil")
