@@ -26,7 +26,7 @@ __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
            long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
            return_status: bool, precision: str, num_threads: int | None, cache: bool,
-           on_progress: Any = None) -> pd.DataFrame:
+           on_progress: Any = None, warn_long: bool = True) -> pd.DataFrame:
     from .arrow import embedding_array
     from .manager import load_for
 
@@ -37,7 +37,7 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
     loaded = load_for("embed", default_model("embed") if model is None else model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
                           max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                          progress=progress, cache=_cache(cache), on_progress=on_progress)
+                          progress=progress, cache=_cache(cache), on_progress=on_progress, warn_long=warn_long)
     added: dict[Any, Any] = {columns.out_name(name, "embedding"): embedding_array(result.values, result.valid)}
     if return_status:
         added.update(_pandas_status(columns.status(result, name)))
@@ -47,7 +47,7 @@ def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize:
 def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
               batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
               return_status: bool, precision: str, num_threads: int | None, cache: bool,
-              on_progress: Any = None) -> pd.DataFrame:
+              on_progress: Any = None, warn_long: bool = True) -> pd.DataFrame:
     from .manager import load_for
 
     columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status,
@@ -57,7 +57,7 @@ def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long
     loaded = load_for("classify", default_model("classify") if model is None else model, precision=precision, num_threads=num_threads)
     result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
                           stride=stride, batch_size=batch_size, progress=progress, cache=_cache(cache),
-                          on_progress=on_progress)
+                          on_progress=on_progress, warn_long=warn_long)
     added: dict[Any, Any] = columns.classification(result, loaded.labels, name, all_scores)
     label = columns.out_name(name, "label")
     added[label] = pd.array(added[label], dtype=pd.StringDtype())
@@ -153,7 +153,8 @@ _OPTIONS_DOC = """
             Overlap of consecutive windows, in tokens, with ``long_text="chunk"`` (capped at
             half a window).
         batch_size
-            Inputs per batch at most (default 64; batches also stay under 2048 padded tokens).
+            Model rows per batch at most (default 64; batches also stay under 2048 tokens). When
+            embedding, short texts share rows of 128 tokens, each attending only to itself.
         errors
             Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` (bytes decoded
             as UTF-8, others with ``str()``).

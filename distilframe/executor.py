@@ -96,6 +96,7 @@ def run(
     progress: bool | None = None,
     cache: "ResultCache | None" = None,
     on_progress: "Callable[[int, int], None] | None" = None,
+    warn_long: bool = True,
 ) -> Result:
     """Embed or classify ``texts`` with ``model``; results come back in input order.
 
@@ -118,7 +119,8 @@ def run(
         and the row combines them: the token-weighted mean of the windows' pooled
         embeddings (normalised afterwards), or the mean of their class probabilities.
     batch_size, token_budget
-        At most ``batch_size`` inputs and ``token_budget`` padded tokens per batch.
+        At most ``batch_size`` model rows (several short texts share a row when embedding) and
+        ``token_budget`` padded tokens per batch.
     chunk_size
         Distinct texts tokenized and sorted at once (bounds memory).
     progress
@@ -131,6 +133,8 @@ def run(
         Called as ``on_progress(done, total)`` in distinct texts, at the start and after every
         batch (the notebook panel's progress bar). An exception it raises stops the run there
         and propagates (chunks already finished stay in the cache).
+    warn_long
+        Warn (TruncationWarning) when texts were truncated; the notebook panel reports them itself.
 
     Examples
     --------
@@ -210,7 +214,7 @@ def run(
                 cache.put([keys[i] for i in where], out[where], n_tokens[where])
 
     long = int(np.count_nonzero(n_tokens > max_length))
-    if long and long_text == "truncate":
+    if long and long_text == "truncate" and warn_long:
         warn(
             f"{long} of {len(uniques)} distinct texts were longer than max_length={max_length} tokens "
             "and were truncated (only their beginning was used). Pass long_text='chunk' to read them whole.",

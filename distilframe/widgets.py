@@ -43,6 +43,7 @@ __all__ = ["ModelPicker", "RunPanel"]
 LOCAL = "__local__"  # the dropdown entry for a checkpoint folder
 UPDATE_EVERY = 0.1  # seconds between progress updates sent to the browser
 PREVIEW_ROWS = 5
+PREVIEW_CHARS = 80  # longer cells are cut in the preview
 
 
 class Stopped(Exception):
@@ -83,16 +84,19 @@ class _Background:
 class ModelPicker(w.VBox, _Background):
     """Choose a model: registered ones, or a checkpoint folder; see what it is; download it.
 
-    ``value`` is the chosen model (a registered name, or a folder path). Choosing makes it the
-    session's default for embed, and for classify when it has a classification head.
+    ``value`` is the chosen model (a registered name, or a folder path). A choice made in the widget
+    makes it the session's default for embed, and for classify when it has a classification head
+    (``set_default=False``: it does not); opening a picker changes nothing.
     """
 
     def __init__(self, value: str | os.PathLike | None = None, *, set_default: bool = True) -> None:
         self._set_default = set_default
-        options = [(self._label(spec.name), spec.name) for spec in REGISTRY] + [("Local checkpoint folder…", LOCAL)]
+        self._quiet = False  # True while the program (not the user) changes the dropdown
+        self._downloading = False
+        self._listeners: list[Callable[[Any], None]] = []
         start = value if value is not None else default_model("embed")
         spec = find(start) if isinstance(start, str) else None
-        self.dropdown = w.Dropdown(options=options, value=spec.name if spec else LOCAL, description="Model",
+        self.dropdown = w.Dropdown(options=self._options(), value=spec.name if spec else LOCAL, description="Model",
                                    layout=w.Layout(width="max-content"))
         self.path = w.Text(value="" if spec else str(start), placeholder="/path/to/checkpoint folder",
                            description="Folder", layout=w.Layout(width="32em"))
@@ -109,52 +113,92 @@ class ModelPicker(w.VBox, _Background):
         self.use_button.on_click(lambda _: self._use_path())
         self.download_button.on_click(lambda _: self.download())
         if spec is not None:
-            self._choose(spec.name)
+            self._choose(spec.name, user=False)
+        elif self.path.value:
+            self._use_path(user=False)
         else:
-            if self.path.value:
-                self._use_path()
-            else:
-                self._show_card(None)
+            self._show_card(None)
 
     @property
     def value(self) -> str | os.PathLike | None:
         """The chosen model: a registered name, or a checkpoint folder."""
         return self._value
 
+    def on_change(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(model)`` whenever the user chooses a model in this picker."""
+        self._listeners.append(callback)
+
+    def select(self, model: str | os.PathLike) -> None:
+        """Show ``model`` as chosen, as the program's choice: the session defaults stay as they are."""
+        spec = find(model) if isinstance(model, str) else None
+        with self._program():
+            self.dropdown.value = spec.name if spec else LOCAL
+            if spec is None:
+                self.path.value = str(model)
+                self._path_row.layout.display = None
+            else:
+                self._path_row.layout.display = "none"
+        self._value = spec.name if spec else model
+        self._show_card(self._value)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Enable or disable every control (the run panel disables them while it runs)."""
+        for control in (self.dropdown, self.path, self.use_button):
+            control.disabled = not enabled
+        self._show_card(self._value, enabled=enabled)
+
     def refresh(self) -> None:
         """Redraw the dropdown labels and the card (on disk, loaded)."""
-        self.dropdown.options = [(self._label(spec.name), spec.name) for spec in REGISTRY] + [
-            ("Local checkpoint folder…", LOCAL)]
+        with self._program():
+            self.dropdown.options = self._options()
+            self.dropdown.value = find(self._value).name if isinstance(self._value, str) and find(self._value) \
+                else LOCAL
         self._show_card(self._value)
 
     def download(self) -> None:
         """Download the chosen registered model in the background (``wait()`` to block)."""
         name = self._value
         spec = find(name) if isinstance(name, str) else None
-        if spec is None or self.busy:
+        if spec is None or self._downloading:
             return
+        self._downloading = True
         self.download_button.disabled = True
         self.status.value = _message("info", f"Downloading {spec.name}…")
 
         def work() -> None:
             try:
                 checkpoints.resolve(spec.name)  # downloads (and converts) into the cache
-                self.status.value = _message("ok", f"{spec.name} is on disk.")
+                message = _message("ok", f"{spec.name} is on disk.")
             except Exception as e:  # shown in the widget, not as a traceback
-                self.status.value = _message("error", _one_line(e))
-            finally:
-                self.refresh()
+                message = _message("error", _one_line(e))
+            self._downloading = False
+            self.refresh()
+            self.status.value = message
 
         self._start(work)
 
     # -- internals
 
     @staticmethod
-    def _label(name: str) -> str:
-        spec = find(name)
-        return f"{name}{'  ✓ on disk' if spec is not None and checkpoints.is_on_disk(spec) else ''}"
+    def _options() -> list[tuple[str, str]]:
+        labels = [(f"{s.name}{'  ✓ on disk' if checkpoints.is_on_disk(s) else ''}", s.name) for s in REGISTRY]
+        return labels + [("Local checkpoint folder…", LOCAL)]
+
+    def _program(self) -> Any:
+        picker = self
+
+        class Quiet:
+            def __enter__(self) -> None:
+                picker._quiet = True
+
+            def __exit__(self, *exc: object) -> None:
+                picker._quiet = False
+
+        return Quiet()
 
     def _on_dropdown(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
         if change["new"] == LOCAL:
             self._path_row.layout.display = None
             self._value = None
@@ -163,9 +207,9 @@ class ModelPicker(w.VBox, _Background):
                                                  "then Use folder.")
         else:
             self._path_row.layout.display = "none"
-            self._choose(change["new"])
+            self._choose(change["new"], user=True)
 
-    def _use_path(self) -> None:
+    def _use_path(self, user: bool = True) -> None:
         folder = self.path.value.strip()
         if not folder:
             self.status.value = _message("error", "Type the path of a checkpoint folder first.")
@@ -175,11 +219,10 @@ class ModelPicker(w.VBox, _Background):
         except Exception as e:
             self.status.value = _message("error", _one_line(e))
             return
-        self._choose(folder)
+        self._choose(folder, user=user)
 
-    def _choose(self, model: str | os.PathLike) -> None:
-        self._value = model
-        if self._set_default:
+    def _choose(self, model: str | os.PathLike, *, user: bool) -> None:
+        if user and self._set_default:
             try:
                 now = set_default_model(model)
             except Exception as e:
@@ -187,9 +230,13 @@ class ModelPicker(w.VBox, _Background):
                 return
             self.status.value = _message("ok", f"Session defaults: embed → {now['embed']} · classify → "
                                                f"{now['classify']}")
+        self._value = model
         self._show_card(model)
+        if user:
+            for callback in self._listeners:
+                callback(model)
 
-    def _show_card(self, model: str | os.PathLike | None) -> None:
+    def _show_card(self, model: str | os.PathLike | None, *, enabled: bool | None = None) -> None:
         spec = find(model) if isinstance(model, str) else None
         self.download_button.layout.display = "none"
         if model is None:
@@ -201,7 +248,8 @@ class ModelPicker(w.VBox, _Background):
         if spec is not None:
             on_disk = checkpoints.is_on_disk(spec)
             self.download_button.layout.display = None if not on_disk else "none"
-            self.download_button.disabled = on_disk or self.busy
+            usable = not self.dropdown.disabled if enabled is None else enabled
+            self.download_button.disabled = on_disk or self._downloading or not usable
             facts = {
                 "Language": spec.languages,
                 "Cased": "yes" if spec.cased else "no (lower-cases text)",
@@ -247,26 +295,32 @@ class RunPanel(w.VBox, _Background):
     After a run, ``result`` is the output frame (every row on success; the finished rows after
     Stop; None after an error or a Stop before any row finished), ``state`` is one of idle,
     running, done, stopped, error, and ``error`` holds the exception of a failed run.
+    ``truncated`` counts the rows longer than max length that were truncated.
     """
 
     def __init__(self, df: pd.DataFrame, *, slice_rows: int = 1024) -> None:
-        if not isinstance(slice_rows, int) or slice_rows < 1:
+        if not isinstance(slice_rows, int) or isinstance(slice_rows, bool) or slice_rows < 1:
             raise ValueError(f"Got slice_rows={slice_rows!r} but expected a positive integer.")
         self.df = df
         self.slice_rows = slice_rows
         self.result: pd.DataFrame | None = None
         self.state = "idle"
         self.error: BaseException | None = None
+        self.truncated = 0
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # state, result, message and buttons change together
+        self._picked = False  # the user chose a model here: the task no longer picks its default
 
-        text_columns = accessor._string_columns(df)
-        self.column = w.Dropdown(options=[(str(c), c) for c in text_columns], description="Column",
-                                 value=_longest(df, text_columns))
+        positions = _text_positions(df)
+        self.column = w.Dropdown(options=[(str(df.columns[i]), i) for i in positions], description="Column",
+                                 value=_longest(df, positions))
         self.task = w.ToggleButtons(options=["embed", "classify"], value="embed", description="Task")
         self.picker = ModelPicker()
         self.pooling = w.Dropdown(options=["mean", "cls"], value="mean", description="Pooling")
         self.normalize = w.Checkbox(value=True, description="Normalize")
         self.max_length = w.IntText(value=512, description="Max length")
+        self.long_text = w.Dropdown(options=[("truncate", "truncate"), ("read whole (chunks)", "chunk")],
+                                    value="truncate", description="Long texts")
         self.run_button = w.Button(description="Run", icon="play", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=max(1, len(df)), description="Rows")
@@ -275,9 +329,10 @@ class RunPanel(w.VBox, _Background):
         self.preview = w.HTML()
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
-        self.task.observe(lambda _: self._sync_options(), names="value")
+        self.task.observe(lambda _: self._on_task(), names="value")
+        self.picker.on_change(lambda _: setattr(self, "_picked", True))
         children = [w.HTML("<b>distilframe</b>"), self.column, self.task, self.picker,
-                    w.HBox([self.pooling, self.normalize]), self.max_length,
+                    w.HBox([self.pooling, self.normalize]), w.HBox([self.max_length, self.long_text]),
                     w.HBox([self.run_button, self.stop_button]), w.HBox([self.progress, self.progress_text]),
                     self.message, self.preview]
         super().__init__(children)
@@ -286,58 +341,78 @@ class RunPanel(w.VBox, _Background):
                              (self.progress_text, "progress-text"), (self.message, "message"),
                              (self.preview, "preview"), (self.column, "column"), (self.task, "task")):
             widget.add_class(f"distilframe-{name}")  # stable hooks for styling and browser tests
-        if not text_columns:
+        self._controls = (self.column, self.task, self.pooling, self.normalize, self.max_length, self.long_text)
+        if not positions:
             self.state = "error"
             self.error = ValueError("This frame has no text column.")
-            shown = ", ".join(f"{c!r} ({df[c].dtype})" for c in list(df.columns)[:10]) or "none"
+            shown = ", ".join(f"{c!r} ({df.iloc[:, i].dtype})" for i, c in enumerate(list(df.columns)[:10])) or "none"
             self.message.value = _message("error", f"This frame has no text column (columns: {shown}). Convert one "
                                                    "with df[col].astype('string'), then open the panel again.")
-            for control in (self.column, self.task, self.pooling, self.normalize, self.max_length, self.run_button):
+            for control in (*self._controls, self.run_button):
                 control.disabled = True
+            self.picker.set_enabled(False)
 
     def run(self) -> None:
         """Start a run with the current settings (as the Run button does); returns at once."""
-        if self.busy or self.run_button.disabled:
-            return
-        column, task, model = self.column.value, self.task.value, self.picker.value
-        options: dict[str, Any] = {"max_length": self.max_length.value}
-        if task == "embed":
-            options.update(pooling=self.pooling.value, normalize=self.normalize.value)
-        try:
-            if model is None:
-                raise ValueError("No model chosen: pick one in the list, or type a checkpoint folder and Use folder.")
-            flags = {"normalize": options["normalize"]} if task == "embed" else {}
-            columns.check_options(task, "raise", flags, **{k: v for k, v in options.items() if k != "normalize"})
-        except Exception as e:
-            self._fail(e)
-            return
-        self._stop.clear()
-        self.result, self.error, self.state = None, None, "running"
-        self.run_button.disabled, self.stop_button.disabled = True, False
-        self.progress.value, self.progress.bar_style = 0, ""
-        self.preview.value = ""
-        self.message.value = _message("info", f"Running {task} with {model} on {len(self.df):,} rows…")
-        self._start(lambda: self._work(column, task, model, options))
+        with self._lock:
+            if self.state == "running" or self.run_button.disabled:
+                return
+            position, task, model = self.column.value, self.task.value, self.picker.value
+            options: dict[str, Any] = {"max_length": self.max_length.value, "long_text": self.long_text.value}
+            if task == "embed":
+                options.update(pooling=self.pooling.value, normalize=self.normalize.value)
+            try:
+                if model is None:
+                    raise ValueError("No model chosen: pick one in the list, or type a checkpoint folder and "
+                                     "Use folder.")
+                flags = {"normalize": options["normalize"]} if task == "embed" else {}
+                columns.check_options(task, "raise", flags, **{k: v for k, v in options.items() if k != "normalize"})
+            except Exception as e:
+                self._fail(e)
+                return
+            self._stop.clear()
+            self.result, self.error, self.state, self.truncated = None, None, "running", 0
+            self._enable(False)
+            self.progress.value, self.progress.bar_style = 0, ""
+            self.preview.value = self.progress_text.value = ""
+            self.message.value = _message("info", f"Running {task} with {model} on {len(self.df):,} rows…")
+            self._start(lambda: self._work(position, task, model, options))
 
     def stop(self) -> None:
         """Ask the run to stop after the batch in progress (as the Stop button does)."""
-        if self.busy:
-            self._stop.set()
-            self.stop_button.disabled = True
-            self.message.value = _message("warn", "Stopping after the current batch…")
+        with self._lock:
+            if self.state == "running" and not self._stop.is_set():
+                self._stop.set()
+                self.stop_button.disabled = True
+                self.message.value = _message("warn", "Stopping after the current batch…")
 
     # -- internals
 
-    def _sync_options(self) -> None:
+    def _on_task(self) -> None:
         embed = self.task.value == "embed"
         self.pooling.disabled = self.normalize.disabled = not embed
+        if not self._picked:  # the model follows the task until the user picks one
+            self.picker.select(default_model(self.task.value))
 
-    def _work(self, column: Any, task: str, model: Any, options: dict[str, Any]) -> None:
+    def _enable(self, enabled: bool) -> None:
+        for control in self._controls:
+            control.disabled = not enabled
+        if enabled:
+            self._on_task_controls()
+        self.picker.set_enabled(enabled)
+        self.run_button.disabled = not enabled
+        self.stop_button.disabled = enabled
+
+    def _on_task_controls(self) -> None:
+        self.pooling.disabled = self.normalize.disabled = self.task.value != "embed"
+
+    def _work(self, position: int, task: str, model: Any, options: dict[str, Any]) -> None:
         df, n = self.df, len(self.df)
+        name = df.columns[position]
         run = accessor._embed if task == "embed" else accessor._classify
         start = time.perf_counter()
         pieces: list[pd.DataFrame] = []
-        done_rows = 0
+        truncated = 0
         last = [0.0]
 
         def report(done: int, total: int, base: int, size: int) -> None:
@@ -346,67 +421,81 @@ class RunPanel(w.VBox, _Background):
             now = time.perf_counter()
             if now - last[0] >= UPDATE_EVERY:
                 last[0] = now
-                self._show_progress(base + (size * done // total if total else 0), n, now - start)
+                self._show_progress(base + (size * done // total if total else 0), n, now - start, running=True)
 
+        outcome: dict[str, Any] = {}
         try:
-            for base in range(0, n, self.slice_rows) if n else [0]:
-                part = df[column].iloc[base:base + self.slice_rows]
-                extra = {"all_scores": False} if task == "classify" else {}
-                added = run(part, column, model=model, long_text="truncate", stride=128, batch_size=None,
-                            errors="raise", progress=False, return_status=False, precision="auto",
-                            num_threads=None, cache=True, **options, **extra,
-                            on_progress=lambda d, t, b=base, s=len(part): report(d, t, b, s))
-                pieces.append(added)
-                done_rows = base + len(part)
-                if self._stop.is_set() and done_rows < n:
-                    raise Stopped
-            seconds = time.perf_counter() - start
-            self.result = accessor._with_columns(df, pd.concat(pieces) if pieces else added)
-            self.state = "done"
-            self._show_progress(n, n, seconds)
-            self.progress.bar_style = "success"
-            rate = f" ({n / seconds:,.0f} rows/s)" if seconds > 0 and n else ""
-            self.message.value = _message("ok", f"Done: {n:,} rows in {seconds:.1f} s{rate}. "
-                                                "The frame is in panel.result.")
-            self.preview.value = _preview(self.result)
-        except Stopped:
-            self.state = "stopped"
-            self.progress.bar_style = "warning"
-            if done_rows:
-                self.result = accessor._with_columns(df.iloc[:done_rows], pd.concat(pieces))
-                self.message.value = _message("warn", f"Stopped: {done_rows:,} of {n:,} rows done. panel.result "
-                                                      f"holds those rows (the first {done_rows:,}).")
-                self.preview.value = _preview(self.result)
-            else:
-                self.message.value = _message("warn", f"Stopped before any row finished: no result (0 of {n:,} "
-                                                      "rows).")
-            self._show_progress(done_rows, n, time.perf_counter() - start)
+            try:
+                for base in range(0, n, self.slice_rows) if n else [0]:
+                    part = df.iloc[base:base + self.slice_rows, position]
+                    extra = {"all_scores": False} if task == "classify" else {}
+                    added = run(part, name, model=model, stride=128, batch_size=None, errors="raise", progress=False,
+                                return_status=True, precision="auto", num_threads=None, cache=True, warn_long=False,
+                                **options, **extra, on_progress=lambda d, t, b=base, s=len(part): report(d, t, b, s))
+                    status = added.pop(columns.out_name(name, "status"))
+                    added = added.drop(columns=[columns.out_name(name, "n_tokens")])
+                    truncated += int((status == "truncated").sum())
+                    pieces.append(added)
+                    if self._stop.is_set() and base + len(part) < n:
+                        raise Stopped
+                seconds = time.perf_counter() - start
+                result = accessor._with_columns(df, pd.concat(pieces))
+                rate = f" ({n / seconds:,.0f} rows/s)" if seconds > 0 and n else ""
+                note = (f" {truncated:,} rows were longer than max length and were truncated (Long texts: read whole "
+                        "reads them in chunks)." if truncated else "")
+                outcome = dict(state="done", result=result, rows=n, seconds=seconds, bar="success",
+                               message=_message("ok", f"Done: {n:,} rows in {seconds:.1f} s{rate}. The frame is in "
+                                                      f"panel.result.{note}"), preview=_preview(result))
+            except Stopped:
+                done = sum(len(p) for p in pieces)
+                result = accessor._with_columns(df.iloc[:done], pd.concat(pieces)) if done else None
+                text = (f"Stopped: {done:,} of {n:,} rows done. panel.result holds those rows (the first {done:,})."
+                        if done else f"Stopped before any row finished: no result (0 of {n:,} rows).")
+                outcome = dict(state="stopped", result=result, rows=done, seconds=time.perf_counter() - start,
+                               bar="warning", message=_message("warn", text),
+                               preview=_preview(result) if result is not None else "")
         except Exception as e:  # one readable line in the panel; the exception stays in .error
-            self._fail(e)
+            outcome = dict(state="error", error=e)
         finally:
-            self.run_button.disabled, self.stop_button.disabled = False, True
-            self.picker.refresh()
+            try:
+                self.picker.refresh()  # the model is loaded now
+            finally:
+                with self._lock:  # the final state, message and buttons, all at once
+                    self.truncated = truncated
+                    if outcome.get("state") in ("done", "stopped"):
+                        self.state, self.result = outcome["state"], outcome["result"]
+                        self._show_progress(outcome["rows"], n, outcome["seconds"], running=False)
+                        self.progress.bar_style = outcome["bar"]
+                        self.message.value, self.preview.value = outcome["message"], outcome["preview"]
+                    else:
+                        self._fail(outcome.get("error") or RuntimeError("the run ended unexpectedly"))
+                    self._enable(True)
 
     def _fail(self, error: BaseException) -> None:
-        self.state, self.error = "error", error
+        self.state, self.error, self.result = "error", error, None
         self.progress.bar_style = "danger"
+        self.preview.value = ""
         self.message.value = _message("error", _one_line(error))
 
-    def _show_progress(self, rows: int, total: int, seconds: float) -> None:
+    def _show_progress(self, rows: int, total: int, seconds: float, *, running: bool) -> None:
         self.progress.value = rows
         rate = rows / seconds if seconds > 0 else 0.0
-        eta = f" · ETA {_duration((total - rows) / rate)}" if rate > 0 and rows < total else ""
+        eta = f" · ETA {_duration((total - rows) / rate)}" if running and rate > 0 and rows < total else ""
         self.progress_text.value = (f"<span class='distilframe-progress'>{rows:,} / {total:,} rows · "
                                     f"{rate:,.0f} rows/s{eta}</span>")
 
 
-def _longest(df: pd.DataFrame, text_columns: list[Any]) -> Any:
+def _text_positions(df: pd.DataFrame) -> list[int]:
+    return [i for i in range(df.shape[1]) if accessor._is_text(df.iloc[:, i])]
+
+
+def _longest(df: pd.DataFrame, positions: list[int]) -> int | None:
     """The text column most likely to hold prose: the longest strings on average (in the first 1,000 rows)."""
-    if not text_columns:
+    if not positions:
         return None
     head = df.iloc[:1000]
-    lengths = [head[c].dropna().astype(str).str.len().mean() for c in text_columns]
-    return text_columns[int(np.nanargmax([x if x == x else -1 for x in lengths]))]
+    lengths = [head.iloc[:, i].dropna().astype(str).str.len().mean() for i in positions]
+    return positions[int(np.nanargmax([x if x == x else -1 for x in lengths]))]
 
 
 def _duration(seconds: float) -> str:
@@ -416,13 +505,17 @@ def _duration(seconds: float) -> str:
 
 def _preview(frame: pd.DataFrame) -> str:
     head = frame.head(PREVIEW_ROWS).copy()
-    for name in head.columns:
-        if str(head[name].dtype).startswith("fixed_size_list"):
+    for i in range(head.shape[1]):
+        column = head.iloc[:, i]
+        if str(column.dtype).startswith("fixed_size_list"):
             from .arrow import to_numpy
 
-            values = to_numpy(head[name])
-            head[name] = [("—" if np.isnan(v).all() else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")
-                          for v in values]
+            values = to_numpy(column)
+            head.isetitem(i, [("—" if np.isnan(v).all() else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")
+                              for v in values])
+        elif pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
+            head.isetitem(i, [v[:PREVIEW_CHARS] + "…" if isinstance(v, str) and len(v) > PREVIEW_CHARS else v
+                              for v in column])
     table = head.to_html(classes="distilframe-preview-table", border=0, escape=True, na_rep="—")
     return f"<div style='overflow-x:auto'>Preview ({min(len(frame), PREVIEW_ROWS)} of {len(frame):,} rows)" \
            f"{table}</div>"

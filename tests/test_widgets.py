@@ -136,8 +136,8 @@ def test_download_button_really_downloads(bos, empty_home, monkeypatch):
 
 def test_panel_lists_text_columns_only_and_runs_embed_like_the_accessor(frame):
     panel = frame.distil.panel()
-    assert [value for _, value in panel.column.options] == ["text", "title"]
-    assert panel.column.value == "text"  # the longer strings: the likely prose
+    assert [label for label, _ in panel.column.options] == ["text", "title"]
+    assert panel.column.label == "text"  # the longer strings: the likely prose
     panel.pooling.value = "cls"
     panel.run_button.click()
     assert panel.state in ("running", "done"), panel.message.value  # returns at once; the work is on a thread
@@ -246,3 +246,103 @@ def test_errors_show_in_the_panel_as_one_readable_line(frame, monkeypatch, tmp_p
     assert panel.state == "error" and isinstance(panel.error, distilframe.DistilFrameError)
     assert "Traceback" not in shown(panel.message) and "distilframe-error" in panel.message.value
     assert panel.run_button.disabled is False  # ready for another try
+
+
+# ------------------------------------------------------------------------------------ review fixes
+
+def test_opening_widgets_changes_no_default_and_the_model_follows_the_task(frame, classifier_dir):
+    distilframe.set_default_model(classifier_dir, task="classify")
+    panel = frame.distil.panel()
+    ModelPicker()
+    assert default_model("classify") == classifier_dir and default_model("embed") == distilframe.DEFAULT_EMBEDDER
+    assert panel.picker.value == distilframe.DEFAULT_EMBEDDER
+    panel.task.value = "classify"  # no model picked here yet: the classify default is shown
+    assert panel.picker.value == classifier_dir
+    panel.task.value = "embed"
+    assert panel.picker.value == distilframe.DEFAULT_EMBEDDER
+    panel.picker.dropdown.value = "distilbert-base-cased"  # the user's choice now sticks
+    panel.task.value = "classify"
+    assert panel.picker.value == "distilbert-base-cased"
+
+
+def test_controls_are_locked_while_running_and_stop_after_the_end_changes_nothing(frame, monkeypatch):
+    from distilframe import executor
+
+    frame = uncached(frame, "locked")
+    started, release = threading.Event(), threading.Event()
+    real = executor._forward
+
+    def forward(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "_forward", forward)
+    panel = frame.distil.panel()
+    panel.run()
+    assert started.wait(60)
+    locked = [panel.column, panel.task, panel.pooling, panel.max_length, panel.long_text, panel.picker.dropdown,
+              panel.run_button]
+    assert all(c.disabled for c in locked) and not panel.stop_button.disabled
+    panel.run()  # a second Run while running: ignored
+    release.set()
+    finish(panel)
+    assert panel.state == "done"
+    done_message = panel.message.value
+    panel.stop()  # too late: nothing changes
+    assert panel.state == "done" and panel.message.value == done_message
+    assert not any(c.disabled for c in locked) and panel.stop_button.disabled
+    assert "ETA" not in panel.progress_text.value
+    panel.run()  # at once again: the state, not the thread, says whether a run is going
+    assert panel.state in ("running", "done")
+    finish(panel)
+    assert panel.state == "done"
+
+
+def test_a_bad_option_after_a_run_clears_the_old_result(frame):
+    panel = frame.distil.panel()
+    panel.run()
+    finish(panel)
+    assert panel.result is not None and panel.preview.value
+    panel.max_length.value = -1
+    panel.run()
+    assert panel.state == "error" and panel.result is None and panel.preview.value == ""
+
+
+def test_long_texts_are_counted_in_the_panel_not_warned_from_its_thread(recwarn):
+    long = " ".join(["word"] * 2000)
+    df = pd.DataFrame({"text": [long, "short text", long + " again"]})
+    panel = df.distil.panel()
+    panel.max_length.value = 32
+    panel.run()
+    finish(panel)
+    assert panel.state == "done" and panel.truncated == 2
+    assert "2 rows were longer than max length" in shown(panel.message)
+    assert not [w for w in recwarn if issubclass(w.category, distilframe.TruncationWarning)]
+    assert "word word" in panel.preview.value and len(panel.preview.value) < 3000  # long cells are cut
+
+    panel.long_text.value = "chunk"
+    panel.run()
+    finish(panel)
+    assert panel.truncated == 0
+    pd.testing.assert_frame_equal(panel.result, df.distil.embed("text", max_length=32, long_text="chunk"))
+
+
+def test_duplicate_column_names_and_a_failed_download_can_be_retried(monkeypatch, tmp_path):
+    df = pd.DataFrame([["a cat", "a dog"], ["a bird", "a fish"]], columns=["t", "t"])
+    panel = df.distil.panel()
+    assert [v for _, v in panel.column.options] == [0, 1]
+    panel.column.value = 1
+    panel.run()
+    finish(panel)
+    assert panel.state == "done", panel.message.value
+    np.testing.assert_array_equal(distilframe.to_numpy(panel.result["t_embedding"]),
+                                  distilframe.to_numpy(df.iloc[:, 1].distil.embed()))
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
+    picker = ModelPicker(set_default=False)
+    picker.download_button.click()
+    picker.wait(60)
+    assert "distilframe-error" in picker.status.value
+    assert picker.download_button.disabled is False  # the user can try again
