@@ -41,6 +41,22 @@ def uncached(frame: pd.DataFrame, tag: str) -> pd.DataFrame:
     return frame.assign(text=[f"{t} {tag} {i}" if isinstance(t, str) and t.strip() else t for i, t in enumerate(frame["text"])])
 
 
+def held_batches(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """(started, release): each model batch sets ``started``, then waits for ``release``."""
+    from distilframe import executor
+
+    started, release = threading.Event(), threading.Event()
+    real = executor._forward
+
+    def forward(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "_forward", forward)
+    return started, release
+
+
 def finish(panel: RunPanel) -> RunPanel:
     panel.wait(120)
     assert not panel.busy
@@ -197,19 +213,9 @@ def test_stop_ends_the_run_after_the_current_batch_and_keeps_the_finished_rows(f
 
 
 def test_stop_before_any_row_finished_leaves_no_result(frame, monkeypatch):
-    from distilframe import executor
-
     frame = uncached(frame, "stop-before-any")
     panel = frame.distil.panel()  # one slice: nothing is finished before the slice is
-    started, release = threading.Event(), threading.Event()
-    real = executor._forward
-
-    def forward(*args, **kwargs):
-        started.set()
-        release.wait(30)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(executor, "_forward", forward)
+    started, release = held_batches(monkeypatch)
     panel.run()
     assert started.wait(60)
     panel.stop()
@@ -266,18 +272,8 @@ def test_opening_widgets_changes_no_default_and_the_model_follows_the_task(frame
 
 
 def test_controls_are_locked_while_running_and_stop_after_the_end_changes_nothing(frame, monkeypatch):
-    from distilframe import executor
-
     frame = uncached(frame, "locked")
-    started, release = threading.Event(), threading.Event()
-    real = executor._forward
-
-    def forward(*args, **kwargs):
-        started.set()
-        release.wait(30)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(executor, "_forward", forward)
+    started, release = held_batches(monkeypatch)
     panel = frame.distil.panel()
     panel.run()
     assert started.wait(60)
