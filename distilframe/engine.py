@@ -209,11 +209,12 @@ def _packed_encoder(paddle: Any, model: Any) -> Any:
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             seq = attention_mask.astype("int64")
-            same = (seq.unsqueeze(2) == seq.unsqueeze(1)).astype("float32")  # [batch, query, key]
-            before = paddle.tril(same).sum(axis=-1).astype("int64")  # own sequence's tokens up to this one
+            same = seq.unsqueeze(2) == seq.unsqueeze(1)  # [batch, query, key]
+            # Counted in integers: in bf16 a float sum is exact only up to 256, and positions reach 511.
+            before = paddle.tril(same.astype("int64")).sum(axis=-1)  # own sequence's tokens up to this one
             positions = (before - 1) * (seq > 0).astype("int64")  # padding: position 0, never past the table
             hidden = self.embeddings(input_ids=input_ids, position_ids=positions)
-            mask = ((same - 1.0) * 1e4).astype(hidden.dtype).unsqueeze(1)  # [batch, 1, query, key]
+            mask = ((same.astype("float32") - 1.0) * 1e4).astype(hidden.dtype).unsqueeze(1)  # [batch, 1, query, key]
             return self.encoder(hidden, mask)
 
     return PackedEncoder(model)
@@ -459,8 +460,9 @@ class PredictorEngine:
 
 
 # What the exported graphs compute (their inputs' meaning): part of the export's cache key, so that a
-# change here never reuses an older export. 2: the encoder takes sequence numbers as its mask.
-_GRAPH_VERSION = 2
+# change here never reuses an older export (and the result cache never serves its results).
+# 2: the encoder takes sequence numbers as its mask. 3: positions counted in integers (bf16 was wrong past 256).
+_GRAPH_VERSION = 3
 
 
 def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:

@@ -269,12 +269,19 @@ def _settings(model: "LoadedModel", task: str, pooling: str, normalize: bool, ma
     ckpt = model.checkpoint
     return settings_key(checkpoint=content_hash(ckpt), task=task, distilframe=__version__,
                         engine=type(model.engine).__name__, paddle=getattr(model.engine, "paddle_version", ""),
+                        graph=_graph_version(),
                         do_lower_case=ckpt.do_lower_case, strip_accents=ckpt.strip_accents,
                         tokenize_chinese_chars=ckpt.tokenize_chinese_chars, added_tokens=list(ckpt.added_tokens),
                         pooling=pooling if task == "embed" else None,
                         normalize=bool(normalize) if task == "embed" else None, max_length=int(max_length),
                         long_text=long_text, stride=int(stride) if long_text == "chunk" else None,
                         precision=model.precision, multi_label=model.multi_label if task == "classify" else None)
+
+
+def _graph_version() -> int:
+    from .engine import _GRAPH_VERSION
+
+    return _GRAPH_VERSION
 
 
 def _combine(items: np.ndarray, encoded, n_texts: int, task: str, normalize: bool) -> np.ndarray:
@@ -356,7 +363,7 @@ def _packed_batches(lengths: np.ndarray, batch_size: int, token_budget: int,
         n = int(lengths[i])
         free = next((f for f in sorted(room) if f >= n and room[f]), None)
         if free is None:
-            row, free = len(rows), max(PACK_WIDTH, _round_up(n))
+            row, free = len(rows), max(min(PACK_WIDTH, token_budget), _round_up(n))
             rows.append([])
             fill.append(0)
         else:

@@ -259,3 +259,14 @@ def test_chunk_mode_reads_long_texts_whole_in_any_batch_order(model, classifier,
     perm = [2, 0, 4, 3, 1]
     shuffled = executor.run([texts[i] for i in perm], loaded, task=task, max_length=16, long_text="chunk", stride=4)
     np.testing.assert_allclose(shuffled.values, result.values[perm], atol=1e-5)
+
+
+def test_packed_batches_keep_a_token_budget_below_the_row_width():
+    from distilframe.executor import _packed_batches, _round_up
+
+    lengths = np.full(40, 5)
+    batches = _packed_batches(lengths, batch_size=64, token_budget=16)
+    assert sorted(i for batch in batches for row in batch for i in row) == list(range(40))
+    for batch in batches:
+        widest = max(_round_up(int(sum(lengths[i] for i in row))) for row in batch)
+        assert len(batch) * widest <= 16
