@@ -91,7 +91,10 @@ class ModelPicker(w.VBox, _Background):
 
     def __init__(self, value: str | os.PathLike | None = None, *, set_default: bool = True) -> None:
         self._set_default = set_default
-        self._quiet = False  # True while the program (not the user) changes the dropdown
+        # Set while the program (not the user) changes the dropdown; per thread, because traitlets calls
+        # observers in the thread that made the change: a refresh in the download thread must not hide
+        # a user's choice arriving meanwhile on the kernel's thread.
+        self._quiet = threading.local()
         self._downloading = False
         self._listeners: list[Callable[[Any], None]] = []
         start = value if value is not None else default_model("embed")
@@ -189,15 +192,15 @@ class ModelPicker(w.VBox, _Background):
 
         class Quiet:
             def __enter__(self) -> None:
-                picker._quiet = True
+                picker._quiet.on = True
 
             def __exit__(self, *exc: object) -> None:
-                picker._quiet = False
+                picker._quiet.on = False
 
         return Quiet()
 
     def _on_dropdown(self, change: dict[str, Any]) -> None:
-        if self._quiet:
+        if getattr(self._quiet, "on", False):
             return
         if change["new"] == LOCAL:
             self._path_row.layout.display = None
