@@ -152,10 +152,10 @@ class ModelPicker(w.VBox, _Background):
 
     def refresh(self) -> None:
         """Redraw the dropdown labels and the card (on disk, loaded)."""
+        spec = find(self._value) if isinstance(self._value, str) else None
         with self._program():
             self.dropdown.options = self._options()
-            self.dropdown.value = find(self._value).name if isinstance(self._value, str) and find(self._value) \
-                else LOCAL
+            self.dropdown.value = spec.name if spec else LOCAL
         self._show_card(self._value)
 
     def download(self) -> None:
@@ -392,8 +392,7 @@ class RunPanel(w.VBox, _Background):
     # -- internals
 
     def _on_task(self) -> None:
-        embed = self.task.value == "embed"
-        self.pooling.disabled = self.normalize.disabled = not embed
+        self._on_task_controls()
         if not self._picked:  # the model follows the task until the user picks one
             self.picker.select(default_model(self.task.value))
 
