@@ -62,7 +62,21 @@ def test_bf16_is_close_to_fp32(tmp_path):
     assert not np.array_equal(fp32, bf16)  # it did run in bf16
 
 
+AMX_CPU = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile\n"
+VNNI_CPU = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
+AVX2_CPU = "processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native", [(AMX_CPU, True), (VNNI_CPU, False), (AVX2_CPU, False), ("", False)])
+def test_native_bf16_reads_the_cpu_flags(tmp_path, cpuinfo, native):
+    # Both kinds of CPU this suite runs on (and an AVX2-only one), simulated from their /proc/cpuinfo.
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert engine_mod.native_bf16(tmp_path / "cpuinfo") is native
+    assert engine_mod.native_bf16(tmp_path / "missing") is False
+
+
 def test_auto_precision(monkeypatch):
+    real_native_bf16 = engine_mod.native_bf16
     monkeypatch.setenv("DISTILFRAME_PRECISION", "auto")
     monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
     assert engine_mod.resolve_precision("auto") == "bf16"
@@ -76,8 +90,8 @@ def test_auto_precision(monkeypatch):
         engine_mod.resolve_precision("fp16")
     with pytest.raises(ValueError, match="precision='fp16'"):
         pd.Series(["a"]).distil.embed(precision="fp16")
-    flags = open("/proc/cpuinfo").read()
-    assert engine_mod.native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    flags = open("/proc/cpuinfo").read()  # this machine, whichever kind it is (not the patched function)
+    assert real_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_a_failing_predictor_falls_back_to_dygraph_with_one_warning(tmp_path, monkeypatch):
