@@ -59,7 +59,10 @@ def test_bf16_is_close_to_fp32(tmp_path):
     fp32, bf16 = embed(folder, precision="fp32"), embed(folder, precision="bf16")
     cosine = np.sum(fp32 * bf16, axis=1)
     assert cosine.min() >= 0.999
-    assert not np.array_equal(fp32, bf16)  # it did run in bf16
+    if "avx512f" in open("/proc/cpuinfo").read():
+        # It did run in bf16: natively (AVX512-BF16, AMX) or emulated with AVX-512. On a CPU with AVX2 only
+        # (measured here on an AMD EPYC), oneDNN silently computes bf16 graphs in fp32: the same numbers.
+        assert not np.array_equal(fp32, bf16)
 
 
 AMX_CPU = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile\n"
