@@ -51,7 +51,7 @@ def main() -> None:
         again = timed(texts)
         partial = timed(changed)
         no_cache = timed(texts, cache=False)
-        from distilframe.cache import default_cache
+        from distilframe._result_cache import default_cache
 
         info = default_cache().info()
         print(f"{args.rows:,} distinct rows, distilbert-base dimensions, precision auto, fresh cache")

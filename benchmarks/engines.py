@@ -77,7 +77,7 @@ def child(row: str, folder: Path, out: Path) -> None:
         embed(texts[:10])
         result["cold"] = time.perf_counter() - START
         if row == "distilframe auto":
-            from distilframe.manager import get_model
+            from distilframe._manager import get_model
 
             result["resolved"] = get_model(folder, precision="auto").precision
             calls = []
@@ -226,7 +226,7 @@ def main() -> None:
         folder = tmp / "model"
         run_child(["--child", "build", "--folder", str(folder)])
         sys.path.insert(0, str(HERE.parent))
-        from distilframe.tokenize import WordPieceTokenizer  # no Paddle in this process
+        from distilframe._tokens import WordPieceTokenizer  # no Paddle in this process
 
         tokens = int(WordPieceTokenizer(folder / "vocab.txt", do_lower_case=True).encode(texts, max_length=512)
                      .n_tokens.sum())

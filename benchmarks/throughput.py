@@ -26,8 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import distilframe  # noqa: E402,F401
-from distilframe.engine import available_cores  # noqa: E402
-from distilframe.manager import get_model  # noqa: E402
+from distilframe._config import available_cores  # noqa: E402
+from distilframe._manager import get_model  # noqa: E402
 from distilframe.testing import write_checkpoint  # noqa: E402
 
 BASE = dict(hidden=768, layers=6, heads=12, ffn=3072, positions=512)

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from distilframe.tokenize import WordPieceTokenizer  # noqa: E402
+from distilframe._tokens import WordPieceTokenizer  # noqa: E402
 from throughput import sentences, train_vocab  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
 
         ours = WordPieceTokenizer(folder / "vocab.txt", do_lower_case=True)
-        from distilframe.engine import _quiet_imports
+        from distilframe._paddle import quiet_imports as _quiet_imports
 
         with _quiet_imports():
             from paddlenlp.transformers import DistilBertTokenizer

@@ -12,49 +12,45 @@ from __future__ import annotations
 
 from . import _dask_hook
 from . import accessor as _accessor  # noqa: F401  (registers the .distil accessors)
-from .arrow import to_numpy
-from .convert import convert
-from .defaults import default_model, reset_default_models, set_default_model
+from ._convert import convert
+from ._defaults import default_model, reset_default_models, set_default_model
+from ._frame import to_numpy
+from ._manager import models
+from ._options import RunOptions
+from ._registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+from ._version import __version__
 from .errors import (
+    CacheWarning,
     CasingWarning,
     CheckpointError,
     ColumnNotFoundError,
     DistilFrameError,
     DistilFrameWarning,
+    EngineWarning,
+    FileError,
     ModelNotAvailableError,
     TestModelWarning,
     TruncationWarning,
     UnknownModelError,
     UnsupportedTaskError,
 )
-from .manager import models
-
-
-def embed_file(*args, **kwargs):  # noqa: D103 - documented in distilframe.files
-    from .files import embed_file as run
-
-    return run(*args, **kwargs)
-
-
-def classify_file(*args, **kwargs):  # noqa: D103 - documented in distilframe.files
-    from .files import classify_file as run
-
-    return run(*args, **kwargs)
-from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+from .files import classify_file, embed_file
 
 _dask_hook.install()  # ddf.distil once dask.dataframe is imported (without importing it here)
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "CacheWarning",
     "CasingWarning",
-    "DEFAULT_CLASSIFIER",
-    "DEFAULT_EMBEDDER",
     "CheckpointError",
     "ColumnNotFoundError",
+    "DEFAULT_CLASSIFIER",
+    "DEFAULT_EMBEDDER",
     "DistilFrameError",
     "DistilFrameWarning",
+    "EngineWarning",
+    "FileError",
     "ModelNotAvailableError",
+    "RunOptions",
     "TestModelWarning",
     "TruncationWarning",
     "UnknownModelError",

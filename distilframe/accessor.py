@@ -1,11 +1,10 @@
 """The ``.distil`` accessor on pandas DataFrames and Series.
 
-Thin and stateless: validate the input, call the executor, and wrap the result
-with the original index (whatever its shape: default, non-unique, MultiIndex).
+Thin and stateless: pick the column, build the options, call the pipeline, and add
+its columns with the original index (whatever its shape: default, non-unique, MultiIndex).
 
-The row rules (missing values, non-strings, invalid Unicode) and the names of
-output columns are those of ``distilframe.columns``, shared with the file
-pipeline. A text longer than ``max_length`` tokens is truncated, with one
+The row rules (missing values, non-strings, invalid Unicode) are those of ``_text``, and
+the output columns those of ``_frame``, shared with every other entry point. A text longer than ``max_length`` tokens is truncated, with one
 warning per call, unless ``long_text="chunk"``. An output column replaces a
 column of that name in the returned frame; the input frame is never modified.
 """
@@ -15,127 +14,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import columns, executor
-from .defaults import default_model
+from ._batches import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, PACK_WIDTH
+from ._frame import with_columns
+from ._options import DEFAULTS, RunOptions
+from ._pipeline import pandas_result
+from ._text import select_column
 
 __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 
-def _embed(series: pd.Series, name: Any, *, model: Any, pooling: str, normalize: bool, max_length: int,
-           long_text: str, stride: int, batch_size: int | None, errors: str, progress: bool | None,
-           return_status: bool, precision: str, num_threads: int | None, cache: bool,
-           on_progress: Any = None, warn_long: bool = True) -> pd.DataFrame:
-    from .arrow import embedding_array
-    from .manager import load_for
 
-    columns.check_options("embed", errors, {"normalize": normalize, "return_status": return_status, "cache": cache},
-                          pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
-                          batch_size=batch_size)
-    texts = columns.texts(series, errors)
-    loaded = load_for("embed", default_model("embed") if model is None else model, precision=precision, num_threads=num_threads)
-    result = executor.run(texts, loaded, task="embed", pooling=pooling, normalize=normalize,
-                          max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                          progress=progress, cache=_cache(cache), on_progress=on_progress, warn_long=warn_long)
-    added: dict[Any, Any] = {columns.out_name(name, "embedding"): embedding_array(result.values, result.valid)}
-    if return_status:
-        added.update(_pandas_status(columns.status(result, name)))
-    return _frame(added, series.index, name)
+def _added(task: str, series: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:
+    """The output columns of ``task`` on ``series``, from a method's arguments (its ``locals()``)."""
+    return pandas_result(task, series, arguments["model"], RunOptions.pick(arguments))
 
 
-def _classify(series: pd.Series, name: Any, *, model: Any, max_length: int, long_text: str, stride: int,
-              batch_size: int | None, all_scores: bool, errors: str, progress: bool | None,
-              return_status: bool, precision: str, num_threads: int | None, cache: bool,
-              on_progress: Any = None, warn_long: bool = True) -> pd.DataFrame:
-    from .manager import load_for
-
-    columns.check_options("classify", errors, {"all_scores": all_scores, "return_status": return_status,
-                                               "cache": cache},
-                          max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
-    texts = columns.texts(series, errors)
-    loaded = load_for("classify", default_model("classify") if model is None else model, precision=precision, num_threads=num_threads)
-    result = executor.run(texts, loaded, task="classify", max_length=max_length, long_text=long_text,
-                          stride=stride, batch_size=batch_size, progress=progress, cache=_cache(cache),
-                          on_progress=on_progress, warn_long=warn_long)
-    added: dict[Any, Any] = columns.classification(result, loaded.labels, name, all_scores)
-    label = columns.out_name(name, "label")
-    added[label] = pd.array(added[label], dtype=pd.StringDtype())
-    if return_status:
-        added.update(_pandas_status(columns.status(result, name)))
-    return _frame(added, series.index, name)
-
-
-def _cache(enabled: bool):
-    from .cache import default_cache
-
-    return default_cache() if enabled else None
-
-
-def _pandas_status(status: dict[Any, np.ndarray]) -> dict[Any, Any]:
-    (n_name, n_tokens), (s_name, codes) = status.items()
-    counts = pd.array(np.where(n_tokens < 0, 0, n_tokens), dtype="Int64")
-    counts[n_tokens < 0] = pd.NA
-    return {n_name: counts, s_name: pd.Categorical(codes, categories=list(executor.STATUSES))}
-
-
-def _frame(added: dict[Any, Any], index: pd.Index, name: Any) -> pd.DataFrame:
-    out = pd.DataFrame(dict(enumerate(added.values())), index=index)
-    out.columns = pd.MultiIndex.from_tuples(list(added)) if isinstance(name, tuple) else list(added)
-    return out
-
-
-def _is_text(series: pd.Series) -> bool:
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return _is_text(pd.Series(dtype.categories))
-    if isinstance(dtype, pd.StringDtype):
-        return True
-    if isinstance(dtype, pd.ArrowDtype):
-        import pyarrow as pa
-
-        t = dtype.pyarrow_dtype
-        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
-    if dtype == object:
-        sample = series.dropna().iloc[:100]
-        return len(sample) > 0 and all(isinstance(v, str) for v in sample)
-    return False
-
-
-def _string_columns(df: pd.DataFrame) -> list[Any]:
-    return [name for i, name in enumerate(df.columns) if _is_text(df.iloc[:, i])]
-
-
-def _column(df: pd.DataFrame, column: Any) -> pd.Series:
-    if column is None:
-        candidates = _string_columns(df)
-        if len(candidates) == 1:
-            return _column(df, candidates[0])
-        listed = ", ".join(map(repr, candidates)) or "none"
-        raise ValueError(
-            f"column= is needed: the frame has {len(candidates)} string columns ({listed}). "
-            "Name the text column, e.g. df.distil.embed('text')."
-        )
-    try:
-        present = column in df.columns
-    except TypeError:  # unhashable: a list, a dict...
-        raise TypeError(
-            f"Got column={column!r} ({type(column).__name__}) but expected one column name. "
-            "Run embed once per column."
-        ) from None
-    if not present:
-        raise columns.missing_column(column, list(df.columns))
-    selected = df[column]
-    if isinstance(selected, pd.DataFrame):
-        found = ", ".join(map(repr, selected.columns[:5]))
-        if isinstance(df.columns, pd.MultiIndex) and not isinstance(column, tuple):
-            raise ValueError(f"{column!r} selects {selected.shape[1]} columns under it ({found}): "
-                             "pass the full tuple of the text column.")
-        raise ValueError(f"Column name {column!r} appears {selected.shape[1]} times; rename the duplicates first.")
-    return selected
-
-
-_OPTIONS_DOC = """
+_OPTIONS_DOC = f"""
         model
             A registered name or alias (``distilframe.models()``), ``hf:<owner>/<repo>`` for a
             DistilBERT on the Hugging Face hub, or a local checkpoint folder (PaddleNLP or
@@ -153,8 +48,9 @@ _OPTIONS_DOC = """
             Overlap of consecutive windows, in tokens, with ``long_text="chunk"`` (capped at
             half a window).
         batch_size
-            Model rows per batch at most (default 64; batches also stay under 2048 tokens). When
-            embedding, short texts share rows of 128 tokens, each attending only to itself.
+            Model rows per batch at most (default {DEFAULT_BATCH_SIZE}; batches also stay under
+            {DEFAULT_TOKEN_BUDGET} tokens). When embedding, short texts share rows of {PACK_WIDTH} tokens,
+            each attending only to itself.
         errors
             Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` (bytes decoded
             as UTF-8, others with ``str()``).
@@ -187,18 +83,18 @@ class DistilDataFrameAccessor:
         column: Any = None,
         *,
         model: str | os.PathLike | None = None,
-        pooling: str = "mean",
-        normalize: bool = True,
-        max_length: int = 512,
-        batch_size: int | None = None,
-        errors: str = "raise",
-        progress: bool | None = None,
-        long_text: str = "truncate",
-        stride: int = 128,
-        return_status: bool = False,
-        precision: str = "auto",
-        num_threads: int | None = None,
-        cache: bool = True,
+        pooling: str = DEFAULTS.pooling,
+        normalize: bool = DEFAULTS.normalize,
+        max_length: int = DEFAULTS.max_length,
+        batch_size: int | None = DEFAULTS.batch_size,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        long_text: str = DEFAULTS.long_text,
+        stride: int = DEFAULTS.stride,
+        return_status: bool = DEFAULTS.return_status,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
     ) -> pd.DataFrame:
         """Embed a text column; return a new frame with ``<column>_embedding`` added.
 
@@ -225,29 +121,24 @@ class DistilDataFrameAccessor:
         >>> distilframe.to_numpy(out["text_embedding"]).shape  # doctest: +SKIP
         (2, 768)
         """
-        series = _column(self._obj, column)
-        added = _embed(series, series.name, model=model, pooling=pooling, normalize=normalize,
-                       max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                       errors=errors, progress=progress, return_status=return_status,
-                       precision=precision, num_threads=num_threads, cache=cache)
-        return _with_columns(self._obj, added)
+        return with_columns(self._obj, _added("embed", select_column(self._obj, column), locals()))
 
     def classify(
         self,
         column: Any = None,
         *,
         model: str | os.PathLike | None = None,
-        max_length: int = 512,
-        all_scores: bool = False,
-        errors: str = "raise",
-        progress: bool | None = None,
-        batch_size: int | None = None,
-        long_text: str = "truncate",
-        stride: int = 128,
-        return_status: bool = False,
-        precision: str = "auto",
-        num_threads: int | None = None,
-        cache: bool = True,
+        max_length: int = DEFAULTS.max_length,
+        all_scores: bool = DEFAULTS.all_scores,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        batch_size: int | None = DEFAULTS.batch_size,
+        long_text: str = DEFAULTS.long_text,
+        stride: int = DEFAULTS.stride,
+        return_status: bool = DEFAULTS.return_status,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
     ) -> pd.DataFrame:
         """Classify a text column; return a new frame with ``<column>_label`` and ``<column>_score`` added.
 
@@ -274,14 +165,9 @@ class DistilDataFrameAccessor:
         >>> df = pd.DataFrame({{"review": ["great!", "awful."]}})
         >>> df.distil.classify("review")  # doctest: +SKIP
         """
-        series = _column(self._obj, column)
-        added = _classify(series, series.name, model=model, max_length=max_length, long_text=long_text,
-                          stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
-                          progress=progress, return_status=return_status, precision=precision,
-                          num_threads=num_threads, cache=cache)
-        return _with_columns(self._obj, added)
+        return with_columns(self._obj, _added("classify", select_column(self._obj, column), locals()))
 
-    def panel(self, *, slice_rows: int = 1024) -> Any:
+    def panel(self, *, slice_rows: int | None = None) -> Any:
         """Open the notebook run panel on this frame (extra ``widgets``: ipywidgets).
 
         Pick a text column, the task, the model and options; Run works on a background thread with a
@@ -300,17 +186,10 @@ class DistilDataFrameAccessor:
             if e.name != "ipywidgets":
                 raise
             raise ImportError('df.distil.panel() needs ipywidgets: pip install "distilframe[widgets]"') from e
-        return RunPanel(self._obj, slice_rows=slice_rows)
+        return RunPanel(self._obj, **({} if slice_rows is None else {"slice_rows": slice_rows}))
 
     embed.__doc__ = embed.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
     classify.__doc__ = classify.__doc__.format(options=_OPTIONS_DOC.strip("\n").lstrip())
-
-
-def _with_columns(df: pd.DataFrame, added: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy(deep=False)
-    for name in added.columns:
-        out[name] = added[name].array  # positional: any index shape is kept
-    return out
 
 
 @pd.api.extensions.register_series_accessor("distil")
@@ -324,18 +203,18 @@ class DistilSeriesAccessor:
         self,
         *,
         model: str | os.PathLike | None = None,
-        pooling: str = "mean",
-        normalize: bool = True,
-        max_length: int = 512,
-        batch_size: int | None = None,
-        errors: str = "raise",
-        progress: bool | None = None,
-        long_text: str = "truncate",
-        stride: int = 128,
-        return_status: bool = False,
-        precision: str = "auto",
-        num_threads: int | None = None,
-        cache: bool = True,
+        pooling: str = DEFAULTS.pooling,
+        normalize: bool = DEFAULTS.normalize,
+        max_length: int = DEFAULTS.max_length,
+        batch_size: int | None = DEFAULTS.batch_size,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        long_text: str = DEFAULTS.long_text,
+        stride: int = DEFAULTS.stride,
+        return_status: bool = DEFAULTS.return_status,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
     ) -> pd.Series | pd.DataFrame:
         """Embed the texts; return a Series named ``<name>_embedding`` with the same index.
 
@@ -347,33 +226,27 @@ class DistilSeriesAccessor:
         >>> pd.Series(["a cat", "a dog"], name="text").distil.embed().name  # doctest: +SKIP
         'text_embedding'
         """
-        added = _embed(self._obj, self._obj.name, model=model, pooling=pooling, normalize=normalize,
-                       max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size,
-                       errors=errors, progress=progress, return_status=return_status,
-                       precision=precision, num_threads=num_threads, cache=cache)
+        added = _added("embed", self._obj, locals())
         return added if return_status else added.iloc[:, 0]
 
     def classify(
         self,
         *,
         model: str | os.PathLike | None = None,
-        max_length: int = 512,
-        all_scores: bool = False,
-        errors: str = "raise",
-        progress: bool | None = None,
-        batch_size: int | None = None,
-        long_text: str = "truncate",
-        stride: int = 128,
-        return_status: bool = False,
-        precision: str = "auto",
-        num_threads: int | None = None,
-        cache: bool = True,
+        max_length: int = DEFAULTS.max_length,
+        all_scores: bool = DEFAULTS.all_scores,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        batch_size: int | None = DEFAULTS.batch_size,
+        long_text: str = DEFAULTS.long_text,
+        stride: int = DEFAULTS.stride,
+        return_status: bool = DEFAULTS.return_status,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
     ) -> pd.DataFrame:
         """Classify the texts; return a DataFrame of ``<name>_label`` and ``<name>_score`` with the same index.
 
         Options and row rules as :meth:`DistilDataFrameAccessor.classify`.
         """
-        return _classify(self._obj, self._obj.name, model=model, max_length=max_length, long_text=long_text,
-                         stride=stride, batch_size=batch_size, all_scores=all_scores, errors=errors,
-                         progress=progress, return_status=return_status, precision=precision,
-                         num_threads=num_threads, cache=cache)
+        return _added("classify", self._obj, locals())

@@ -17,6 +17,10 @@ import argparse
 import sys
 from typing import Sequence
 
+from ._batches import DEFAULT_BATCH_SIZE
+from ._options import CHOICES, DEFAULTS, RunOptions
+from .files import DEFAULT_CHUNK_ROWS
+
 __all__ = ["main"]
 
 EXIT_ERROR = 2
@@ -37,25 +41,38 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--column", required=True, help="the text column")
     p.add_argument("--keep", type=_names, default=None, metavar="COL,COL",
                    help="input columns to carry over, comma-separated (default: all)")
-    p.add_argument("--max-length", type=int, default=512, metavar="N",
-                   help="tokens per model input, [CLS] and [SEP] included (default 512)")
-    p.add_argument("--long-text", choices=("truncate", "chunk"), default="truncate",
+    p.add_argument("--max-length", type=int, default=DEFAULTS.max_length, metavar="N",
+                   help=f"tokens per model input, [CLS] and [SEP] included (default {DEFAULTS.max_length})")
+    p.add_argument("--long-text", choices=CHOICES["long_text"], default=DEFAULTS.long_text,
                    help="texts over --max-length: keep their beginning, or read them whole in windows")
-    p.add_argument("--stride", type=int, default=128, metavar="N", help="overlap of windows, in tokens (default 128)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="inputs per batch at most (default 64)")
-    p.add_argument("--errors", choices=("raise", "coerce"), default="raise",
-                   help="non-string values: stop with an error, or convert them with str() (default raise)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 where the CPU has it natively (faster), else fp32 (default auto)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all available)")
+    p.add_argument("--stride", type=int, default=DEFAULTS.stride, metavar="N",
+                   help=f"overlap of windows, in tokens (default {DEFAULTS.stride})")
+    p.add_argument("--batch-size", type=_positive, default=DEFAULTS.batch_size, metavar="N",
+                   help=f"inputs per batch at most (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--errors", choices=CHOICES["errors"], default=DEFAULTS.errors,
+                   help=f"non-string values: stop with an error, or convert them with str() (default {DEFAULTS.errors})")
+    p.add_argument("--precision", choices=CHOICES["precision"], default=DEFAULTS.precision,
+                   help=f"auto: bf16 where the CPU has it natively (faster), else fp32 (default {DEFAULTS.precision})")
+    p.add_argument("--threads", type=_positive, default=DEFAULTS.num_threads, metavar="N",
+                   help="CPU threads (default: all available)")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store results in the result cache")
-    p.add_argument("--chunk-rows", type=int, default=10_000, metavar="N",
-                   help="rows per chunk: memory use and resume granularity (default 10000)")
+    p.add_argument("--chunk-rows", type=_positive, default=DEFAULT_CHUNK_ROWS, metavar="N",
+                   help=f"rows per chunk: memory use and resume granularity (default {DEFAULT_CHUNK_ROWS})")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     quiet = p.add_mutually_exclusive_group()
     quiet.add_argument("--quiet", action="store_true", help="no progress on stderr")
     quiet.add_argument("--progress", action="store_true", help="progress on stderr even when it is not a terminal")
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
 
 
 def _names(value: str) -> list[str]:
@@ -66,7 +83,7 @@ def _names(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+    from ._registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
 
     parser = argparse.ArgumentParser(
         prog="distilframe",
@@ -84,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("output", help="a .parquet file, written only when complete")
     embed.add_argument("--model", default=DEFAULT_EMBEDDER, help=f"model name, hf:<owner>/<repo>, or a checkpoint "
                                                                  f"folder (default {DEFAULT_EMBEDDER})")
-    embed.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="default mean")
+    embed.add_argument("--pooling", choices=CHOICES["pooling"], default=DEFAULTS.pooling,
+                       help=f"default {DEFAULTS.pooling}")
     embed.add_argument("--no-normalize", action="store_true", help="keep raw vectors, not unit length")
     embed.set_defaults(func=_embed)
 
@@ -129,10 +147,11 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _job_options(args: argparse.Namespace) -> dict:
-    return dict(column=args.column, model=args.model, keep=args.keep, max_length=args.max_length,
-                long_text=args.long_text, stride=args.stride, batch_size=args.batch_size, errors=args.errors,
-                resume=args.resume, overwrite=args.overwrite, progress=_progress(args), chunk_rows=args.chunk_rows,
-                precision=args.precision, num_threads=args.threads, cache=not args.no_cache)
+    """The file job's arguments: the run options the command line has (named as RunOptions names them)."""
+    given = {**vars(args), "num_threads": args.threads, "cache": not args.no_cache, "progress": _progress(args)}
+    options = {k: v for k, v in given.items() if k in RunOptions.names()}
+    return dict(column=args.column, model=args.model, keep=args.keep, resume=args.resume, overwrite=args.overwrite,
+                chunk_rows=args.chunk_rows, **options)
 
 
 def _report(result, args: argparse.Namespace) -> int:
@@ -147,26 +166,25 @@ def _report(result, args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from .files import embed_file
 
-    return _report(embed_file(args.input, args.output, pooling=args.pooling, normalize=not args.no_normalize,
-                              **_job_options(args)), args)
+    return _report(embed_file(args.input, args.output, normalize=not args.no_normalize, **_job_options(args)), args)
 
 
 def _classify(args: argparse.Namespace) -> int:
     from .files import classify_file
 
-    return _report(classify_file(args.input, args.output, all_scores=args.all_scores, **_job_options(args)), args)
+    return _report(classify_file(args.input, args.output, **_job_options(args)), args)
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .manager import models
+    from ._manager import models
 
-    table = models()[["name", "aliases", "task", "languages", "layers", "hidden_size", "parameters", "on_disk"]]
+    table = models()[["name", "aliases", "tasks", "languages", "layers", "hidden_size", "parameters", "on_disk"]]
     print(table.to_string(index=False))
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .checkpoints import resolve
+    from ._resolve import resolve
 
     for name in args.names:
         checkpoint = resolve(name)
@@ -175,7 +193,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from .cache import default_cache
+    from ._result_cache import default_cache
 
     store = default_cache()
     if args.action == "clear":

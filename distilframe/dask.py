@@ -3,10 +3,11 @@
     ddf.distil.embed("text")  ─► map_partitions(part.distil.embed("text", ...))  ─► a lazy frame
     ddf.distil.to_parquet(path) ─► one Parquet part per partition, with the file pipeline's metadata
 
-* Each partition runs the pandas accessor (same executor, same row rules), so a Dask result equals
-  the pandas result on the same rows, in the same order, with the same index.
+* Each partition runs the pipeline as the pandas accessor does (same options object, row rules and
+  output schema), so a Dask result equals the pandas result on the same rows, in the same order,
+  with the same index; ``meta`` comes from the same schema.
 * The model is never in a task: tasks carry its name, and each worker process loads it on first use
-  through its process-wide :mod:`~distilframe.manager` and reuses it for every later partition.
+  through its process-wide :mod:`~distilframe._manager` and reuses it for every later partition.
 * ``meta`` (the output columns and dtypes) comes from one small task that reads the checkpoint's
   config where the work runs (on a worker, under ``dask.distributed``), so the client needs no copy
   of the model; it does not load the model.
@@ -36,9 +37,13 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError('distilframe.dask needs Dask: pip install "distilframe[dask]"', name=e.name) from e
 
-from . import accessor, columns, executor
-from .defaults import default_model
-from .registry import find
+from ._defaults import default_model
+from ._frame import META_PREFIX, OutputSchema, file_metadata, with_columns
+from ._options import DEFAULTS, RunOptions
+from ._pipeline import load, pandas_result
+from ._registry import find, no_head_message
+from ._text import select_column
+from .errors import FileError, UnsupportedTaskError
 
 __all__ = ["DaskDistilDataFrameAccessor", "DaskDistilSeriesAccessor"]
 
@@ -47,25 +52,24 @@ ATTRS_KEY = "distilframe"  # the result's pandas attrs: what to_parquet writes a
 
 # ------------------------------------------------------------------------------------------ tasks
 
-def _run_frame(part: pd.DataFrame, task: str, column: Any, kwargs: dict[str, Any]) -> pd.DataFrame:
-    return getattr(part.distil, task)(column, **kwargs)
+def _run_frame(part: pd.DataFrame, task: str, column: Any, model: Any, options: RunOptions) -> pd.DataFrame:
+    return with_columns(part, pandas_result(task, select_column(part, column), model, options))
 
 
-def _run_series(part: pd.Series, task: str, kwargs: dict[str, Any]) -> pd.Series | pd.DataFrame:
-    return getattr(part.distil, task)(**kwargs)
+def _run_series(part: pd.Series, task: str, model: Any, options: RunOptions) -> pd.Series | pd.DataFrame:
+    added = pandas_result(task, part, model, options)
+    return added.iloc[:, 0] if task == "embed" and not options.return_status else added
 
 
-def _describe(task: str, model: Any, all_scores: bool, precision: str,
-              num_threads: int | None) -> tuple[int, tuple[str, ...]]:
+def _describe(task: str, model: Any, options: RunOptions) -> tuple[int, tuple[str, ...]]:
     """Dimension and labels of a model, from its checkpoint files where the work runs (a worker, under
     ``dask.distributed``); the model is loaded only for label names its config does not give."""
-    from .checkpoints import resolve
-    from .manager import load_for
+    from ._resolve import resolve
 
     checkpoint = resolve(model)
     labels = checkpoint.labels
-    if task == "classify" and all_scores and not labels:
-        labels = load_for(task, model, precision=precision, num_threads=num_threads).labels
+    if task == "classify" and options.all_scores and not labels:
+        labels = load(task, model, options).labels
     return checkpoint.hidden_size, tuple(labels)
 
 
@@ -73,14 +77,8 @@ def _write_part(part: pd.DataFrame, path: str, step: dict[str, Any], created_at:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .checkpoints import content_hash
-    from .files import META_PREFIX, result_metadata
-    from .manager import load_for
-
-    loaded = load_for(step["task"], step["model"], precision=step["precision"], num_threads=step["num_threads"])
-    meta = result_metadata(step["task"], step["column"], step["options"], name=loaded.name,
-                           checkpoint_hash=content_hash(loaded.checkpoint), precision=loaded.precision,
-                           max_positions=loaded.checkpoint.max_positions, dim=loaded.dim, labels=loaded.labels)
+    loaded = load(step["task"], step["model"], step["options"])
+    meta = file_metadata(step["task"], step["column"], step["options"], loaded)
     meta["created_at"] = created_at
     table = pa.Table.from_pandas(part, preserve_index=write_index)
     # No pandas metadata (as in the file pipeline): pandas cannot read a fixed-size list dtype back from it.
@@ -95,77 +93,38 @@ class _Base:
     def __init__(self, obj: Any) -> None:
         self._obj = obj
 
-    def _prepare(self, task: str, series_meta: pd.Series, name: Any, options: dict[str, Any]
+    def _prepare(self, task: str, series_meta: pd.Series, name: Any, model: Any, options: RunOptions
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
         """Check the options on the client, and the output columns' meta; returns (meta, step)."""
-        model = options["model"]
-        flags = {k: options[k] for k in ("normalize", "all_scores", "return_status", "cache") if k in options}
-        checked = {k: options[k] for k in ("pooling", "max_length", "long_text", "stride", "batch_size")
-                   if k in options}
-        columns.check_options(task, options["errors"], flags, **checked)
-        if options.get("progress"):
+        if options.progress:
             raise ValueError("progress=True does not apply to Dask: partitions run without bars. Watch the "
                              "Dask dashboard, or wrap compute() in dask.diagnostics.ProgressBar() "
                              "(distributed.progress() on a cluster).")
         text_like = pd.api.types.is_string_dtype(series_meta.dtype) or isinstance(series_meta.dtype,
                                                                                   pd.CategoricalDtype)
-        if not text_like and options["errors"] != "coerce":
+        if not text_like and options.errors != "coerce":
             raise TypeError(f"Column {name!r} has dtype {series_meta.dtype}, not text: pick a string column, or "
                             "pass errors='coerce' to read its values as text.")
-        dim, labels = self._facts(task, model, options)
-        meta = _output_meta(task, name, dim, labels, options)
-        file_options = ({"pooling": options["pooling"], "normalize": options["normalize"]} if task == "embed"
-                        else {"all_scores": options["all_scores"]})
-        file_options.update(max_length=options["max_length"], long_text=options["long_text"],
-                            stride=options["stride"])
-        step = {"task": task, "column": name, "model": _portable(model), "options": file_options,
-                "precision": options["precision"], "num_threads": options["num_threads"],
+        spec = find(model) if isinstance(model, str) else None
+        if task == "classify" and spec is not None and not spec.can_classify:
+            raise UnsupportedTaskError(no_head_message(spec.name))
+        # Read where the work runs: the client may have no copy of the model.
+        describe = dask.delayed(_describe, pure=False)(task, _portable(model), options)
+        dim, labels = dask.compute(describe)[0]
+        meta = OutputSchema.of(task, name, options, dim=dim, labels=labels).empty_pandas()
+        step = {"task": task, "column": name, "model": _portable(model), "options": options,
                 "outputs": list(meta.columns)}
         return meta, step
 
-    @staticmethod
-    def _facts(task: str, model: Any, options: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
-        from .errors import UnsupportedTaskError
-        from .manager import _no_head_message
 
-        spec = find(model) if isinstance(model, str) else None
-        if task == "classify" and spec is not None and not spec.can_classify:
-            raise UnsupportedTaskError(_no_head_message(spec.name))
-        # Read where the work runs: the client may have no copy of the model.
-        describe = dask.delayed(_describe, pure=False)(task, _portable(model), options.get("all_scores", False),
-                                                       options["precision"], options["num_threads"])
-        dim, labels = dask.compute(describe)[0]
-        return dim, tuple(labels)
-
-
-def _with_model(task: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _model(task: str, model: Any) -> Any:
     """The session default (set on the client, e.g. by the model picker) made explicit for the workers."""
-    return {**kwargs, "model": default_model(task)} if kwargs["model"] is None else kwargs
+    return _portable(default_model(task) if model is None else model)
 
 
 def _portable(model: Any) -> Any:
     """A model argument that pickles into tasks: a name, or a path as a string (never a loaded model)."""
     return os.fspath(model) if isinstance(model, os.PathLike) else model
-
-
-def _output_meta(task: str, name: Any, dim: int, labels: tuple[str, ...], options: dict[str, Any]) -> pd.DataFrame:
-    from .arrow import embedding_dtype
-
-    out: dict[Any, Any] = {}
-    if task == "embed":
-        out[columns.out_name(name, "embedding")] = pd.Series([], dtype=embedding_dtype(dim))
-    else:
-        out[columns.out_name(name, "label")] = pd.Series([], dtype=pd.StringDtype())
-        out[columns.out_name(name, "score")] = pd.Series([], dtype="float32")
-        if options["all_scores"]:
-            for label in labels:
-                out[columns.out_name(name, f"score_{label}")] = pd.Series([], dtype="float32")
-    if options["return_status"]:
-        out[columns.out_name(name, "n_tokens")] = pd.Series([], dtype="Int64")
-        out[columns.out_name(name, "status")] = pd.Series(pd.Categorical([], categories=list(executor.STATUSES)))
-    frame = pd.DataFrame({i: s for i, s in enumerate(out.values())})
-    frame.columns = pd.MultiIndex.from_tuples(list(out)) if isinstance(name, tuple) else list(out)
-    return frame
 
 
 def _with_attrs(source: Any, result: Any, step: dict[str, Any]) -> Any:
@@ -201,40 +160,35 @@ class DaskDistilDataFrameAccessor(_Base):
     call ``.compute()``, ``.persist()`` or :meth:`to_parquet`).
     """
 
-    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None, pooling: str = "mean",
-              normalize: bool = True, max_length: int = 512, batch_size: int | None = None, errors: str = "raise",
-              progress: bool | None = None, long_text: str = "truncate", stride: int = 128,
-              return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
-              cache: bool = True) -> dd.DataFrame:
+    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None, pooling: str = DEFAULTS.pooling,
+              normalize: bool = DEFAULTS.normalize, max_length: int = DEFAULTS.max_length,
+              batch_size: int | None = DEFAULTS.batch_size, errors: str = DEFAULTS.errors,
+              progress: bool | None = DEFAULTS.progress, long_text: str = DEFAULTS.long_text,
+              stride: int = DEFAULTS.stride, return_status: bool = DEFAULTS.return_status,
+              precision: str = DEFAULTS.precision, num_threads: int | None = DEFAULTS.num_threads,
+              cache: bool = DEFAULTS.cache) -> dd.DataFrame:
         """Lazily add ``<column>_embedding``; arguments as ``pandas.DataFrame.distil.embed``."""
-        kwargs = dict(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
-                      batch_size=batch_size, errors=errors, long_text=long_text, stride=stride,
-                      return_status=return_status, precision=precision, num_threads=num_threads, cache=cache)
-        return self._map("embed", column, kwargs, progress)
+        return self._map("embed", column, model, RunOptions.pick(locals()))
 
-    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None, max_length: int = 512,
-                 all_scores: bool = False, errors: str = "raise", progress: bool | None = None,
-                 batch_size: int | None = None, long_text: str = "truncate", stride: int = 128,
-                 return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
-                 cache: bool = True) -> dd.DataFrame:
+    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None, max_length: int = DEFAULTS.max_length,
+                 all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
+                 progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
+                 long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,
+                 return_status: bool = DEFAULTS.return_status, precision: str = DEFAULTS.precision,
+                 num_threads: int | None = DEFAULTS.num_threads, cache: bool = DEFAULTS.cache) -> dd.DataFrame:
         """Lazily add ``<column>_label`` and ``<column>_score``; arguments as ``pandas.DataFrame.distil.classify``."""
-        kwargs = dict(model=model, max_length=max_length, all_scores=all_scores, errors=errors,
-                      batch_size=batch_size, long_text=long_text, stride=stride, return_status=return_status,
-                      precision=precision, num_threads=num_threads, cache=cache)
-        return self._map("classify", column, kwargs, progress)
+        return self._map("classify", column, model, RunOptions.pick(locals()))
 
-    def _map(self, task: str, column: Any, kwargs: dict[str, Any], progress: bool | None) -> dd.DataFrame:
+    def _map(self, task: str, column: Any, model: Any, options: RunOptions) -> dd.DataFrame:
         ddf = self._obj
-        kwargs = _with_model(task, kwargs)
+        model = _model(task, model)
         sample = ddf._meta_nonempty
-        series = accessor._column(sample, column)  # the pandas rules: missing, ambiguous, duplicated names
+        series = select_column(sample, column)  # the pandas rules: missing, ambiguous, duplicated names
         name = series.name.item() if isinstance(series.name, np.generic) else series.name
-        added, step = self._prepare(task, ddf._meta[name], name, {**kwargs, "progress": progress})
-        meta = ddf._meta.copy(deep=False)
-        for out in added.columns:
-            meta[out] = added[out].array
-        kwargs = {**kwargs, "model": _portable(kwargs["model"]), "progress": False}
-        result = ddf.map_partitions(_run_frame, task, name, kwargs, meta=meta, align_dataframes=False)
+        added, step = self._prepare(task, ddf._meta[name], name, model, options)
+        meta = with_columns(ddf._meta, added)
+        result = ddf.map_partitions(_run_frame, task, name, model, options.replace(progress=False), meta=meta,
+                                    align_dataframes=False)
         return _with_attrs(ddf, result, step)
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False, write_index: bool | None = None) -> Path:
@@ -251,8 +205,6 @@ class DaskDistilDataFrameAccessor(_Base):
         write_index
             Write the index as a column; by default only a named index (a default range index is not data).
         """
-        from .files import FileError
-
         ddf = self._obj
         step = _step_to_write(ddf)
         target = Path(path).expanduser()
@@ -292,38 +244,35 @@ class DaskDistilDataFrameAccessor(_Base):
 class DaskDistilSeriesAccessor(_Base):
     """DistilBERT on a Dask Series of texts: ``ddf["text"].distil.embed()``."""
 
-    def embed(self, *, model: str | os.PathLike | None = None, pooling: str = "mean", normalize: bool = True,
-              max_length: int = 512, batch_size: int | None = None, errors: str = "raise",
-              progress: bool | None = None, long_text: str = "truncate", stride: int = 128,
-              return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
-              cache: bool = True) -> dd.Series | dd.DataFrame:
+    def embed(self, *, model: str | os.PathLike | None = None, pooling: str = DEFAULTS.pooling,
+              normalize: bool = DEFAULTS.normalize, max_length: int = DEFAULTS.max_length,
+              batch_size: int | None = DEFAULTS.batch_size, errors: str = DEFAULTS.errors,
+              progress: bool | None = DEFAULTS.progress, long_text: str = DEFAULTS.long_text,
+              stride: int = DEFAULTS.stride, return_status: bool = DEFAULTS.return_status,
+              precision: str = DEFAULTS.precision, num_threads: int | None = DEFAULTS.num_threads,
+              cache: bool = DEFAULTS.cache) -> dd.Series | dd.DataFrame:
         """Lazily embed the texts: a Series ``<name>_embedding`` (a frame with ``return_status=True``)."""
-        kwargs = dict(model=model, pooling=pooling, normalize=normalize, max_length=max_length,
-                      batch_size=batch_size, errors=errors, long_text=long_text, stride=stride,
-                      return_status=return_status, precision=precision, num_threads=num_threads, cache=cache)
-        return self._map("embed", kwargs, progress)
+        return self._map("embed", model, RunOptions.pick(locals()))
 
-    def classify(self, *, model: str | os.PathLike | None = None, max_length: int = 512,
-                 all_scores: bool = False, errors: str = "raise", progress: bool | None = None,
-                 batch_size: int | None = None, long_text: str = "truncate", stride: int = 128,
-                 return_status: bool = False, precision: str = "auto", num_threads: int | None = None,
-                 cache: bool = True) -> dd.DataFrame:
+    def classify(self, *, model: str | os.PathLike | None = None, max_length: int = DEFAULTS.max_length,
+                 all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
+                 progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
+                 long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,
+                 return_status: bool = DEFAULTS.return_status, precision: str = DEFAULTS.precision,
+                 num_threads: int | None = DEFAULTS.num_threads, cache: bool = DEFAULTS.cache) -> dd.DataFrame:
         """Lazily classify the texts: a frame of ``<name>_label`` and ``<name>_score``."""
-        kwargs = dict(model=model, max_length=max_length, all_scores=all_scores, errors=errors,
-                      batch_size=batch_size, long_text=long_text, stride=stride, return_status=return_status,
-                      precision=precision, num_threads=num_threads, cache=cache)
-        return self._map("classify", kwargs, progress)
+        return self._map("classify", model, RunOptions.pick(locals()))
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False, write_index: bool | None = None) -> Path:
         """Write a result of :meth:`embed` as a folder of Parquet parts (see the DataFrame accessor's)."""
         return self._obj.to_frame().distil.to_parquet(path, overwrite=overwrite, write_index=write_index)
 
-    def _map(self, task: str, kwargs: dict[str, Any], progress: bool | None) -> Any:
+    def _map(self, task: str, model: Any, options: RunOptions) -> Any:
         series = self._obj
-        kwargs = _with_model(task, kwargs)
-        meta, step = self._prepare(task, series._meta, series.name, {**kwargs, "progress": progress})
+        model = _model(task, model)
+        meta, step = self._prepare(task, series._meta, series.name, model, options)
         meta.index = series._meta.index
-        if task == "embed" and not kwargs["return_status"]:
+        if task == "embed" and not options.return_status:
             meta = meta.iloc[:, 0]
-        kwargs = {**kwargs, "model": _portable(kwargs["model"]), "progress": False}
-        return _with_attrs(series, series.map_partitions(_run_series, task, kwargs, meta=meta), step)
+        return _with_attrs(series, series.map_partitions(_run_series, task, model, options.replace(progress=False),
+                                                         meta=meta), step)

@@ -8,7 +8,8 @@ exception a Python user would expect, so ``except KeyError`` keeps working::
     ├── ColumnNotFoundError    (KeyError)     a column that is not in the frame
     ├── CheckpointError        (ValueError)   files on disk that are not a usable DistilBERT
     ├── ModelNotAvailableError (OSError)      weights that are not on disk and cannot be fetched
-    └── UnsupportedTaskError   (ValueError)   classify() on a model without a classification head
+    ├── UnsupportedTaskError   (ValueError)   classify() on a model without a classification head
+    └── FileError              (ValueError)   a file that cannot be read or written as asked
 
     DistilFrameWarning         (UserWarning)
     ├── TruncationWarning                     texts cut at max_length
@@ -29,11 +30,12 @@ import warnings
 __all__ = [
     "CacheWarning",
     "CasingWarning",
-    "EngineWarning",
     "CheckpointError",
     "ColumnNotFoundError",
     "DistilFrameError",
     "DistilFrameWarning",
+    "EngineWarning",
+    "FileError",
     "ModelNotAvailableError",
     "TestModelWarning",
     "TruncationWarning",
@@ -68,6 +70,10 @@ class ModelNotAvailableError(DistilFrameError, OSError):
 
 class UnsupportedTaskError(DistilFrameError, ValueError):
     """A task the chosen model cannot do, such as classify() with a base model."""
+
+
+class FileError(DistilFrameError, ValueError):
+    """A file that cannot be read or written as asked: wrong extension, unreadable, already there."""
 
 
 class DistilFrameWarning(UserWarning):

@@ -14,7 +14,7 @@
   the input file and the options are those of the interrupted run and continues
   from the first missing chunk. The result is identical row for row.
 
-The same executor and row rules (``distilframe.columns``) as the pandas accessor.
+The same pipeline, row rules (``_text``) and output schema (``_frame``) as the pandas accessor.
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from . import columns, executor
-from .errors import DistilFrameError
+import numpy as np
+
+from . import _fs as fs
+from ._frame import META_PREFIX, OutputSchema, file_metadata
+from ._options import DEFAULTS, RunOptions
+from ._text import missing_column, texts
+from .errors import FileError
 
 __all__ = ["FileError", "FileResult", "classify_file", "embed_file", "read_metadata"]
 
@@ -40,11 +44,6 @@ READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"
            ".ndjson": "jsonl", ".xlsx": "excel"}
 WRITERS = {"embed": (".parquet", ".pq"), "classify": (".parquet", ".pq", ".csv", ".tsv", ".xlsx")}
 PARTS_SUFFIX = ".distilframe-parts"
-META_PREFIX = "distilframe."
-
-
-class FileError(DistilFrameError, ValueError):
-    """A file that cannot be read or written as asked: wrong extension, unreadable, already there."""
 
 
 @dataclass(frozen=True)
@@ -65,20 +64,20 @@ def embed_file(
     column: str,
     model: str | os.PathLike | None = None,
     keep: Sequence[str] | None = None,
-    pooling: str = "mean",
-    normalize: bool = True,
-    max_length: int = 512,
-    long_text: str = "truncate",
-    stride: int = 128,
-    batch_size: int | None = None,
-    errors: str = "raise",
+    pooling: str = DEFAULTS.pooling,
+    normalize: bool = DEFAULTS.normalize,
+    max_length: int = DEFAULTS.max_length,
+    long_text: str = DEFAULTS.long_text,
+    stride: int = DEFAULTS.stride,
+    batch_size: int | None = DEFAULTS.batch_size,
+    errors: str = DEFAULTS.errors,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = DEFAULTS.progress,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    precision: str = "auto",
-    num_threads: int | None = None,
-    cache: bool = True,
+    precision: str = DEFAULTS.precision,
+    num_threads: int | None = DEFAULTS.num_threads,
+    cache: bool = DEFAULTS.cache,
 ) -> FileResult:
     """Embed the text column of a file into a Parquet file of ``keep`` columns plus ``<column>_embedding``.
 
@@ -110,12 +109,8 @@ def embed_file(
     >>> embed_file("reviews.parquet", "embeddings.parquet", column="text", keep=["id"])  # doctest: +SKIP
     FileResult(output=PosixPath('embeddings.parquet'), rows=1000000, chunks=100, resumed_chunks=0, ...)
     """
-    options = dict(pooling=pooling, normalize=normalize, max_length=max_length, long_text=long_text, stride=stride)
-    columns.check_options("embed", errors, {"normalize": normalize, "resume": resume, "overwrite": overwrite},
-                          pooling=pooling, max_length=max_length, long_text=long_text, stride=stride,
-                          batch_size=batch_size)
-    return _Job("embed", input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                progress, chunk_rows, precision, num_threads, cache).run()
+    return _Job("embed", input, output, column, model, keep, RunOptions.pick(locals()), resume, overwrite,
+                chunk_rows).run()
 
 
 def classify_file(
@@ -125,19 +120,19 @@ def classify_file(
     column: str,
     model: str | os.PathLike | None = None,
     keep: Sequence[str] | None = None,
-    all_scores: bool = False,
-    max_length: int = 512,
-    long_text: str = "truncate",
-    stride: int = 128,
-    batch_size: int | None = None,
-    errors: str = "raise",
+    all_scores: bool = DEFAULTS.all_scores,
+    max_length: int = DEFAULTS.max_length,
+    long_text: str = DEFAULTS.long_text,
+    stride: int = DEFAULTS.stride,
+    batch_size: int | None = DEFAULTS.batch_size,
+    errors: str = DEFAULTS.errors,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = DEFAULTS.progress,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    precision: str = "auto",
-    num_threads: int | None = None,
-    cache: bool = True,
+    precision: str = DEFAULTS.precision,
+    num_threads: int | None = DEFAULTS.num_threads,
+    cache: bool = DEFAULTS.cache,
 ) -> FileResult:
     """Classify the text column of a file: the same rows plus ``<column>_label`` and ``<column>_score``.
 
@@ -149,11 +144,8 @@ def classify_file(
     --------
     >>> classify_file("reviews.xlsx", "reviews-labelled.xlsx", column="review")  # doctest: +SKIP
     """
-    options = dict(all_scores=all_scores, max_length=max_length, long_text=long_text, stride=stride)
-    columns.check_options("classify", errors, {"all_scores": all_scores, "resume": resume, "overwrite": overwrite},
-                          max_length=max_length, long_text=long_text, stride=stride, batch_size=batch_size)
-    return _Job("classify", input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                progress, chunk_rows, precision, num_threads, cache).run()
+    return _Job("classify", input, output, column, model, keep, RunOptions.pick(locals()), resume, overwrite,
+                chunk_rows).run()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -178,59 +170,27 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def result_metadata(task: str, column: Any, options: dict[str, Any], *, name: str, checkpoint_hash: str,
-                    precision: str, max_positions: int, dim: int | None = None,
-                    labels: Sequence[str] = ()) -> dict[str, str]:
-    """The key-value metadata of a result file (without the ``distilframe.`` prefix): what made it.
-
-    Shared by the file pipeline and the Dask writer, so both kinds of output describe themselves alike.
-    """
-    from . import __version__
-
-    meta = {
-        "task": task,
-        "model": name,
-        "checkpoint_sha256": checkpoint_hash,
-        "column": column if isinstance(column, str) else json.dumps(column, default=str),
-        "distilframe_version": __version__,
-        "precision": precision,
-        **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in options.items()},
-    }
-    meta["max_length"] = str(min(options["max_length"], max_positions))
-    if task == "embed":
-        meta["dim"] = str(dim)
-    else:
-        meta["labels"] = json.dumps(list(labels))
-    return meta
-
-
 # ----------------------------------------------------------------------------------------- the job
 
 class _Job:
-    def __init__(self, task, input, output, column, model, keep, options, batch_size, errors, resume, overwrite,
-                 progress, chunk_rows, precision, num_threads, cache):
+    def __init__(self, task: str, input: Any, output: Any, column: str, model: Any, keep: Sequence[str] | None,
+                 options: RunOptions, resume: bool, overwrite: bool, chunk_rows: int) -> None:
         if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
             raise ValueError(f"Got chunk_rows={chunk_rows!r} but expected a positive integer, such as 10000.")
+        for flag, value in (("resume", resume), ("overwrite", overwrite)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"Got {flag}={value!r} but expected True or False.")
         self.task = task
         self.input = Path(input).expanduser()
         self.output = Path(output).expanduser()
         self.column = column
-        if model is None:
-            from .defaults import default_model
-
-            model = default_model(task)
         self.model = model
         self.keep = list(keep) if keep is not None else None
-        self.options = options
-        self.batch_size = batch_size
-        self.errors = errors
+        self.options = options.replace(progress=False)  # the job shows its own progress, per row
+        self.progress = options.progress
         self.resume = resume
         self.overwrite = overwrite
-        self.progress = progress
         self.chunk_rows = chunk_rows
-        self.precision = precision
-        self.num_threads = num_threads
-        self.cache = cache
         self.parts = self.output.with_name(self.output.name + PARTS_SUFFIX)
 
     def run(self) -> FileResult:
@@ -238,18 +198,17 @@ class _Job:
         reader = self._check_paths()
         names = reader.names
         if self.column not in names:
-            raise columns.missing_column(self.column, names)
+            raise missing_column(self.column, names)
         keep = names if self.keep is None else self.keep
         for name in keep:
             if name not in names:
-                raise columns.missing_column(name, names)
+                raise missing_column(name, names)
 
-        from .checkpoints import content_hash
-        from .manager import load_for
+        from ._pipeline import load
 
         # Before anything is written: a failure leaves nothing.
-        loaded = load_for(self.task, self.model, precision=self.precision, num_threads=self.num_threads)
-        meta = self._metadata(loaded, content_hash(loaded.checkpoint))
+        loaded = load(self.task, self.model, self.options)
+        meta = file_metadata(self.task, self.column, self.options, loaded)
         done = self._prepare_parts(meta)
 
         rows = 0
@@ -293,19 +252,14 @@ class _Job:
             raise FileError(f"The output folder {str(self.output.parent)!r} does not exist.")
         return _Reader(self.input, kind)
 
-    def _metadata(self, loaded, checkpoint_hash: str) -> dict[str, str]:
-        return result_metadata(self.task, self.column, self.options, name=loaded.name, checkpoint_hash=checkpoint_hash,
-                               precision=loaded.precision, max_positions=loaded.checkpoint.max_positions,
-                               dim=loaded.dim, labels=loaded.labels)
-
     def _prepare_parts(self, meta: dict[str, str]) -> int:
         """Chunks already done (resume), after checking that the input and options have not changed."""
         stat = self.input.stat()
         state = {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                 "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.errors, **meta}
+                 "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors, **meta}
         state_file = self.parts / "state.json"
         if self.parts.exists():
-            previous = _read_json(state_file)
+            previous = fs.read_json(state_file)
             if self.resume and previous == state:
                 done = 0
                 while (self.parts / f"part-{done:06d}.parquet").is_file():
@@ -321,30 +275,21 @@ class _Job:
                   "(pass --resume to continue such a run).", file=sys.stderr)
             shutil.rmtree(self.parts)
         self.parts.mkdir()
-        _write_json_atomic(state_file, state)
+        fs.atomic_write(state_file, json.dumps(state, indent=1, sort_keys=True))
         return 0
 
     def _process(self, table, keep: list[str], loaded, row_offset: int):
         import pandas as pd
-        import pyarrow as pa
 
-        from .arrow import embedding_arrow
+        from ._pipeline import run
 
         series = table.column(self.column).to_pandas()
         series.index = pd.RangeIndex(row_offset, row_offset + len(series))  # errors name file row numbers
         series.name = self.column
-        texts = columns.texts(series, self.errors)
-        opts = {k: v for k, v in self.options.items() if k != "all_scores"}
-        from .cache import default_cache
-
-        result = executor.run(texts, loaded, task=self.task, batch_size=self.batch_size, progress=False,
-                              cache=default_cache() if self.cache else None, **opts)
+        outcome = run(self.task, texts(series, self.options.errors), loaded, self.options)
         out = table.select(keep)
-        if self.task == "embed":
-            return _set_column(out, columns.out_name(self.column, "embedding"), embedding_arrow(result.values, result.valid))
-        for name, values in columns.classification(result, loaded.labels, self.column,
-                                                   self.options["all_scores"]).items():
-            array = pa.array(values, type=pa.string()) if values.dtype == object else pa.array(values, pa.float32())
+        for name, array in OutputSchema.for_model(self.task, self.column, self.options, loaded).to_arrow(
+                outcome.result).items():
             out = _set_column(out, name, array)
         return out
 
@@ -353,10 +298,7 @@ class _Job:
 
         parts = [self.parts / f"part-{i:06d}.parquet" for i in range(n_chunks)]
         meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.output.name}.tmp-", dir=self.output.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with fs.staged_file(self.output) as tmp:  # OUTPUT appears complete, with umask permissions
             import pyarrow as pa
 
             # Chunks of a CSV or JSON Lines file may infer different types (int, then float): unify.
@@ -389,9 +331,6 @@ class _Job:
                 frame = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
                 with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
                     frame.to_excel(writer, index=False)
-            os.replace(tmp, self.output)
-        finally:
-            tmp.unlink(missing_ok=True)
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
@@ -403,22 +342,8 @@ def _set_column(table, name: str, array):
 def _write_part(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)  # a part exists only once it is complete
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    with fs.staged_file(path) as tmp:  # a part exists only once it is complete
+        pq.write_table(table, tmp)
 
 
 def _progress_bar(progress: bool | None, total: int | None):

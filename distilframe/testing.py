@@ -138,10 +138,7 @@ def write_checkpoint(
     **dims
         ``hidden``, ``layers``, ``heads``, ``ffn``, ``positions`` (default a 32-wide, 2-layer model).
     """
-    from .engine import _quiet_imports
-
-    with _quiet_imports():
-        import paddle
+    from ._paddle import save_state
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,7 +169,7 @@ def write_checkpoint(
         (folder / "config.json").write_text(json.dumps(cfg, indent=1))
     if tokenizer_config:
         (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": not cased}))
-    paddle.save(state, str(folder / "model_state.pdparams"))
+    save_state(state, folder / "model_state.pdparams")
     return folder
 
 
@@ -193,7 +190,7 @@ def write_hf_checkpoint(
     """
     from safetensors.numpy import save_file
 
-    from .convert import _LINEARS, _RENAMES
+    from ._convert import LINEARS, RENAMES
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -203,9 +200,9 @@ def write_hf_checkpoint(
     state = random_state(cfg, seed=seed, num_labels=num_labels, weight_std=weight_std)
     hf_state = {}
     for name, value in state.items():
-        if name.endswith(".weight") and name.split(".")[-2] in _LINEARS:
+        if name.endswith(".weight") and name.split(".")[-2] in LINEARS:
             value = np.ascontiguousarray(value.T)
-        for old, new in _RENAMES:
+        for old, new in RENAMES:
             name = name.replace(new, old)
         hf_state[name] = value
     hf_config = {

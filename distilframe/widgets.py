@@ -34,9 +34,14 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError('distilframe.widgets needs ipywidgets: pip install "distilframe[widgets]"', name=e.name) from e
 
-from . import accessor, checkpoints, columns
-from .defaults import default_model, set_default_model
-from .registry import REGISTRY, _base_parameters, find
+from ._defaults import default_model, set_default_model
+from ._download import is_on_disk
+from ._frame import out_name, with_columns
+from ._options import DEFAULTS, LONG_TEXT, POOLINGS, TASKS, RunOptions
+from ._pipeline import pandas_result
+from ._registry import REGISTRY, base_parameters, find
+from ._resolve import resolve
+from ._text import is_text
 
 __all__ = ["ModelPicker", "RunPanel"]
 
@@ -170,7 +175,7 @@ class ModelPicker(w.VBox, _Background):
 
         def work() -> None:
             try:
-                checkpoints.resolve(spec.name)  # downloads (and converts) into the cache
+                resolve(spec.name)  # downloads (and converts) into the cache
                 message = _message("ok", f"{spec.name} is on disk.")
             except Exception as e:  # shown in the widget, not as a traceback
                 message = _message("error", _one_line(e))
@@ -184,7 +189,7 @@ class ModelPicker(w.VBox, _Background):
 
     @staticmethod
     def _options() -> list[tuple[str, str]]:
-        labels = [(f"{s.name}{'  ✓ on disk' if checkpoints.is_on_disk(s) else ''}", s.name) for s in REGISTRY]
+        labels = [(f"{s.name}{'  ✓ on disk' if is_on_disk(s) else ''}", s.name) for s in REGISTRY]
         return labels + [("Local checkpoint folder…", LOCAL)]
 
     def _program(self) -> Any:
@@ -218,7 +223,7 @@ class ModelPicker(w.VBox, _Background):
             self.status.value = _message("error", "Type the path of a checkpoint folder first.")
             return
         try:
-            checkpoints.resolve(Path(folder))
+            resolve(Path(folder))
         except Exception as e:
             self.status.value = _message("error", _one_line(e))
             return
@@ -245,11 +250,11 @@ class ModelPicker(w.VBox, _Background):
         if model is None:
             self.card.value = ""
             return
-        from .manager import manager
+        from ._manager import manager
 
         loaded = manager.loaded_names()
         if spec is not None:
-            on_disk = checkpoints.is_on_disk(spec)
+            on_disk = is_on_disk(spec)
             self.download_button.layout.display = None if not on_disk else "none"
             usable = not self.dropdown.disabled if enabled is None else enabled
             self.download_button.disabled = on_disk or self._downloading or not usable
@@ -259,27 +264,27 @@ class ModelPicker(w.VBox, _Background):
                 "Layers": spec.layers,
                 "Dimension": spec.hidden_size,
                 "Parameters": f"{spec.parameters / 1e6:.1f} M",
-                "Task": spec.task + (f" ({', '.join(spec.labels)})" if spec.labels else ""),
+                "Task": ", ".join(spec.tasks) + (f" ({', '.join(spec.labels)})" if spec.labels else ""),
                 "On disk": "yes" if on_disk else "no: Download fetches it",
                 "Loaded": "yes" if spec.name in loaded else "no",
             }
             title, about = spec.name, spec.description
         else:
             try:
-                ckpt = checkpoints.resolve(Path(model))
+                ckpt = resolve(Path(model))
             except Exception as e:
                 self.card.value = _message("error", _one_line(e))
                 return
             cfg = ckpt.config
             layers = int(cfg.get("num_hidden_layers", 0))
-            params = _base_parameters(int(cfg.get("vocab_size", 0)), ckpt.hidden_size, layers,
+            params = base_parameters(int(cfg.get("vocab_size", 0)), ckpt.hidden_size, layers,
                                       int(cfg.get("intermediate_size", 4 * ckpt.hidden_size)), ckpt.max_positions)
             facts = {
                 "Cased": "no (lower-cases text)" if ckpt.do_lower_case else "yes",
                 "Layers": layers,
                 "Dimension": ckpt.hidden_size,
                 "Parameters": f"{params / 1e6:.1f} M",
-                "Task": f"classify ({', '.join(ckpt.labels)})" if ckpt.labels else "embedding",
+                "Task": f"embed, classify ({', '.join(ckpt.labels)})" if ckpt.labels else "embed",
                 "On disk": f"yes ({ckpt.path})",
                 "Loaded": "yes" if ckpt.name in loaded else "no",
             }
@@ -301,7 +306,7 @@ class RunPanel(w.VBox, _Background):
     ``truncated`` counts the rows longer than max length that were truncated.
     """
 
-    def __init__(self, df: pd.DataFrame, *, slice_rows: int = 1024) -> None:
+    def __init__(self, df: pd.DataFrame, *, slice_rows: int = 1024) -> None:  # accessor's panel() passes it on
         if not isinstance(slice_rows, int) or isinstance(slice_rows, bool) or slice_rows < 1:
             raise ValueError(f"Got slice_rows={slice_rows!r} but expected a positive integer.")
         self.df = df
@@ -317,13 +322,14 @@ class RunPanel(w.VBox, _Background):
         positions = _text_positions(df)
         self.column = w.Dropdown(options=[(str(df.columns[i]), i) for i in positions], description="Column",
                                  value=_longest(df, positions))
-        self.task = w.ToggleButtons(options=["embed", "classify"], value="embed", description="Task")
+        self.task = w.ToggleButtons(options=list(TASKS), value=TASKS[0], description="Task")
         self.picker = ModelPicker()
-        self.pooling = w.Dropdown(options=["mean", "cls"], value="mean", description="Pooling")
-        self.normalize = w.Checkbox(value=True, description="Normalize")
-        self.max_length = w.IntText(value=512, description="Max length")
-        self.long_text = w.Dropdown(options=[("truncate", "truncate"), ("read whole (chunks)", "chunk")],
-                                    value="truncate", description="Long texts")
+        self.pooling = w.Dropdown(options=list(POOLINGS), value=DEFAULTS.pooling, description="Pooling")
+        self.normalize = w.Checkbox(value=DEFAULTS.normalize, description="Normalize")
+        self.max_length = w.IntText(value=DEFAULTS.max_length, description="Max length")
+        shown = {"truncate": "truncate", "chunk": "read whole (chunks)"}
+        self.long_text = w.Dropdown(options=[(shown[mode], mode) for mode in LONG_TEXT], value=DEFAULTS.long_text,
+                                    description="Long texts")
         self.run_button = w.Button(description="Run", icon="play", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=max(1, len(df)), description="Rows")
@@ -361,15 +367,14 @@ class RunPanel(w.VBox, _Background):
             if self.state == "running" or self.run_button.disabled:
                 return
             position, task, model = self.column.value, self.task.value, self.picker.value
-            options: dict[str, Any] = {"max_length": self.max_length.value, "long_text": self.long_text.value}
-            if task == "embed":
-                options.update(pooling=self.pooling.value, normalize=self.normalize.value)
             try:
                 if model is None:
                     raise ValueError("No model chosen: pick one in the list, or type a checkpoint folder and "
                                      "Use folder.")
-                flags = {"normalize": options["normalize"]} if task == "embed" else {}
-                columns.check_options(task, "raise", flags, **{k: v for k, v in options.items() if k != "normalize"})
+                # Status is read back for the truncation count; the panel shows its own progress.
+                options = RunOptions(max_length=self.max_length.value, long_text=self.long_text.value,
+                                     pooling=self.pooling.value, normalize=self.normalize.value, progress=False,
+                                     return_status=True)
             except Exception as e:
                 self._fail(e)
                 return
@@ -408,10 +413,9 @@ class RunPanel(w.VBox, _Background):
     def _on_task_controls(self) -> None:
         self.pooling.disabled = self.normalize.disabled = self.task.value != "embed"
 
-    def _work(self, position: int, task: str, model: Any, options: dict[str, Any]) -> None:
+    def _work(self, position: int, task: str, model: Any, options: RunOptions) -> None:
         df, n = self.df, len(self.df)
         name = df.columns[position]
-        run = accessor._embed if task == "embed" else accessor._classify
         start = time.perf_counter()
         pieces: list[pd.DataFrame] = []
         truncated = 0
@@ -430,18 +434,16 @@ class RunPanel(w.VBox, _Background):
             try:
                 for base in range(0, n, self.slice_rows) if n else [0]:
                     part = df.iloc[base:base + self.slice_rows, position]
-                    extra = {"all_scores": False} if task == "classify" else {}
-                    added = run(part, name, model=model, stride=128, batch_size=None, errors="raise", progress=False,
-                                return_status=True, precision="auto", num_threads=None, cache=True, warn_long=False,
-                                **options, **extra, on_progress=lambda d, t, b=base, s=len(part): report(d, t, b, s))
-                    status = added.pop(columns.out_name(name, "status"))
-                    added = added.drop(columns=[columns.out_name(name, "n_tokens")])
+                    added = pandas_result(task, part, model, options, name=name, warn_long=False,
+                                          on_progress=lambda d, t, b=base, s=len(part): report(d, t, b, s))
+                    status = added.pop(out_name(name, "status"))
+                    added = added.drop(columns=[out_name(name, "n_tokens")])
                     truncated += int((status == "truncated").sum())
                     pieces.append(added)
                     if self._stop.is_set() and base + len(part) < n:
                         raise Stopped
                 seconds = time.perf_counter() - start
-                result = accessor._with_columns(df, pd.concat(pieces))
+                result = with_columns(df, pd.concat(pieces))
                 rate = f" ({n / seconds:,.0f} rows/s)" if seconds > 0 and n else ""
                 note = (f" {truncated:,} rows were longer than max length and were truncated (Long texts: read whole "
                         "reads them in chunks)." if truncated else "")
@@ -450,7 +452,7 @@ class RunPanel(w.VBox, _Background):
                                                       f"panel.result.{note}"), preview=_preview(result))
             except Stopped:
                 done = sum(len(p) for p in pieces)
-                result = accessor._with_columns(df.iloc[:done], pd.concat(pieces)) if done else None
+                result = with_columns(df.iloc[:done], pd.concat(pieces)) if done else None
                 text = (f"Stopped: {done:,} of {n:,} rows done. panel.result holds those rows (the first {done:,})."
                         if done else f"Stopped before any row finished: no result (0 of {n:,} rows).")
                 outcome = dict(state="stopped", result=result, rows=done, seconds=time.perf_counter() - start,
@@ -488,7 +490,7 @@ class RunPanel(w.VBox, _Background):
 
 
 def _text_positions(df: pd.DataFrame) -> list[int]:
-    return [i for i in range(df.shape[1]) if accessor._is_text(df.iloc[:, i])]
+    return [i for i in range(df.shape[1]) if is_text(df.iloc[:, i])]
 
 
 def _longest(df: pd.DataFrame, positions: list[int]) -> int | None:
@@ -510,7 +512,7 @@ def _preview(frame: pd.DataFrame) -> str:
     for i in range(head.shape[1]):
         column = head.iloc[:, i]
         if str(column.dtype).startswith("fixed_size_list"):
-            from .arrow import to_numpy
+            from ._frame import to_numpy
 
             values = to_numpy(column)
             head.isetitem(i, [("—" if np.isnan(v).all() else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")

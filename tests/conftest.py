@@ -94,7 +94,7 @@ def empty_home(tmp_path, monkeypatch):
 @pytest.fixture
 def fresh_manager(monkeypatch):
     """A new, empty process-wide model manager for one test (to count builds)."""
-    from distilframe import manager as manager_mod
+    from distilframe import _manager as manager_mod
 
     fresh = manager_mod.ModelManager()
     monkeypatch.setattr(manager_mod, "manager", fresh)

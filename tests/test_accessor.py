@@ -7,9 +7,9 @@ import pytest
 
 import distilframe
 from conftest import SST2
-from distilframe import executor
+from distilframe import _run as executor
 from distilframe.errors import ColumnNotFoundError, TestModelWarning, TruncationWarning, UnsupportedTaskError
-from distilframe.manager import get_model
+from distilframe._manager import get_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::distilframe.TestModelWarning")
 
@@ -206,7 +206,7 @@ def test_series_classify_returns_two_columns(classifier_dir):
 
 
 def test_only_the_tiny_test_classifier_warns(monkeypatch):
-    from distilframe import manager as manager_mod
+    from distilframe import _manager as manager_mod
 
     monkeypatch.setattr(manager_mod, "_warned", set())
     monkeypatch.setattr(manager_mod, "manager", manager_mod.ModelManager())

@@ -11,11 +11,11 @@ import pytest
 
 import distilframe
 from conftest import TINY_SST2
-from distilframe import checkpoints
-from distilframe.cache import ROW_OVERHEAD, ResultCache, default_cache, settings_key
+from distilframe import _resolve as checkpoints
+from distilframe._result_cache import ROW_OVERHEAD, ResultCache, default_cache, settings_key
 from distilframe.cli import main
 from distilframe.errors import CheckpointError
-from distilframe.manager import get_model
+from distilframe._manager import get_model
 from distilframe.testing import write_checkpoint
 from servers import StaticServer
 
@@ -103,7 +103,7 @@ def test_several_processes_write_the_same_cache_at_once(tmp_path):
     store = ResultCache(home / "results.sqlite")
     assert store.info()["rows"] == 3 * 300 + 100
     loaded = get_model(folder)
-    from distilframe import executor
+    from distilframe import _run as executor
 
     texts = [f"row {i} of part 2" for i in range(300)]
     result = executor.run(texts, loaded, cache=store)
@@ -134,7 +134,7 @@ def bos(tmp_path, seeded_home):
 def test_two_processes_downloading_the_same_model_at_once(bos, tmp_path):
     server = StaticServer(bos)
     env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home"), "DISTILFRAME_ENDPOINT": server.url}
-    code = f"from distilframe import checkpoints; print(checkpoints.resolve({TINY_SST2!r}).path)"
+    code = f"from distilframe._resolve import resolve; print(resolve({TINY_SST2!r}).path)"
     try:
         jobs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
@@ -157,7 +157,7 @@ def test_a_damaged_weights_file_is_fetched_again_or_reported(bos, tmp_path, monk
         folder = checkpoints.resolve(TINY_SST2).path
         good = (folder / "model_state.pdparams").read_bytes()
         (folder / "model_state.pdparams").write_bytes(good[:-10] + b"0123456789")  # same size, other bytes
-        from distilframe import integrity
+        from distilframe import _fs as integrity
 
         integrity._verified.clear()
         checkpoints.resolve(TINY_SST2)  # online: fetched again

@@ -6,9 +6,11 @@ import pytest
 from distilframe.testing import write_checkpoint
 from conftest import TINY_SST2
 from servers import StaticServer
-from distilframe import checkpoints
+from distilframe import _resolve as checkpoints
+from distilframe._download import is_on_disk
+from distilframe._fs import STALE_SECONDS
 from distilframe.errors import CheckpointError, ModelNotAvailableError, UnknownModelError
-from distilframe.registry import lookup
+from distilframe._registry import lookup
 
 
 def test_registered_names_resolve_from_the_seeded_cache(seeded_home):
@@ -80,8 +82,8 @@ def test_download_builtin_and_community_models(bos, empty_home, monkeypatch, fre
         assert any(r.endswith("/config.json") for r in server.requests)
 
         # The downloaded model runs, and gives what the seeded copy of the same files gives.
-        from distilframe import executor
-        from distilframe.manager import ModelManager
+        from distilframe import _run as executor
+        from distilframe._manager import ModelManager
 
         downloaded = ModelManager().get(TINY_SST2)
         probs = executor.run(["a good movie", "a bad film"], downloaded, task="classify").values
@@ -125,7 +127,7 @@ def test_connection_cut_mid_file_leaves_no_partial_file(bos, empty_home, monkeyp
     folder = empty_home / "models" / TINY_SST2
     assert not folder.exists() or list(folder.iterdir()) == []  # the weights came first: nothing kept
     assert not any((empty_home / "tmp").iterdir())
-    assert not checkpoints.is_on_disk(lookup(TINY_SST2))
+    assert not is_on_disk(lookup(TINY_SST2))
 
 
 def test_unreachable_server_says_so(empty_home):
@@ -170,7 +172,7 @@ def test_staging_folders_of_killed_downloads_are_removed(bos, empty_home, monkey
     for folder in (stale, fresh):
         folder.mkdir(parents=True)
         (folder / "partial").write_bytes(b"x")
-    old = time.time() - 2 * checkpoints.STALE_SECONDS
+    old = time.time() - 2 * STALE_SECONDS
     os.utime(stale, (old, old))
     server = StaticServer(bos)
     monkeypatch.setenv("DISTILFRAME_ENDPOINT", server.url)

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 
 import distilframe
-from distilframe import checkpoints
+from distilframe import _resolve as checkpoints
 from distilframe.errors import CheckpointError
-from distilframe.manager import ModelManager
+from distilframe._manager import ModelManager
 from distilframe.testing import write_checkpoint, write_hf_checkpoint
 
 TEXTS = ["the cat is happy", "a bad movie", None, "hello world", "the cat is happy", "   "]
 
 
 def run(folder, task="embed", **options):
-    from distilframe import executor
+    from distilframe import _run as executor
 
     return executor.run(TEXTS, ModelManager().get(folder), task=task, **options)
 
@@ -32,7 +32,7 @@ def test_a_hugging_face_folder_gives_what_its_paddlenlp_twin_gives(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6, equal_nan=True)
     ckpt = checkpoints.resolve(hf)
     assert ckpt.name == str(hf.resolve()) and ckpt.labels == ("neg", "mid", "pos")
-    assert ckpt.path.parent == distilframe.config.converted_dir()
+    assert ckpt.path.parent == distilframe._config.converted_dir()
 
 
 def test_conversion_happens_once_and_again_when_the_files_change(tmp_path):
@@ -209,7 +209,7 @@ def test_bfloat16_weights_are_read(tmp_path):
 def test_leftovers_of_killed_conversions_are_swept_and_folders_are_shareable(tmp_path):
     import time
 
-    cache = distilframe.config.converted_dir()
+    cache = distilframe._config.converted_dir()
     cache.mkdir(parents=True, exist_ok=True)
     stale = cache / ".deadbeef.abcdef"
     stale.mkdir()
@@ -221,3 +221,19 @@ def test_leftovers_of_killed_conversions_are_swept_and_folders_are_shareable(tmp
     umask = os.umask(0)
     os.umask(umask)
     assert converted.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_the_conversion_key_is_the_bytes_it_always_was(tmp_path):
+    # The conversion cache is keyed by this digest: a change to it would orphan every cached conversion
+    # (and change every converted checkpoint's identity, so every result-cache key and export).
+    import hashlib
+
+    from distilframe import _convert
+
+    hf = write_hf_checkpoint(tmp_path / "hf", seed=31, num_labels=2, labels=["A", "B"])
+    vocab = _convert._vocabulary(hf)
+    settings = {**_convert._tokenizer_settings(hf, vocab), "added": []}
+    want = hashlib.sha256((hf / "model.safetensors").read_bytes() + (hf / "config.json").read_bytes()
+                          + "\n".join(vocab).encode() + json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    assert _convert._content_hash(hf / "model.safetensors", hf / "config.json", vocab, settings) == want
+    assert checkpoints.resolve(hf).path.name == want

@@ -39,7 +39,7 @@ def client(seeded_home):
 
 def builds(client) -> dict[str, dict[str, int]]:
     """Models built so far in each worker process, by name."""
-    return client.run(lambda: dict(__import__("distilframe.manager").manager.manager.builds))
+    return client.run(lambda: dict(__import__("distilframe._manager")._manager.manager.builds))
 
 
 def pandas(ddf) -> pd.DataFrame:
@@ -120,7 +120,7 @@ def test_cluster_results_equal_pandas_and_each_worker_loads_the_model_once(clien
     # Defined here, not at module level: cloudpickle sends it by value, so workers never import this
     # module (importing it would run conftest on a worker and point it at a new, empty cache).
     def _count_forward_calls():  # run on each worker: count the batches its model runs
-        from distilframe import executor
+        from distilframe import _run as executor
 
         if not hasattr(executor, "_test_calls"):
             real = executor._forward
@@ -158,7 +158,7 @@ def test_cluster_results_equal_pandas_and_each_worker_loads_the_model_once(clien
 
 def test_workers_run_one_thread_each_by_default(client):
     # Dask's nanny gives each worker process OMP_NUM_THREADS=1; distilframe honours it (no oversubscription).
-    threads = client.run(lambda: __import__("distilframe.config").config.num_threads())
+    threads = client.run(lambda: __import__("distilframe._config")._config.num_threads())
     assert set(threads.values()) == {1}
 
 

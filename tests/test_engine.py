@@ -8,8 +8,8 @@ import pytest
 from distilframe.testing import write_checkpoint
 from reference import reference_forward
 from conftest import TINY_SST2
-from distilframe import checkpoints
-from distilframe.engine import PaddleEngine
+from distilframe import _resolve as checkpoints
+from distilframe._engine import PaddleEngine
 from distilframe.errors import CheckpointError
 
 
@@ -116,7 +116,7 @@ def test_other_heads_are_ignored_so_such_checkpoints_still_embed(tmp_path):
     import paddle
 
     from distilframe.errors import UnsupportedTaskError
-    from distilframe.manager import ModelManager, load_for
+    from distilframe._manager import ModelManager, load_for
 
     folder = write_checkpoint(tmp_path / "ner", seed=15)  # a token classifier: classifier.* on every token
     state = paddle.load(str(folder / "model_state.pdparams"), return_numpy=True)
@@ -170,23 +170,23 @@ def test_thread_count_is_the_same_for_every_model_of_the_process(monkeypatch):
 
     import paddle
 
-    from distilframe import config
-    from distilframe import engine as engine_mod
+    from distilframe import _config as config
+    from distilframe import _engine as engine_mod
 
     calls = []
     monkeypatch.setattr(paddle.base.core, "set_num_threads", calls.append)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     monkeypatch.setattr(config, "_OMP_BEFORE_PADDLE", None)
     monkeypatch.delenv("DISTILFRAME_NUM_THREADS", raising=False)
-    engine_mod._import_paddle(1)  # an explicit num_threads
-    engine_mod._import_paddle(None)  # every available core
+    engine_mod._paddle.with_threads(1)  # an explicit num_threads
+    engine_mod._paddle.with_threads(None)  # every available core
     monkeypatch.setattr(config, "_OMP_BEFORE_PADDLE", "1")  # the user's OMP_NUM_THREADS=1
-    engine_mod._import_paddle(None)
-    engine_mod._import_paddle(None)
+    engine_mod._paddle.with_threads(None)
+    engine_mod._paddle.with_threads(None)
     monkeypatch.setenv("DISTILFRAME_NUM_THREADS", "2")
-    engine_mod._import_paddle(None)
+    engine_mod._paddle.with_threads(None)
     assert calls == [1, 3, 1, 1, 2]
-    assert engine_mod.available_cores() == 3
+    assert config.available_cores() == 3
     monkeypatch.setenv("DISTILFRAME_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="DISTILFRAME_NUM_THREADS='many'"):
-        engine_mod._import_paddle(None)
+        engine_mod._paddle.with_threads(None)

@@ -5,9 +5,10 @@ import pytest
 
 from reference import reference_forward
 from conftest import TINY_SST2
-from distilframe import executor
+from distilframe import _batches as batches
+from distilframe import _run as executor
 from distilframe.errors import TestModelWarning, TruncationWarning
-from distilframe.manager import get_model
+from distilframe._manager import get_model
 
 TEXTS = [
     "the cat is happy",
@@ -109,13 +110,13 @@ def test_short_texts_are_packed_and_give_the_same_embeddings(model, count_runs):
 
 def test_packed_batches_cover_every_input_once_within_the_budget():
     lengths = np.random.default_rng(0).integers(3, 300, 500)
-    batches = executor._packed_batches(lengths, 64, 2048, skip=np.array([0, 5]))
-    seen = sorted(i for batch in batches for row in batch for i in row)
+    planned = batches.plan(lengths, pack=True, batch_size=64, token_budget=2048, skip=np.array([0, 5]))
+    seen = sorted(i for batch in planned for row in batch for i in row)
     assert seen == sorted(set(range(500)) - {0, 5})
-    for batch in batches:
-        width = max(executor._round_up(int(sum(lengths[row]))) for row in batch)
+    for batch in planned:
+        width = max(batches.round_up(int(sum(lengths[row]))) for row in batch)
         assert len(batch) <= 64 and (len(batch) * width <= 2048 or len(batch) == 1)
-        assert all(sum(lengths[row]) <= max(executor.PACK_WIDTH, executor._round_up(int(lengths[row[0]])))
+        assert all(sum(lengths[row]) <= max(batches.PACK_WIDTH, batches.round_up(int(lengths[row[0]])))
                    for row in batch)
 
 
@@ -188,7 +189,7 @@ def test_work_is_done_in_bounded_chunks(model, monkeypatch):
 
 
 def test_max_length_is_capped_at_the_models_positions(tmp_path):
-    from distilframe.manager import ModelManager
+    from distilframe._manager import ModelManager
     from distilframe.testing import write_checkpoint
 
     short = ModelManager().get(write_checkpoint(tmp_path / "short", seed=30, positions=16))
@@ -262,11 +263,9 @@ def test_chunk_mode_reads_long_texts_whole_in_any_batch_order(model, classifier,
 
 
 def test_packed_batches_keep_a_token_budget_below_the_row_width():
-    from distilframe.executor import _packed_batches, _round_up
-
     lengths = np.full(40, 5)
-    batches = _packed_batches(lengths, batch_size=64, token_budget=16)
-    assert sorted(i for batch in batches for row in batch for i in row) == list(range(40))
-    for batch in batches:
-        widest = max(_round_up(int(sum(lengths[i] for i in row))) for row in batch)
+    planned = batches.plan(lengths, pack=True, batch_size=64, token_budget=16)
+    assert sorted(i for batch in planned for row in batch for i in row) == list(range(40))
+    for batch in planned:
+        widest = max(batches.round_up(int(sum(lengths[i] for i in row))) for row in batch)
         assert len(batch) * widest <= 16

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from conftest import SST2
-from distilframe import checkpoints
+from distilframe import _resolve as checkpoints
 from distilframe.errors import ModelNotAvailableError
-from distilframe.manager import ModelManager
+from distilframe._manager import ModelManager
 from distilframe.testing import write_hf_checkpoint
 from servers import HubServer
 
@@ -35,7 +35,7 @@ def test_the_default_classifier_downloads_converts_and_classifies(hub, tmp_path,
     assert ckpt.path.parent == tmp_path / "home/converted"
     assert any("/resolve/main/model.safetensors" in r for r in server.requests)
 
-    monkeypatch.setattr("distilframe.manager.manager", ModelManager())
+    monkeypatch.setattr("distilframe._manager.manager", ModelManager())
     texts = pd.Series(["a great film", "an awful film", None])
     by_name = texts.distil.classify(all_scores=True)  # the default classifier
     local = texts.distil.classify(model=root / REPO, all_scores=True)  # the same files, as a local folder

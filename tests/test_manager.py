@@ -6,9 +6,9 @@ import pytest
 
 from distilframe.testing import write_checkpoint
 from conftest import TINY_SST2
-from distilframe import manager as manager_mod
+from distilframe import _manager as manager_mod
 from distilframe.errors import CheckpointError, TestModelWarning
-from distilframe.manager import ModelManager
+from distilframe._manager import ModelManager
 
 
 def test_a_model_is_built_once_and_reused(fresh_manager):

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 import distilframe
-from distilframe.manager import ModelManager
+from distilframe._manager import ModelManager
 from distilframe.testing import WORDS, make_vocab
 
 TINY = dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from distilframe.pooling import l2_normalize, pool, softmax
+from distilframe._pool import l2_normalize, pool, softmax
 
 
 def test_mean_pooling_averages_attended_tokens_only():

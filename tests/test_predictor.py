@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 import distilframe
-from distilframe import engine as engine_mod
+from distilframe import _config as config
+from distilframe import _engine as engine_mod
 from distilframe.errors import EngineWarning
-from distilframe.manager import ModelManager
+from distilframe._manager import ModelManager
 from distilframe.testing import write_checkpoint
 
 TEXTS = ["the cat is happy", "a bad movie, i hate it", "hello world", "ok", "the dog was good and we love the film"]
@@ -29,7 +30,7 @@ def test_the_default_engine_is_paddle_inference_and_matches_dygraph(tmp_path, mo
     monkeypatch.setenv("DISTILFRAME_ENGINE", "dygraph")
     dygraph = ModelManager().get(folder)
     assert isinstance(dygraph.engine, engine_mod.PaddleEngine)
-    from distilframe import executor
+    from distilframe import _run as executor
 
     a = executor.run(TEXTS, loaded).values
     b = executor.run(TEXTS, dygraph).values
@@ -38,12 +39,12 @@ def test_the_default_engine_is_paddle_inference_and_matches_dygraph(tmp_path, mo
 
 def test_the_export_is_made_once_and_reused_by_new_processes_without_paddlenlp(tmp_path):
     folder = write_checkpoint(tmp_path / "ckpt", seed=71, num_labels=2)
-    first = engine_mod.export(distilframe.checkpoints.resolve(folder))
+    first = engine_mod.export(distilframe._resolve.resolve(folder))
     stamp = (first / "encoder.pdiparams").stat().st_mtime_ns
     assert sorted(p.name for p in first.iterdir()) == ["classifier.json", "classifier.pdiparams",
                                                         "distilframe_manifest.json", "encoder.json",
                                                         "encoder.pdiparams", "info.json"]
-    assert engine_mod.export(distilframe.checkpoints.resolve(folder)) == first
+    assert engine_mod.export(distilframe._resolve.resolve(folder)) == first
     assert (first / "encoder.pdiparams").stat().st_mtime_ns == stamp
     code = ("import sys, pandas as pd, distilframe; "
             f"out = pd.Series(['the cat']).distil.classify(model={str(folder)!r}); "
@@ -109,7 +110,7 @@ def test_a_failing_predictor_falls_back_to_dygraph_with_one_warning(tmp_path, mo
     assert isinstance(loaded.engine, engine_mod.PaddleEngine) and loaded.precision == "fp32"
     with warnings.catch_warnings():
         warnings.simplefilter("error", EngineWarning)
-        from distilframe import executor
+        from distilframe import _run as executor
 
         assert executor.run(TEXTS, loaded).valid.all()
 
@@ -119,10 +120,10 @@ def test_threads_follow_the_option_and_cgroup_quotas(tmp_path):
     assert ModelManager().get(folder, num_threads=1).engine.threads == 1
     (tmp_path / "cg").mkdir()
     (tmp_path / "cg" / "cpu.max").write_text("150000 100000\n")
-    assert engine_mod._cgroup_quota(tmp_path / "cg") == 2
+    assert config._cgroup_quota(tmp_path / "cg") == 2
     (tmp_path / "cg" / "cpu.max").write_text("max 100000\n")
-    assert engine_mod._cgroup_quota(tmp_path / "cg") is None
-    assert engine_mod.available_cores() >= 1
+    assert config._cgroup_quota(tmp_path / "cg") is None
+    assert config.available_cores() >= 1
 
 
 def test_a_damaged_or_incomplete_export_is_made_again(tmp_path, monkeypatch):
@@ -131,7 +132,7 @@ def test_a_damaged_or_incomplete_export_is_made_again(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
     folder = write_checkpoint(tmp_path / "ckpt", seed=75)
     want = embed(folder, cache=False)
-    target = engine_mod.export(distilframe.checkpoints.resolve(folder))
+    target = engine_mod.export(distilframe._resolve.resolve(folder))
     params = target / "encoder.pdiparams"
     params.write_bytes(params.read_bytes()[:100])  # truncated
     with warnings.catch_warnings():
@@ -139,7 +140,7 @@ def test_a_damaged_or_incomplete_export_is_made_again(tmp_path, monkeypatch):
         got = distilframe.to_numpy(pd.Series(TEXTS).distil.embed(model=folder, cache=False, num_threads=1))
     np.testing.assert_allclose(got, want, atol=1e-5)
     (target / "info.json").unlink()  # an interrupted copy
-    assert engine_mod.export(distilframe.checkpoints.resolve(folder)) == target
+    assert engine_mod.export(distilframe._resolve.resolve(folder)) == target
     assert (target / "info.json").is_file()
     shutil.rmtree(tmp_path / "home", ignore_errors=True)
 
@@ -147,7 +148,7 @@ def test_a_damaged_or_incomplete_export_is_made_again(tmp_path, monkeypatch):
 def test_num_threads_is_honoured_after_the_model_is_loaded(tmp_path):
     folder = write_checkpoint(tmp_path / "ckpt", seed=76)
     manager = ModelManager()
-    assert manager.get(folder).engine.threads == engine_mod.available_cores()
+    assert manager.get(folder).engine.threads == config.available_cores()
     assert manager.get(folder, num_threads=1).engine.threads == 1
 
 
@@ -167,7 +168,7 @@ def test_bf16_long_texts_keep_their_positions(tmp_path):
     # Positions are counted in the graph; in bf16 a float count is exact only up to 256 (a bug once).
     from reference import reference_forward
 
-    from distilframe.manager import get_model
+    from distilframe._manager import get_model
     from distilframe.testing import WORDS
 
     folder = write_checkpoint(tmp_path / "ckpt", seed=73, weight_std=0.05)

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 import distilframe
-from distilframe import registry
+from distilframe import _registry as registry
 from distilframe.errors import UnknownModelError
 
 NAMES = [
@@ -31,10 +31,10 @@ def test_the_registered_weights_and_their_facts():
         assert spec.max_length == 512
         assert spec.languages and spec.layers and spec.hidden_size and spec.heads and spec.parameters
     tiny = by[NAMES[3]]
-    assert tiny.task == "sentiment" and tiny.labels == ("NEGATIVE", "POSITIVE")
+    assert tiny.tasks == ("embed", "classify") and tiny.labels == ("NEGATIVE", "POSITIVE")
     assert tiny.test_model and "no meaning" in tiny.description
     assert tiny.layers == 2 and tiny.hidden_size == 2
-    assert {s.task for s in registry.REGISTRY if s.name not in NAMES[3:]} == {"embedding"}
+    assert {s.tasks for s in registry.REGISTRY if s.name not in NAMES[3:]} == {("embed",)}
     sst2 = by[NAMES[4]]
     assert sst2.source == "huggingface" and sst2.hub_id == "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     assert sst2.labels == ("NEGATIVE", "POSITIVE") and not sst2.test_model and "91.3%" in sst2.description
@@ -105,13 +105,13 @@ def test_hub_names():
 def test_models_table_shows_disk_and_memory_state(tmp_path, monkeypatch, fresh_manager):
     table = distilframe.models()
     assert list(table["name"]) == NAMES
-    for column in ("aliases", "task", "languages", "cased", "layers", "hidden_size", "heads", "parameters",
+    for column in ("aliases", "tasks", "languages", "cased", "layers", "hidden_size", "heads", "parameters",
                    "max_length", "labels", "on_disk", "loaded", "path", "description"):
         assert column in table.columns
     assert table["on_disk"].all()  # the session cache is seeded
     assert not table["loaded"].any()
 
-    from distilframe.manager import get_model
+    from distilframe._manager import get_model
 
     get_model("uncased")
     table = distilframe.models().set_index("name")

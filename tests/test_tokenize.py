@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from distilframe.testing import make_vocab
-from distilframe.tokenize import WordPieceTokenizer
+from distilframe._tokens import WordPieceTokenizer
 
 
 @pytest.fixture(scope="module")

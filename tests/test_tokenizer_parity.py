@@ -8,7 +8,7 @@ from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 from transformers import DistilBertTokenizerFast
 
-from distilframe.tokenize import WordPieceTokenizer
+from distilframe._tokens import WordPieceTokenizer
 from tokenizer_corpus import corpus
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -11,7 +11,7 @@ import pytest
 
 import distilframe
 from conftest import SST2
-from distilframe.defaults import default_model, reset_default_models
+from distilframe._defaults import default_model, reset_default_models
 from distilframe.widgets import ModelPicker, RunPanel
 
 TEXTS = ["the cat is happy", "a bad movie", None, "hello world", "the cat is happy", "   ", "good film, i love it",
@@ -43,7 +43,7 @@ def uncached(frame: pd.DataFrame, tag: str) -> pd.DataFrame:
 
 def held_batches(monkeypatch) -> tuple[threading.Event, threading.Event]:
     """(started, release): each model batch sets ``started``, then waits for ``release``."""
-    from distilframe import executor
+    from distilframe import _run as executor
 
     started, release = threading.Event(), threading.Event()
     real = executor._forward
@@ -85,7 +85,7 @@ def test_picker_lists_every_registered_model_and_shows_its_card():
     picker = ModelPicker()
     assert picker._path_row.layout.display == "none"  # the folder field shows for "Local checkpoint folder…" only
     names = [value for _, value in picker.dropdown.options]
-    assert names[:-1] == [spec.name for spec in distilframe.registry.REGISTRY] and names[-1] == "__local__"
+    assert names[:-1] == [spec.name for spec in distilframe._registry.REGISTRY] and names[-1] == "__local__"
     assert picker.value == distilframe.DEFAULT_EMBEDDER
     for fact in ("Language", "Cased", "Layers", "Dimension", "Parameters", "Task", "On disk", "Loaded"):
         assert fact in picker.card.value
@@ -182,7 +182,7 @@ def test_panel_classifies_in_slices_with_the_same_result(frame):
 
 
 def test_stop_ends_the_run_after_the_current_batch_and_keeps_the_finished_rows(frame, monkeypatch):
-    from distilframe import executor
+    from distilframe import _run as executor
 
     frame = uncached(frame, "stop-after-batch")
     panel = frame.distil.panel(slice_rows=5)
@@ -245,7 +245,7 @@ def test_errors_show_in_the_panel_as_one_readable_line(frame, monkeypatch, tmp_p
 
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "empty"))  # nothing on disk, and offline
     monkeypatch.setenv("DISTILFRAME_OFFLINE", "1")
-    distilframe.manager.manager.clear()
+    distilframe._manager.manager.clear()
     panel = frame.distil.panel()
     panel.run()
     finish(panel)

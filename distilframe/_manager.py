@@ -1,9 +1,8 @@
 """Load each model once per process and keep it: a thread-safe LRU of loaded models.
 
-A model is keyed by its checkpoint folder and the size and modification time of
-each file in it, so a checkpoint changed on disk (weights, config, vocabulary) is
-loaded afresh. The number
-of models kept is ``DISTILFRAME_MAX_LOADED_MODELS`` (default 2); the least
+A model is keyed by its checkpoint folder and content hash (``_checkpoint.content_hash``), so a
+checkpoint changed on disk (weights, config, vocabulary, tokenizer settings) is loaded afresh.
+The number of models kept is ``DISTILFRAME_MAX_LOADED_MODELS`` (default 2); the least
 recently used one is dropped first.
 """
 
@@ -16,16 +15,18 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import checkpoints, config
-from .checkpoints import Checkpoint
-from .errors import CheckpointError, TestModelWarning, warn
-from .registry import REGISTRY
+from . import _config as config
+from ._checkpoint import Checkpoint, content_hash
+from ._download import folder, is_on_disk
+from ._registry import REGISTRY, find, no_head_message
+from ._resolve import resolve
+from .errors import CheckpointError, EngineWarning, TestModelWarning, UnsupportedTaskError, warn
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .engine import PaddleEngine, PredictorEngine
-    from .tokenize import WordPieceTokenizer
+    from ._engine import PaddleEngine, PredictorEngine
+    from ._tokens import WordPieceTokenizer
 
 __all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models"]
 
@@ -80,15 +81,15 @@ class ModelManager:
     def get(self, model: str | os.PathLike, *, precision: str | None = "auto",
             num_threads: int | None = None) -> LoadedModel:
         """The loaded model for a name or a checkpoint folder, building it on first use."""
-        from .engine import resolve_precision
+        from ._engine import resolve_precision
 
         precision = resolve_precision(precision)
-        checkpoint = checkpoints.resolve(model)
+        checkpoint = resolve(model)
         # The same folder can be read with other tokenizer settings (a registered name's casing comes from
         # the registry, a path's from its files) and run with other threads: each is its own model.
         tokenizer = (checkpoint.do_lower_case, checkpoint.strip_accents, checkpoint.tokenize_chinese_chars,
                      json.dumps(list(checkpoint.added_tokens), sort_keys=True))
-        key = (_key(checkpoint), precision, num_threads, tokenizer)
+        key = (str(checkpoint.path), content_hash(checkpoint), precision, num_threads, tokenizer)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -121,9 +122,8 @@ class ModelManager:
             self._models.clear()
 
     def _build(self, checkpoint: Checkpoint, precision: str, num_threads: int | None) -> LoadedModel:
-        from .engine import PaddleEngine, PredictorEngine
-        from .errors import EngineWarning
-        from .tokenize import WordPieceTokenizer
+        from ._engine import PaddleEngine, PredictorEngine
+        from ._tokens import WordPieceTokenizer
 
         if checkpoint.spec is not None and checkpoint.spec.test_model and checkpoint.name not in _warned:
             _warned.add(checkpoint.name)
@@ -178,16 +178,6 @@ class ModelManager:
                            precision=precision)
 
 
-def _key(checkpoint: Checkpoint) -> tuple:
-    """The folder and the size and time of each of its files: a file replaced on disk means a new model."""
-    stamps = []
-    for path in sorted(checkpoint.path.iterdir()):
-        if path.is_file():
-            st = path.stat()
-            stamps.append((path.name, st.st_size, st.st_mtime_ns))
-    return (str(checkpoint.path), tuple(stamps))
-
-
 manager = ModelManager()
 
 
@@ -200,27 +190,14 @@ def get_model(model: str | os.PathLike, *, precision: str | None = "auto",
 def load_for(task: str, model: str | os.PathLike, *, precision: str | None = "auto",
              num_threads: int | None = None) -> LoadedModel:
     """The loaded model, refused early (before any download) if it cannot do ``task``."""
-    from .errors import UnsupportedTaskError
-    from .registry import find
-
     if task == "classify":
         spec = find(model) if isinstance(model, str) else None
         if spec is not None and not spec.can_classify:
-            raise UnsupportedTaskError(_no_head_message(spec.name))
+            raise UnsupportedTaskError(no_head_message(spec.name))
     loaded = get_model(model, precision=precision, num_threads=num_threads)
     if task == "classify" and not loaded.engine.has_classifier:
-        raise UnsupportedTaskError(_no_head_message(loaded.name))
+        raise UnsupportedTaskError(no_head_message(loaded.name))
     return loaded
-
-
-def _no_head_message(name: str) -> str:
-    from .registry import DEFAULT_CLASSIFIER
-
-    return (
-        f"Model {name!r} has no trained classification head, so it cannot classify. "
-        "Use embed() with it, or a fine-tuned sequence-classification checkpoint "
-        f"(such as the default, {DEFAULT_CLASSIFIER!r})."
-    )
 
 
 def models() -> "pd.DataFrame":
@@ -229,7 +206,7 @@ def models() -> "pd.DataFrame":
     Examples
     --------
     >>> import distilframe
-    >>> distilframe.models()[["name", "task", "on_disk"]]  # doctest: +SKIP
+    >>> distilframe.models()[["name", "tasks", "on_disk"]]  # doctest: +SKIP
     """
     import pandas as pd
 
@@ -240,7 +217,7 @@ def models() -> "pd.DataFrame":
             {
                 "name": spec.name,
                 "aliases": ", ".join(spec.aliases),
-                "task": spec.task,
+                "tasks": ", ".join(spec.tasks),
                 "languages": spec.languages,
                 "cased": spec.cased,
                 "layers": spec.layers,
@@ -249,9 +226,9 @@ def models() -> "pd.DataFrame":
                 "parameters": spec.parameters,
                 "max_length": spec.max_length,
                 "labels": ", ".join(spec.labels),
-                "on_disk": checkpoints.is_on_disk(spec),
+                "on_disk": is_on_disk(spec),
                 "loaded": spec.name in loaded,
-                "path": str(checkpoints.folder(spec)),
+                "path": str(folder(spec)),
                 "description": spec.description,
             }
         )

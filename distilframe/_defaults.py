@@ -12,7 +12,10 @@ import os
 import threading
 from typing import Any
 
-from .registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER
+from ._options import check_task
+from ._registry import DEFAULT_CLASSIFIER, DEFAULT_EMBEDDER, find, hub_spec, no_head_message
+from ._resolve import resolve
+from .errors import UnsupportedTaskError
 
 __all__ = ["default_model", "reset_default_models", "set_default_model"]
 
@@ -23,8 +26,7 @@ _lock = threading.Lock()
 
 def default_model(task: str) -> str | os.PathLike:
     """The model ``task`` ("embed" or "classify") uses when none is given."""
-    if task not in _BUILTIN:
-        raise ValueError(f"Got task={task!r} but expected 'embed' or 'classify'.")
+    check_task(task)
     with _lock:
         return _session.get(task, _BUILTIN[task])
 
@@ -43,14 +45,11 @@ def set_default_model(model: str | os.PathLike, task: str | None = None) -> dict
     >>> distilframe.set_default_model("sst2")  # doctest: +SKIP
     {'embed': 'distilbert-base-uncased-finetuned-sst-2-english', 'classify': '...sst-2-english'}
     """
-    from .errors import UnsupportedTaskError
-    from .manager import _no_head_message
-
     if task is not None and task not in _BUILTIN:
         raise ValueError(f"Got task={task!r} but expected 'embed', 'classify' or None (every task it can do).")
     name, can_classify = _check(model)
     if task == "classify" and not can_classify:
-        raise UnsupportedTaskError(_no_head_message(str(name)))
+        raise UnsupportedTaskError(no_head_message(str(name)))
     tasks = [task] if task else ["embed"] + (["classify"] if can_classify else [])
     with _lock:
         for t in tasks:
@@ -66,14 +65,11 @@ def reset_default_models() -> None:
 
 def _check(model: str | os.PathLike) -> tuple[str | os.PathLike, bool]:
     """The canonical name (or the path) and whether it can classify, without downloading anything."""
-    from . import checkpoints
-    from .registry import find, hub_spec
-
     if isinstance(model, str) and model[:3].lower() == "hf:":
         hub_spec(model[3:])  # validates owner/repo
         return model, True  # known only once downloaded; classify() refuses a model without a head
     spec = find(model) if isinstance(model, str) else None
     if spec is not None:
         return spec.name, spec.can_classify
-    checkpoint = checkpoints.resolve(model)  # a folder: read its config (raises for unknown names)
+    checkpoint = resolve(model)  # a folder: read its config (raises for unknown names)
     return model, bool(checkpoint.labels)

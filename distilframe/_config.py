@@ -32,8 +32,8 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["cache_size", "converted_dir", "endpoint", "engine", "hf_endpoint", "home", "max_loaded_models", "models_dir",
-           "num_threads", "offline", "precision"]
+__all__ = ["available_cores", "cache_size", "converted_dir", "endpoint", "engine", "hf_endpoint", "home",
+           "max_loaded_models", "models_dir", "native_bf16", "num_threads", "offline", "precision"]
 
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
 # told apart from Paddle's before paddle is imported: remember it when distilframe is imported.
@@ -137,6 +137,51 @@ def num_threads() -> int | None:
             raise ValueError(f"Got DISTILFRAME_NUM_THREADS={raw!r} but expected a positive integer, such as 2.")
         return value
     return _positive_int(_OMP_BEFORE_PADDLE)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (containers)."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        cores = max(1, os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(cores, quota)) if quota else cores
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole CPUs a container's CPU quota allows, or None without a quota."""
+    import math
+
+    try:  # cgroup v2: "max 100000" or "150000 100000"
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return math.ceil(int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return math.ceil(quota / period)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow.
+
+    ``cpuinfo`` is the file to read the CPU's flags from (tests pass another CPU's)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def _positive_int(raw: str | None) -> int | None:

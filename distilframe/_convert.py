@@ -21,29 +21,24 @@ head (``vocab_*``) is not used and not kept.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import json
 import shutil
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import config
-from .errors import CheckpointError
-from .integrity import damaged, write_manifest
+from . import _config as config
+from . import _fs as fs
+from ._checkpoint import ADDED_TOKENS, added_tokens, looks_cased
+from .errors import CasingWarning, CheckpointError, warn
 
-__all__ = ["ADDED_TOKENS", "HF_WEIGHTS", "convert", "is_huggingface"]
+__all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "convert", "is_huggingface"]
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-# Tokens added to the vocabulary after training, with their matching rules (transformers' AddedToken).
-ADDED_TOKENS = "distilframe_added_tokens.json"
-BASIC_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-STALE_SECONDS = 24 * 3600
-_RENAMES = (
+# Hugging Face names -> PaddleNLP names (testing.py writes Hugging Face checkpoints with them, backwards).
+RENAMES = (
     ("embeddings.LayerNorm.", "embeddings.layer_norm."),
     ("transformer.layer.", "encoder.layers."),
     ("attention.q_lin.", "self_attn.q_proj."),
@@ -55,12 +50,9 @@ _RENAMES = (
     ("ffn.lin2.", "linear2."),
     ("output_layer_norm.", "norm2."),
 )
-_LINEARS = ("q_proj", "k_proj", "v_proj", "out_proj", "linear1", "linear2", "pre_classifier", "classifier")
+LINEARS = ("q_proj", "k_proj", "v_proj", "out_proj", "linear1", "linear2", "pre_classifier", "classifier")
 _HEAD = ("pre_classifier.", "classifier.")
 _ACTIVATIONS = ("gelu", "relu")
-
-_hash_memo: dict[tuple, str] = {}
-_memo_lock = threading.Lock()
 
 
 def is_huggingface(folder: Path) -> bool:
@@ -98,12 +90,12 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
         )
     vocab = _vocabulary(src)
     tokenizer = _tokenizer_settings(src, vocab)
-    added = _added_tokens(src, len(vocab))
+    added = added_tokens(src, len(vocab))
     digest = _content_hash(weights, src / "config.json", vocab, {**tokenizer, "added": added})
     out = Path(target).expanduser().resolve() if target is not None else config.converted_dir() / digest
-    if out.exists() and _conversion_of(out) == digest and damaged(out):
+    if out.exists() and _conversion_of(out) == digest and fs.damaged(out):
         if target is not None:
-            raise CheckpointError(f"The conversion in {out} is damaged ({', '.join(damaged(out))} changed since it "
+            raise CheckpointError(f"The conversion in {out} is damaged ({', '.join(fs.damaged(out))} changed since it "
                                   "was written): delete the folder and convert again.")
         shutil.rmtree(out, ignore_errors=True)  # a cached conversion: made again from the source below
     if out.exists():
@@ -118,11 +110,7 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
             )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
-
-    locks = config.home() / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(locks / f"convert-{digest}.lock")):  # one process converts; the others wait, then reuse
+    with fs.file_lock(f"convert-{digest}"):  # one process converts; the others wait, then reuse
         if _conversion_of(out) == digest:
             return out
         return _write(src, out, hf_config, weights, vocab, tokenizer, added, digest, target)
@@ -130,15 +118,13 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
 
 def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str], tokenizer: dict,
            added: list[dict], digest: str, target: Any) -> Path:
-    _remove_stale(out.parent, f".{out.name}." if target is not None else ".")
+    from ._paddle import save_state
+
+    fs.sweep_stale(out.parent, f".{out.name}.*" if target is not None else ".*")
     state = _to_paddle(_load_weights(weights), src)
     cfg = _paddle_config(hf_config, src, state)
     cfg["distilframe_source"] = {"path": str(src), "sha256": digest}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        from .engine import save_state
-
-        _make_shareable(tmp)
+    with fs.staged_folder(out, complete=lambda folder: (folder / "model_state.pdparams").is_file()) as tmp:
         if (src / "vocab.txt").is_file():
             shutil.copyfile(src / "vocab.txt", tmp / "vocab.txt")
         else:
@@ -148,16 +134,7 @@ def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str
         if added:
             (tmp / ADDED_TOKENS).write_text(json.dumps(added, indent=1), encoding="utf-8")
         save_state(state, tmp / "model_state.pdparams")
-        write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
-        if out.exists():  # an empty folder the caller named
-            out.rmdir()
-        try:
-            os.replace(tmp, out)  # atomic: readers see no folder or a complete one
-        except OSError:
-            if not (out / "model_state.pdparams").is_file():  # not a concurrent winner: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return out
 
 
@@ -170,68 +147,6 @@ def _conversion_of(folder: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return (cfg.get("distilframe_source") or {}).get("sha256")
-
-
-def _make_shareable(folder: Path) -> None:
-    # mkdtemp makes 0700 folders; a cache shared between users must stay readable, as umask allows.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-
-
-def _remove_stale(parent: Path, prefix: str) -> None:
-    """Remove temporary folders of conversions that were killed (older than a day)."""
-    import time
-
-    for old in parent.glob(prefix + "*"):
-        try:
-            if old.is_dir() and old.name.startswith(".") and time.time() - old.stat().st_mtime > STALE_SECONDS:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-
-
-def _added_tokens(src: Path, vocab_size: int) -> list[dict[str, Any]]:
-    """Tokens added after training (transformers' add_tokens / additional special tokens), with their ids
-    and matching rules, from tokenizer_config.json, tokenizer.json or added_tokens.json."""
-    found: dict[int, dict[str, Any]] = {}
-    tok_cfg = _json(src / "tokenizer_config.json")
-    for key, spec in (tok_cfg.get("added_tokens_decoder") or {}).items():
-        found[int(key)] = spec
-    for spec in (_json(src / "tokenizer.json").get("added_tokens") or []):
-        found.setdefault(int(spec["id"]), spec)
-    legacy = _json(src / "added_tokens.json")
-    specials = set(tok_cfg.get("additional_special_tokens") or [])
-    for content, index in legacy.items():
-        found.setdefault(int(index), {"content": content, "special": content in specials})
-    out = []
-    for index in sorted(found):
-        spec = found[index]
-        content = spec.get("content")
-        if not isinstance(content, str) or (content in BASIC_SPECIALS and index < vocab_size):
-            continue
-        special = bool(spec.get("special", False))
-        out.append({"content": content, "id": index, "special": special,
-                    "normalized": bool(spec.get("normalized", not special)),
-                    "lstrip": bool(spec.get("lstrip", False)), "rstrip": bool(spec.get("rstrip", False)),
-                    "single_word": bool(spec.get("single_word", False))})
-    return out
-
-
-def looks_cased(tokens) -> bool:
-    """Whether a vocabulary has upper-case word pieces: an uncased BERT vocabulary has none
-    (bracketed specials such as [CLS] aside)."""
-    return any(t != t.lower() for t in tokens if not (t.startswith("[") and t.endswith("]")))
-
-
-def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"Could not read {path}: {e}.") from e
-    return data if isinstance(data, dict) else {}
 
 
 def _read_config(src: Path) -> dict[str, Any]:
@@ -284,8 +199,6 @@ def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
     if "do_lower_case" not in settings:
         settings["do_lower_case"] = True  # transformers' default, so that the numbers are the same
         if looks_cased(vocab):
-            from .errors import CasingWarning, warn
-
             warn(f"{src} does not say whether its tokenizer lower-cases; lower-casing, as transformers does, "
                  "but its vocabulary has upper-case tokens. If the model is cased, add "
                  '{"do_lower_case": false} to its tokenizer_config.json.', CasingWarning)
@@ -295,24 +208,10 @@ def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
 
 
 def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict) -> str:
-    stat = weights.stat()
-    vocab_text = "\n".join(vocab).encode("utf-8")
-    memo_key = (str(weights), stat.st_size, stat.st_mtime_ns, cfg.read_bytes(), hashlib.sha256(vocab_text).digest(),
-                json.dumps(tokenizer, sort_keys=True))
-    with _memo_lock:
-        if memo_key in _hash_memo:
-            return _hash_memo[memo_key]
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    h.update(cfg.read_bytes())
-    h.update(vocab_text)
-    h.update(json.dumps(tokenizer, sort_keys=True).encode("utf-8"))
-    digest = h.hexdigest()[:32]
-    with _memo_lock:
-        _hash_memo[memo_key] = digest
-    return digest
+    """The source's identity: its weights and config bytes, vocabulary and tokenizer settings (the same bytes
+    as every release so far, so that no conversion in a cache is orphaned)."""
+    extra = "\n".join(vocab).encode("utf-8") + json.dumps(tokenizer, sort_keys=True).encode("utf-8")
+    return fs.digest([weights, cfg], extra, names=False)[:32]
 
 
 def _load_weights(path: Path) -> dict[str, np.ndarray]:
@@ -378,7 +277,7 @@ def _to_paddle(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:
     for key, value in hf.items():
         name = key[len("distilbert."):] if key.startswith("distilbert.") else key
         if name.startswith(("embeddings.", "transformer.")):
-            for old, new in _RENAMES:
+            for old, new in RENAMES:
                 name = name.replace(old, new)
             name = "distilbert." + name
         elif not name.startswith(_HEAD):
@@ -386,7 +285,7 @@ def _to_paddle(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:
         if name.endswith("position_ids"):
             continue
         value = np.asarray(value, dtype=np.float32)
-        if name.endswith(".weight") and name.split(".")[-2] in _LINEARS:
+        if name.endswith(".weight") and name.split(".")[-2] in LINEARS:
             value = np.ascontiguousarray(value.T)
         out[name] = value
     if "distilbert.embeddings.word_embeddings.weight" not in out:

@@ -2,8 +2,8 @@
 
 Pure data: no file system, no network, no heavy imports. Where the files of
 each model live is recorded here: for PaddleNLP weights as paths relative to
-PaddleNLP's server (``distilframe.config.endpoint()``); for Hugging Face weights
-as a hub repository and file names. ``checkpoints`` does the fetching.
+PaddleNLP's server (``_config.endpoint()``); for Hugging Face weights
+as a hub repository and file names. ``_download`` does the fetching.
 
 Names that are not registered can still be used: a local folder (PaddleNLP or
 Hugging Face format), or ``hf:<owner>/<repo>`` for any DistilBERT on the
@@ -16,6 +16,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._options import TASKS
 from .errors import UnknownModelError
 
 __all__ = [
@@ -24,9 +25,13 @@ __all__ = [
     "REGISTRY",
     "ModelSpec",
     "RemoteFile",
+    "base_parameters",
+    "find",
     "hub_spec",
     "known_names",
     "lookup",
+    "no_head_message",
+    "unknown_model_message",
 ]
 
 
@@ -57,7 +62,6 @@ class ModelSpec:
 
     name: str
     aliases: tuple[str, ...]
-    task: str  # "embedding" or "sentiment"
     languages: str
     cased: bool
     layers: int
@@ -80,6 +84,12 @@ class ModelSpec:
     @property
     def can_classify(self) -> bool:
         return bool(self.labels)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """What the model can do, in the one task vocabulary (``_options.TASKS``): every model embeds;
+        one with a trained classification head (labels) classifies too."""
+        return TASKS if self.can_classify else TASKS[:1]
 
 
 def _base_config(vocab_size: int) -> dict[str, Any]:
@@ -127,7 +137,7 @@ def _community(repo: str) -> tuple[RemoteFile, ...]:
     )
 
 
-def _base_parameters(vocab_size: int, dim: int = 768, layers: int = 6, ffn: int = 3072, positions: int = 512) -> int:
+def base_parameters(vocab_size: int, dim: int = 768, layers: int = 6, ffn: int = 3072, positions: int = 512) -> int:
     embeddings = vocab_size * dim + positions * dim + 2 * dim
     layer = 4 * (dim * dim + dim) + (dim * ffn + ffn) + (ffn * dim + dim) + 4 * dim
     return embeddings + layers * layer
@@ -151,14 +161,13 @@ REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="distilbert-base-uncased",
         aliases=("uncased",),
-        task="embedding",
         languages="English",
         cased=False,
         layers=6,
         hidden_size=768,
         heads=12,
         vocab_size=30522,
-        parameters=_base_parameters(30522),
+        parameters=base_parameters(30522),
         description="DistilBERT base, lower-cased English. PaddleNLP built-in weights.",
         files=_uncased_files,
         generated_files=_uncased_generated,
@@ -166,14 +175,13 @@ REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="distilbert-base-cased",
         aliases=("cased",),
-        task="embedding",
         languages="English",
         cased=True,
         layers=6,
         hidden_size=768,
         heads=12,
         vocab_size=28996,
-        parameters=_base_parameters(28996),
+        parameters=base_parameters(28996),
         description="DistilBERT base, cased English. PaddleNLP built-in weights.",
         files=_cased_files,
         generated_files=_cased_generated,
@@ -181,21 +189,19 @@ REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="renmada/distilbert-base-multilingual-cased",
         aliases=("multilingual",),
-        task="embedding",
         languages="104 languages (Wikipedia)",
         cased=True,
         layers=6,
         hidden_size=768,
         heads=12,
         vocab_size=119547,
-        parameters=_base_parameters(119547),
+        parameters=base_parameters(119547),
         description="DistilBERT base multilingual, cased. PaddleNLP community weights converted by renmada.",
         files=_community("renmada/distilbert-base-multilingual-cased"),
     ),
     ModelSpec(
         name=_TINY,
         aliases=("sst2-tiny",),
-        task="sentiment",
         languages="English",
         cased=False,
         layers=2,
@@ -215,14 +221,13 @@ REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
         name=_SST2,
         aliases=("sst2",),
-        task="sentiment",
         languages="English",
         cased=False,
         layers=6,
         hidden_size=768,
         heads=12,
         vocab_size=30522,
-        parameters=_base_parameters(30522) + (768 * 768 + 768) + (768 * 2 + 2),
+        parameters=base_parameters(30522) + (768 * 768 + 768) + (768 * 2 + 2),
         description=(
             "DistilBERT base uncased fine-tuned on SST-2 (binary sentiment of English sentences); "
             "91.3% accuracy on the SST-2 dev set per its model card. Hugging Face weights, converted on first use."
@@ -266,7 +271,7 @@ def hub_spec(repo: str) -> ModelSpec:
     if len(parts) != 2 or not all(valid.match(p) and ".." not in p for p in parts):
         raise UnknownModelError(f"Got 'hf:{repo}' but a hub model is named 'hf:<owner>/<repo>' (letters, digits, "
                                 "'-', '_' and '.'), e.g. 'hf:distilbert/distilbert-base-uncased-finetuned-sst-2-english'.")
-    return ModelSpec(name=f"hf:{repo}", aliases=(), task="unknown", languages="", cased=False, layers=0,
+    return ModelSpec(name=f"hf:{repo}", aliases=(), languages="", cased=False, layers=0,
                      hidden_size=0, heads=0, vocab_size=0, parameters=0,
                      description=f"Hugging Face hub repository {repo}", files=_huggingface_any(repo),
                      source="huggingface", hub_id=repo)
@@ -307,4 +312,13 @@ def unknown_model_message(name: str) -> str:
         f"Model {name!r} not found.{hint} Known models: {', '.join(repr(k) for k in keys)}. "
         "A local checkpoint folder (PaddleNLP or Hugging Face format) also works: pass its path; "
         "so does 'hf:<owner>/<repo>' for a DistilBERT on the Hugging Face hub."
+    )
+
+
+def no_head_message(name: str) -> str:
+    """The error for classify() with a model that has no trained classification head."""
+    return (
+        f"Model {name!r} has no trained classification head, so it cannot classify. "
+        "Use embed() with it, or a fine-tuned sequence-classification checkpoint "
+        f"(such as the default, {DEFAULT_CLASSIFIER!r})."
     )

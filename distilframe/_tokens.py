@@ -21,10 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["LONG_TEXT", "Encoded", "WordPieceTokenizer"]
+from ._options import LONG_TEXT
+
+__all__ = ["Encoded", "WordPieceTokenizer"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-LONG_TEXT = ("truncate", "chunk")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Run a DistilBERT checkpoint with Paddle: the only module that imports paddle and paddlenlp.
+"""Run a DistilBERT checkpoint with Paddle (imported through ``_paddle``, the one door to it).
 
 Two engines with one interface (``hidden_states``, ``logits``):
 
@@ -31,12 +31,8 @@ implementation of these weights. Guarantees, whatever the load path:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import sys
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -44,62 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from . import config
-from .checkpoints import Checkpoint
+from . import _config as config
+from . import _fs as fs
+from . import _paddle
+from ._checkpoint import Checkpoint, content_hash
+from ._config import available_cores, native_bf16
+from ._options import PRECISIONS
 from .errors import CheckpointError
 
-__all__ = ["PRECISIONS", "PaddleEngine", "PredictorEngine", "available_cores", "native_bf16", "resolve_precision",
-           "save_state"]
-
-PRECISIONS = ("auto", "fp32", "bf16")
+__all__ = ["GRAPH_VERSION", "PaddleEngine", "PredictorEngine", "export", "resolve_precision"]
 
 _PREFIX = "distilbert."
 _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
-
-
-def available_cores() -> int:
-    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (containers)."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        cores = max(1, os.cpu_count() or 1)
-    quota = _cgroup_quota()
-    return max(1, min(cores, quota)) if quota else cores
-
-
-def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """Whole CPUs a container's CPU quota allows, or None without a quota."""
-    import math
-
-    try:  # cgroup v2: "max 100000" or "150000 100000"
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return math.ceil(int(quota) / int(period))
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        if quota > 0 and period > 0:
-            return math.ceil(quota / period)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow.
-
-    ``cpuinfo`` is the file to read the CPU's flags from (tests pass another CPU's)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def resolve_precision(precision: str | None) -> str:
@@ -108,89 +60,10 @@ def resolve_precision(precision: str | None) -> str:
     if precision is None or precision == "auto":
         precision = config.precision()
         if precision == "auto":
-            precision = "bf16" if native_bf16() and not _gpu_visible() else "fp32"
+            precision = "bf16" if native_bf16() and not _paddle.gpu_visible() else "fp32"
     if precision not in PRECISIONS[1:]:
         raise ValueError(f"Got precision={precision!r} but expected 'auto', 'fp32' or 'bf16'.")
     return precision
-
-
-def _gpu_visible() -> bool:
-    if "paddle" not in sys.modules:
-        return False
-    paddle = sys.modules["paddle"]
-    try:
-        return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    except Exception:
-        return False
-
-
-def _import_paddle(num_threads: int | None) -> Any:
-    """Import paddle and give it a sensible thread count.
-
-    ``import paddle`` sets OMP_NUM_THREADS=1 when it is unset (and prints a warning when it
-    is set higher), which would run every matmul on one core. So the variable is left alone
-    and the count is set after the import, the same for every model of the process:
-    ``num_threads``, else ``config.num_threads()`` (DISTILFRAME_NUM_THREADS, or the user's
-    OMP_NUM_THREADS), else every core available to the process. Measured on 2 cores:
-    the same speed as OMP_NUM_THREADS=2, 1.5x that of one thread.
-    """
-    paddle = _paddle()
-    paddle.base.core.set_num_threads(num_threads or config.num_threads() or available_cores())
-    return paddle
-
-
-def _paddle() -> Any:
-    """``import paddle``, quietly: Paddle's C++ side logs INFO and WARNING lines through glog (export and
-    predictor details) to stderr, noise in notebooks and job logs. glog reads GLOG_minloglevel when paddle
-    loads, so it is set for the import only (errors still show; a user's own setting is kept)."""
-    if "paddle" in sys.modules:
-        return sys.modules["paddle"]
-    user = os.environ.get("GLOG_minloglevel")
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    try:
-        with _quiet_imports():
-            import paddle
-    except ImportError as e:
-        raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install 'paddlepaddle>=3.3,<3.4'.") from e
-    finally:
-        if user is None:
-            os.environ.pop("GLOG_minloglevel", None)
-    return paddle
-
-
-def _import_paddlenlp_models() -> tuple[Any, Any, Any]:
-    with _quiet_imports():
-        try:
-            from paddlenlp.transformers import (
-                DistilBertConfig,
-                DistilBertForSequenceClassification,
-                DistilBertModel,
-            )
-        except ImportError as e:
-            raise ImportError(
-                f"PaddleNLP could not be imported ({e}). paddlenlp 2.8.1 works only with "
-                "huggingface_hub<0.26, aistudio-sdk<0.3 and datasets<3; another package may have upgraded "
-                "them. Fix: pip install 'huggingface_hub<0.26' 'aistudio-sdk<0.3' 'datasets<3'."
-            ) from e
-    return DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
-
-
-@contextlib.contextmanager
-def _quiet_imports():
-    # Paddle and PaddleNLP warn about their own build tooling on import, and the `datasets` package
-    # they import logs which torch it found: nothing a user can act on, and noise in ETL logs.
-    import logging
-
-    datasets_log = logging.getLogger("datasets")
-    level = datasets_log.level
-    datasets_log.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No ccache found")
-            warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
-            yield
-    finally:
-        datasets_log.setLevel(level)
 
 
 def _packed_encoder(paddle: Any, model: Any) -> Any:
@@ -228,7 +101,7 @@ class PaddleEngine:
     Parameters
     ----------
     checkpoint
-        A resolved checkpoint (``distilframe.checkpoints.resolve``).
+        A resolved checkpoint (``_resolve.resolve``).
 
     Attributes
     ----------
@@ -239,12 +112,12 @@ class PaddleEngine:
     """
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
-        paddle = _import_paddle(num_threads)
-        DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel = _import_paddlenlp_models()
+        paddle = _paddle.with_threads(num_threads)
+        DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel = _paddle.paddlenlp_distilbert()
 
         self.checkpoint = checkpoint
         self.paddle_version = paddle.__version__
-        state = _load_state(paddle, checkpoint)
+        state = _load_state(checkpoint)
         architectures = " ".join(checkpoint.config.get("architectures") or [])
         if "pre_classifier.weight" not in state or any(
                 kind in architectures for kind in ("TokenClassification", "QuestionAnswering", "MultipleChoice")):
@@ -305,15 +178,10 @@ class PaddleEngine:
             return np.asarray(out.numpy(), dtype=np.float32)
 
 
-def save_state(state: dict[str, np.ndarray], path: Path) -> None:
-    """Write weights as a Paddle state dict (``model_state.pdparams``)."""
-    _paddle().save(state, str(path))
-
-
-def _load_state(paddle: Any, checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+def _load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     """The weights with encoder keys under ``distilbert.``, whatever prefix the file used."""
     try:
-        raw = paddle.load(str(checkpoint.weights_path), return_numpy=True)
+        raw = _paddle.load_state(checkpoint.weights_path)
     except Exception as e:
         fix = ("delete it and it will be downloaded again" if checkpoint.spec is not None
                else "replace it with a good copy of the checkpoint")
@@ -405,7 +273,7 @@ class PredictorEngine:
     """
 
     def __init__(self, checkpoint: Checkpoint, *, precision: str, num_threads: int | None = None) -> None:
-        self.paddle = _import_paddle(num_threads)
+        self.paddle = _paddle.with_threads(num_threads)
         self.paddle_version = self.paddle.__version__
         self.checkpoint = checkpoint
         self.precision = precision
@@ -432,11 +300,10 @@ class PredictorEngine:
 
     def _predictor(self, kind: str):
         if kind not in self._predictors:
-            from paddle.inference import Config, create_predictor
-
-            cfg = Config(str(self.folder / f"{kind}.json"), str(self.folder / f"{kind}.pdiparams"))
+            inference = self.paddle.inference
+            cfg = inference.Config(str(self.folder / f"{kind}.json"), str(self.folder / f"{kind}.pdiparams"))
             cfg.disable_glog_info()
-            if _gpu_visible():
+            if _paddle.gpu_visible():
                 cfg.enable_use_gpu(256, 0)
             else:
                 cfg.disable_gpu()
@@ -444,7 +311,7 @@ class PredictorEngine:
                 cfg.set_cpu_math_library_num_threads(self.threads)
                 if self.precision == "bf16":
                     cfg.enable_mkldnn_bfloat16()
-            predictor = create_predictor(cfg)
+            predictor = inference.create_predictor(cfg)
             inputs = [predictor.get_input_handle(n) for n in predictor.get_input_names()]
             output = predictor.get_output_handle(predictor.get_output_names()[0])
             self._predictors[kind] = (predictor, inputs, output)
@@ -464,42 +331,33 @@ class PredictorEngine:
 # What the exported graphs compute (their inputs' meaning): part of the export's cache key, so that a
 # change here never reuses an older export (and the result cache never serves its results).
 # 2: the encoder takes sequence numbers as its mask. 3: positions counted in integers (bf16 was wrong past 256).
-_GRAPH_VERSION = 3
+GRAPH_VERSION = 3
 
 
 def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     """The folder of the checkpoint's exported graphs, exporting them on first use (atomic, locked)."""
-    from filelock import FileLock
-
-    from .checkpoints import content_hash
-    from .integrity import damaged, write_manifest
-
-    paddle = _paddle()
-    key = (f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddlenlp_version()}"
-           f"-graph{_GRAPH_VERSION}")
+    paddle = _paddle.paddle()
+    key = (f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddle.paddlenlp_version()}"
+           f"-graph{GRAPH_VERSION}")
     compiled = config.home() / "compiled"
     target = compiled / key
-    if (target / "info.json").is_file() and not damaged(target):
+    if _complete(target):
         return target
-    locks = config.home() / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(locks / f"compiled-{key}.lock")):
-        if (target / "info.json").is_file() and not damaged(target):  # another process exported it meanwhile
+    with fs.file_lock(f"compiled-{key}"):
+        if _complete(target):  # another process exported it meanwhile
             return target
         if target.exists():  # damaged, or an interrupted copy without info.json: export it again
             shutil.rmtree(target, ignore_errors=True)
-        _remove_stale_exports(compiled)
+        fs.sweep_stale(compiled, ".*")
         dygraph = PaddleEngine(checkpoint, num_threads=num_threads)  # validates the weights against the config
-        compiled.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=compiled))
-        try:
-            from paddle.static import InputSpec
+        with fs.staged_folder(target) as tmp:
+            InputSpec = paddle.static.InputSpec
 
             specs = [InputSpec([None, None], "int64", "input_ids"), InputSpec([None, None], "int64", "attention_mask")]
             graphs = {"encoder": dygraph._encoder}
             if dygraph.has_classifier:
                 graphs["classifier"] = dygraph._model
-            with _quiet_imports(), warnings.catch_warnings():
+            with _paddle.quiet_imports(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface")
                 for kind, layer in graphs.items():
                     static = paddle.jit.to_static(layer, input_spec=specs, full_graph=True)
@@ -507,36 +365,9 @@ def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
             info = {"has_classifier": dygraph.has_classifier, "num_labels": dygraph.num_labels,
                     "hidden_size": dygraph.hidden_size, "paddle": paddle.__version__}
             (tmp / "info.json").write_text(json.dumps(info))
-            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
-            os.chmod(tmp, 0o755 & ~_umask())
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return target
 
 
-def _paddlenlp_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("paddlenlp")
-    except PackageNotFoundError:
-        return "none"
-
-
-def _remove_stale_exports(compiled: Path) -> None:
-    """Temporary folders of exports that were killed (older than a day)."""
-    import time
-
-    for old in compiled.glob(".*"):
-        try:
-            if old.is_dir() and time.time() - old.stat().st_mtime > 24 * 3600:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _complete(folder: Path) -> bool:
+    return (folder / "info.json").is_file() and not fs.damaged(folder)

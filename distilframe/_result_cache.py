@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import config
+from . import _config as config
 
 __all__ = ["ResultCache", "default_cache", "settings_key"]
 

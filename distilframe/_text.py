@@ -1,8 +1,7 @@
-"""The row rules, shared by every entry point (pandas accessor, files, Dask).
+"""Values to texts: the row rules and the column choice, shared by every entry point (pandas and
+Dask accessors, files, panel).
 
-From a column of values to texts for the executor, and from the executor's
-result to output columns, as plain numpy arrays that each entry point wraps in
-its own container (pandas, Arrow):
+From a column of values to the texts the executor takes (output columns: ``_frame``):
 
 * a missing value (None, NaN, pd.NA) gives a null result in its row, and so does
   a string with no token (empty, whitespace only, zero-width characters...);
@@ -12,9 +11,7 @@ its own container (pandas, Arrow):
 * a string that is not valid Unicode (lone surrogates) raises ValueError naming
   its rows, or has those characters replaced by U+FFFD with ``errors="coerce"``.
 
-Output columns are named after the input column: ``text`` -> ``text_embedding``,
-``text_label``, ``text_score``, ``text_score_<LABEL>``, ``text_n_tokens``,
-``text_status``; a MultiIndex column ``("a", "text")`` -> ``("a", "text_embedding")``.
+The text column may be omitted when a frame has exactly one string column.
 """
 
 from __future__ import annotations
@@ -22,25 +19,11 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import executor
 from .errors import ColumnNotFoundError
 
-__all__ = ["ERRORS", "check_options", "classification", "missing_column", "out_name", "status", "texts"]
-
-ERRORS = ("raise", "coerce")
-
-
-def check_options(task: str, errors: str, flags: dict[str, object], **options: Any) -> None:
-    """Reject bad options before any model is loaded or any text is read."""
-    if errors not in ERRORS:
-        raise ValueError(f"Got errors={errors!r} but expected 'raise' or 'coerce'.")
-    for flag, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"Got {flag}={value!r} but expected True or False.")
-    executor.check_options(task=task, **options)
+__all__ = ["is_text", "missing_column", "select_column", "string_columns", "texts"]
 
 
 def texts(series: pd.Series, errors: str) -> list[str | None]:
@@ -105,33 +88,6 @@ def _row_labels(series: pd.Series, values: Any, rows: list[int]) -> str:
     return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
 
 
-def out_name(name: Any, suffix: str) -> Any:
-    """``text`` -> ``text_<suffix>``; a MultiIndex column keeps its levels: ``("a", "text_<suffix>")``."""
-    if isinstance(name, tuple) and name:
-        return (*name[:-1], f"{name[-1]}_{suffix}")
-    return f"{'text' if name is None else name}_{suffix}"
-
-
-def classification(result: executor.Result, labels: tuple[str, ...], name: Any,
-                   all_scores: bool) -> dict[Any, np.ndarray]:
-    """Label (object array, None where there is no result), its score, and optionally every score."""
-    probs = result.values
-    best = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1)  # NaN rows (no result) are masked below
-    columns: dict[Any, np.ndarray] = {
-        out_name(name, "label"): np.where(result.valid, np.asarray(labels, dtype=object)[best], None),
-        out_name(name, "score"): probs[np.arange(len(probs)), best],
-    }
-    if all_scores:
-        for j, label in enumerate(labels):
-            columns[out_name(name, f"score_{label}")] = probs[:, j]
-    return columns
-
-
-def status(result: executor.Result, name: Any) -> dict[Any, np.ndarray]:
-    """Tokens before truncation (-1 where the value is missing) and what happened to each row."""
-    return {out_name(name, "n_tokens"): result.n_tokens, out_name(name, "status"): result.status}
-
-
 def missing_column(column: Any, names: list[Any]) -> ColumnNotFoundError:
     """The error for a column that is not there, with the closest match and the columns that are."""
     shown = [str(c) for c in names]
@@ -139,3 +95,58 @@ def missing_column(column: Any, names: list[Any]) -> ColumnNotFoundError:
     hint = f" Did you mean {names[shown.index(close[0])]!r}?" if close else ""
     listing = ", ".join(map(repr, names[:50])) + (" ..." if len(names) > 50 else "")
     return ColumnNotFoundError(f"Column {column!r} not found.{hint} Columns: {listing}")
+
+
+def is_text(series: pd.Series) -> bool:
+    """A column of strings: a string, Arrow string or categorical-of-strings dtype, or objects that are all
+    strings (in the first 100 non-missing values)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return is_text(pd.Series(dtype.categories))
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        t = dtype.pyarrow_dtype
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    if dtype == object:
+        sample = series.dropna().iloc[:100]
+        return len(sample) > 0 and all(isinstance(v, str) for v in sample)
+    return False
+
+
+def string_columns(df: pd.DataFrame) -> list[Any]:
+    """The names of ``df``'s text columns, in order."""
+    return [name for i, name in enumerate(df.columns) if is_text(df.iloc[:, i])]
+
+
+def select_column(df: pd.DataFrame, column: Any) -> pd.Series:
+    """The one text column ``column`` names (or the frame's only string column when it is None), with errors
+    that say what is wrong: a missing name (and the closest one), an ambiguous or a duplicated name."""
+    if column is None:
+        candidates = string_columns(df)
+        if len(candidates) == 1:
+            return select_column(df, candidates[0])
+        listed = ", ".join(map(repr, candidates)) or "none"
+        raise ValueError(
+            f"column= is needed: the frame has {len(candidates)} string columns ({listed}). "
+            "Name the text column, e.g. df.distil.embed('text')."
+        )
+    try:
+        present = column in df.columns
+    except TypeError:  # unhashable: a list, a dict...
+        raise TypeError(
+            f"Got column={column!r} ({type(column).__name__}) but expected one column name. "
+            "Run embed once per column."
+        ) from None
+    if not present:
+        raise missing_column(column, list(df.columns))
+    selected = df[column]
+    if isinstance(selected, pd.DataFrame):
+        found = ", ".join(map(repr, selected.columns[:5]))
+        if isinstance(df.columns, pd.MultiIndex) and not isinstance(column, tuple):
+            raise ValueError(f"{column!r} selects {selected.shape[1]} columns under it ({found}): "
+                             "pass the full tuple of the text column.")
+        raise ValueError(f"Column name {column!r} appears {selected.shape[1]} times; rename the duplicates first.")
+    return selected

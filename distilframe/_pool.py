@@ -1,12 +1,12 @@
-"""Pooling, normalisation and softmax: pure numpy, float32 in and out."""
+"""Pooling, window combining, normalisation and softmax: pure numpy, float32 in and out."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POOLINGS", "l2_normalize", "pool", "pool_packed", "sigmoid", "softmax"]
+from ._options import POOLINGS
 
-POOLINGS = ("mean", "cls")
+__all__ = ["POOLINGS", "combine", "l2_normalize", "pool", "pool_packed", "sigmoid", "softmax"]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
@@ -54,6 +54,28 @@ def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray
     sums = np.add.reduceat(flat[tokens].astype(np.float32, copy=False), starts, axis=0)
     counts = np.diff(np.r_[starts, len(tokens)]).astype(np.float32)
     return (sums / counts[:, None]).astype(np.float32)
+
+
+def combine(items: np.ndarray, owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """One row per text from the rows of its inputs (``owner[j]`` is input j's text): the inputs themselves
+    when each text has one, else their weighted mean (``weights``, default equal). Inputs with NaN rows
+    (not run) are left out; a text without any keeps a NaN row.
+
+    Examples
+    --------
+    >>> combine(np.array([[1., 1.], [3., 3.]], np.float32), np.array([0, 0]), 1, np.array([1, 3]))
+    array([[2.5, 2.5]], dtype=float32)
+    """
+    if len(owner) == n_texts:  # one input per text, in order
+        return items
+    w = np.ones(len(owner), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    run = ~np.isnan(items).any(axis=1)
+    total = np.zeros((n_texts, items.shape[1]), dtype=np.float64)
+    np.add.at(total, owner[run], items[run].astype(np.float64) * w[run, None])
+    norm = np.zeros(n_texts, dtype=np.float64)
+    np.add.at(norm, owner[run], w[run])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / norm[:, None]).astype(np.float32)  # 0/0: NaN for texts not run
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

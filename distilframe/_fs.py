@@ -1,0 +1,204 @@
+"""The disk idioms, in one place: file locks, atomic files and folders, stale sweeps, SHA-256 and
+manifests, and permissions that follow the umask.
+
+Every file distilframe writes (downloads, conversions, exports, result files, parts) goes through
+here, so that the rules hold everywhere:
+
+* **atomic**: a file or folder is written under a temporary name beside its target and renamed
+  into place when complete; readers see nothing or the whole thing;
+* **shareable**: what is written gets the permissions the umask gives (``mkstemp`` and ``mkdtemp``
+  make 0600 files and 0700 folders, which other users of a shared cache or ETL folder cannot read);
+* **locked**: work that two processes must not do at once (a download, a conversion, an export)
+  holds a file lock in ``<DISTILFRAME_HOME>/.locks``;
+* **verified**: a manifest (``distilframe_manifest.json``) records the size and SHA-256 of the files
+  written into a cache folder; sizes are checked on every use, hashes once per process per file
+  version, so a truncated or altered file is found before Paddle reads garbage from it;
+* **swept**: temporary folders left by killed processes are removed after a day.
+
+:func:`digest` is the one content hash: of a checkpoint's files (its identity in the result cache
+and the export cache) and of a conversion's source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from . import _config as config
+
+__all__ = ["MANIFEST", "STALE_SECONDS", "atomic_write", "damaged", "digest", "file_lock", "read_json",
+           "sha256", "shareable", "staged_file", "staged_folder", "sweep_stale", "umask", "write_manifest"]
+
+MANIFEST = "distilframe_manifest.json"
+STALE_SECONDS = 24 * 3600  # a temporary folder older than this belongs to a process that was killed
+_BLOCK = 1 << 20
+
+_verified: set[tuple] = set()
+_digests: dict[tuple, str] = {}
+_digest_lock = threading.Lock()
+
+
+def umask() -> int:
+    """The process's umask (read without changing it for longer than a call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shareable(path: Path) -> None:
+    """Give a file (0666) or a folder (0777) the permissions the umask allows."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask())
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest(files: Iterable[Path], extra: bytes = b"", *, names: bool = True) -> str:
+    """SHA-256 (hex) of the names (unless ``names=False``) and contents of ``files``, in order, then
+    ``extra``: a content hash.
+
+    Memoized per process by each file's size and modification time, so a repeated call costs a
+    ``stat`` per file; a file changed on disk is hashed again."""
+    files = list(files)
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) + (
+        names, hashlib.sha256(extra).digest())
+    with _digest_lock:
+        if stamp in _digests:
+            return _digests[stamp]
+    h = hashlib.sha256()
+    for f in files:
+        if names:
+            h.update(f.name.encode())
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(_BLOCK), b""):
+                h.update(block)
+    h.update(extra)
+    value = h.hexdigest()
+    with _digest_lock:
+        _digests[stamp] = value
+    return value
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, then rename it into place (umask permissions)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        shareable(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_file(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` for a writer that takes a path (Parquet, CSV, xlsx); when the
+    block succeeds the file is given umask permissions and renamed to ``target``. On failure it is removed."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        shareable(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path, *, complete: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """A new temporary folder beside ``target``; when the block succeeds it is renamed to ``target``.
+
+    The rename is atomic: readers see no folder or a complete one. An empty folder at ``target``
+    is replaced. If another process put a folder there meanwhile and ``complete(target)`` says it is
+    whole, that one is kept and this one dropped. On failure the temporary folder is removed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        shareable(tmp)
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if complete is None or not complete(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file_lock(name: str) -> Iterator[None]:
+    """Hold the lock ``name`` (``<DISTILFRAME_HOME>/.locks/<name>.lock``), shared by every process."""
+    from filelock import FileLock
+
+    locks = config.home() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / (name.replace("/", "--") + ".lock"))):
+        yield
+
+
+def sweep_stale(parent: Path, pattern: str, max_age: float = STALE_SECONDS) -> None:
+    """Remove the folders in ``parent`` matching ``pattern`` older than ``max_age`` seconds (left by
+    processes that were killed)."""
+    now = time.time()
+    for old in parent.glob(pattern):
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > max_age:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def write_manifest(folder: Path, names: Iterable[str]) -> None:
+    """Record the size and SHA-256 of ``names`` in ``folder``'s manifest (added to what it holds)."""
+    manifest = read_json(folder / MANIFEST) or {}
+    for name in names:
+        manifest[name] = {"size": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
+    atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1))
+
+
+def damaged(folder: Path) -> list[str]:
+    """Files of ``folder``'s manifest whose size or hash has changed (missing files are not listed)."""
+    bad = []
+    for name, record in (read_json(folder / MANIFEST) or {}).items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        st = path.stat()
+        stamp = (str(path), st.st_size, st.st_mtime_ns)
+        if st.st_size != record.get("size"):
+            bad.append(name)
+        elif stamp not in _verified:
+            if sha256(path) != record.get("sha256"):
+                bad.append(name)
+            else:
+                _verified.add(stamp)
+    return bad

@@ -1,0 +1,149 @@
+"""Every run option, its default, its allowed values and its check: once.
+
+Each front end (pandas and Dask accessors, files, CLI, notebook panel) keeps explicit
+keyword arguments in its signature, for ``help()`` and IDEs, with defaults that refer to
+:data:`DEFAULTS`; it builds one :class:`RunOptions` from them (:meth:`RunOptions.pick`) and
+passes it down. The check runs when the options object is made, before any model is loaded
+or any text is read; nothing below re-validates.
+
+>>> RunOptions(stride=0).stride
+0
+>>> RunOptions(max_length=2)
+Traceback (most recent call last):
+...
+ValueError: Got max_length=2 but expected an integer of at least 3, such as 512.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["CHOICES", "DEFAULTS", "ERRORS", "LONG_TEXT", "POOLINGS", "PRECISIONS", "TASKS", "RunOptions", "check_task"]
+
+TASKS = ("embed", "classify")
+POOLINGS = ("mean", "cls")
+LONG_TEXT = ("truncate", "chunk")
+ERRORS = ("raise", "coerce")
+PRECISIONS = ("auto", "fp32", "bf16")
+CHOICES: dict[str, tuple[str, ...]] = {"pooling": POOLINGS, "long_text": LONG_TEXT, "errors": ERRORS,
+                                       "precision": PRECISIONS}
+_FLAGS = ("normalize", "all_scores", "return_status", "cache")
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    quoted = [repr(v) for v in values]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+def check_task(task: object) -> str:
+    """``task`` if it is one of :data:`TASKS`, else a ValueError that lists them."""
+    if task not in TASKS:
+        raise ValueError(f"Got task={task!r} but expected {_quoted(TASKS)}.")
+    return task  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a model over texts (the same for every entry point).
+
+    Parameters
+    ----------
+    pooling, normalize
+        Embeddings: ``"mean"`` or ``"cls"`` pooling, and scaling to unit length.
+    max_length
+        Tokens per model input, [CLS] and [SEP] included (capped at the model's positions).
+    long_text, stride
+        ``"truncate"`` or ``"chunk"`` (windows overlapping by ``stride`` tokens).
+    batch_size, token_budget, chunk_size
+        Model rows and padded tokens per batch, distinct texts tokenized at once; None: the
+        executor's measured defaults.
+    all_scores
+        Classification: one probability column per label.
+    errors
+        Non-string values: ``"raise"`` or ``"coerce"``.
+    progress
+        A progress bar: True, False, or None (for large inputs in a terminal or a notebook).
+    return_status
+        Add ``<column>_n_tokens`` and ``<column>_status``.
+    precision
+        ``"auto"``, ``"fp32"`` or ``"bf16"``.
+    num_threads
+        CPU threads for the model; None: every core available to the process.
+    cache
+        Use the result cache.
+    """
+
+    pooling: str = "mean"
+    normalize: bool = True
+    max_length: int = 512
+    long_text: str = "truncate"
+    stride: int = 128
+    batch_size: int | None = None
+    token_budget: int | None = None
+    chunk_size: int | None = None
+    all_scores: bool = False
+    errors: str = "raise"
+    progress: bool | None = None
+    return_status: bool = False
+    precision: str = "auto"
+    num_threads: int | None = None
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                expected = f"one of {', '.join(map(repr, allowed))}" if name == "pooling" else _quoted(allowed)
+                raise ValueError(f"Got {name}={value!r} but expected {expected}.")
+        for name in _FLAGS:
+            if not _is_bool(getattr(self, name)):
+                raise ValueError(f"Got {name}={getattr(self, name)!r} but expected True or False.")
+        if self.progress is not None and not _is_bool(self.progress):
+            raise ValueError(f"Got progress={self.progress!r} but expected True, False or None (automatic).")
+        if not _is_int(self.max_length) or self.max_length < 3:
+            raise ValueError(f"Got max_length={self.max_length!r} but expected an integer of at least 3, such as 512.")
+        if not _is_int(self.stride) or self.stride < 0:
+            raise ValueError(f"Got stride={self.stride!r} but expected a non-negative integer of tokens, such as 128.")
+        for name in ("batch_size", "token_budget", "chunk_size", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(f"Got {name}={value!r} but expected a positive integer, or None for the default.")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, in definition order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> "RunOptions":
+        """The options among ``values`` (a front end passes its ``locals()``); other keys are ignored."""
+        names = cls.names()
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def replace(self, **changes: Any) -> "RunOptions":
+        """A copy with ``changes`` (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def for_task(self, task: str) -> dict[str, Any]:
+        """The options that shape a ``task`` result (what result files record): the model's input
+        options, and pooling and normalize for embed or all_scores for classify."""
+        check_task(task)
+        shaped = {"pooling": self.pooling, "normalize": self.normalize} if task == "embed" else {
+            "all_scores": self.all_scores}
+        return {**shaped, "max_length": self.max_length, "long_text": self.long_text, "stride": self.stride}
+
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not _is_bool(value)
+
+
+DEFAULTS = RunOptions()  # the one definition of every default: signatures refer to it

@@ -1,0 +1,134 @@
+"""The one door to Paddle and PaddleNLP: no other module imports them.
+
+Importing them is slow (``import paddle`` ~1 s, ``paddlenlp`` ~2.5 s more) and noisy (glog INFO
+lines, warnings about their build tooling, the ``datasets`` logger), so it happens here, quietly,
+on first use: ``import distilframe`` imports neither. The engine builds and runs models with what
+this module returns; the converter writes Paddle state dicts and the downloader fetches PaddleNLP
+weights through it, so that neither needs the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from . import _config as config
+
+__all__ = ["bos_downloader", "gpu_visible", "load_state", "paddle", "paddlenlp_distilbert", "paddlenlp_version",
+           "quiet_imports", "save_state", "with_threads"]
+
+
+@contextlib.contextmanager
+def quiet_imports() -> Iterator[None]:
+    """Paddle and PaddleNLP warn about their own build tooling on import, and the ``datasets`` package they
+    import logs which torch it found: nothing a user can act on, and noise in ETL logs."""
+    import logging
+
+    datasets_log = logging.getLogger("datasets")
+    level = datasets_log.level
+    datasets_log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No ccache found")
+            warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+            yield
+    finally:
+        datasets_log.setLevel(level)
+
+
+def paddle() -> Any:
+    """``import paddle``, quietly: Paddle's C++ side logs INFO and WARNING lines through glog (export and
+    predictor details) to stderr, noise in notebooks and job logs. glog reads GLOG_minloglevel when paddle
+    loads, so it is set for the import only (errors still show; a user's own setting is kept)."""
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    user = os.environ.get("GLOG_minloglevel")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        with quiet_imports():
+            import paddle as module
+    except ImportError as e:
+        raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install 'paddlepaddle>=3.3,<3.4'.") from e
+    finally:
+        if user is None:
+            os.environ.pop("GLOG_minloglevel", None)
+    return module
+
+
+def with_threads(num_threads: int | None) -> Any:
+    """``paddle``, with a sensible thread count.
+
+    ``import paddle`` sets OMP_NUM_THREADS=1 when it is unset (and prints a warning when it
+    is set higher), which would run every matmul on one core. So the variable is left alone
+    and the count is set after the import, the same for every model of the process:
+    ``num_threads``, else ``config.num_threads()`` (DISTILFRAME_NUM_THREADS, or the user's
+    OMP_NUM_THREADS), else every core available to the process. Measured on 2 cores:
+    the same speed as OMP_NUM_THREADS=2, 1.5x that of one thread.
+    """
+    module = paddle()
+    module.base.core.set_num_threads(num_threads or config.num_threads() or config.available_cores())
+    return module
+
+
+def paddlenlp_distilbert() -> tuple[Any, Any, Any]:
+    """PaddleNLP's (DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel)."""
+    paddle()  # quietly, before PaddleNLP imports it
+    with quiet_imports():
+        try:
+            from paddlenlp.transformers import (
+                DistilBertConfig,
+                DistilBertForSequenceClassification,
+                DistilBertModel,
+            )
+        except ImportError as e:
+            raise ImportError(
+                f"PaddleNLP could not be imported ({e}). paddlenlp 2.8.1 works only with "
+                "huggingface_hub<0.26, aistudio-sdk<0.3 and datasets<3; another package may have upgraded "
+                "them. Fix: pip install 'huggingface_hub<0.26' 'aistudio-sdk<0.3' 'datasets<3'."
+            ) from e
+    return DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
+
+
+def bos_downloader() -> Callable[..., str]:
+    """PaddleNLP's downloader for its model server (``bos_download``)."""
+    paddle()
+    with quiet_imports():
+        from paddlenlp.utils.download.bos_download import bos_download
+    return bos_download
+
+
+def paddlenlp_version() -> str:
+    """The installed PaddleNLP's version (without importing it), or "none"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paddlenlp")
+    except PackageNotFoundError:
+        return "none"
+
+
+def save_state(state: dict[str, np.ndarray], path: Path) -> None:
+    """Write weights as a Paddle state dict (``model_state.pdparams``)."""
+    paddle().save(state, str(path))
+
+
+def load_state(path: Path) -> Any:
+    """What a Paddle state-dict file holds, as numpy arrays."""
+    return paddle().load(str(path), return_numpy=True)
+
+
+def gpu_visible() -> bool:
+    """A GPU build of Paddle, already imported, that sees a GPU (never imports paddle to find out)."""
+    if "paddle" not in sys.modules:
+        return False
+    module = sys.modules["paddle"]
+    try:
+        return module.device.is_compiled_with_cuda() and module.device.cuda.device_count() > 0
+    except Exception:
+        return False

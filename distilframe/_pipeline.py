@@ -1,0 +1,70 @@
+"""The one pipeline every front end calls: texts + model + options -> result.
+
+    texts, model (None: the session default), RunOptions
+        ─► model manager (load once per process, refuse a model that cannot do the task)
+        ─► result cache (when options.cache) ─► executor (``_run.run``) ─► Result, LoadedModel
+
+A front end turns its input into texts (``_text``), builds one :class:`~distilframe._options.RunOptions`
+from its keyword arguments, calls :func:`run` (or :func:`pandas_result` for a pandas Series), and wraps
+the result with its schema (``_frame.OutputSchema``). Nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from . import _text
+from ._defaults import default_model
+from ._frame import OutputSchema
+from ._manager import LoadedModel, load_for
+from ._options import RunOptions, check_task
+from ._run import Result
+from ._run import run as execute
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Outcome", "load", "pandas_result", "run"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A run's result, and the loaded model that made it (its name, dimension, labels, precision)."""
+
+    result: Result
+    model: LoadedModel
+
+    def schema(self, task: str, column: Any, options: RunOptions) -> OutputSchema:
+        return OutputSchema.for_model(task, column, options, self.model)
+
+
+def load(task: str, model: str | os.PathLike | None, options: RunOptions) -> LoadedModel:
+    """The loaded model for ``task`` (``model=None``: the session default), refused early if it cannot do it."""
+    check_task(task)
+    return load_for(task, default_model(task) if model is None else model, precision=options.precision,
+                    num_threads=options.num_threads)
+
+
+def run(task: str, texts: Sequence[str | None], model: str | os.PathLike | LoadedModel | None, options: RunOptions,
+        *, on_progress: "Callable[[int, int], None] | None" = None, warn_long: bool = True) -> Outcome:
+    """Embed or classify ``texts``: the model loaded (or given loaded), the result cache when the options ask."""
+    loaded = model if isinstance(model, LoadedModel) else load(task, model, options)
+    cache = None
+    if options.cache:
+        from ._result_cache import default_cache
+
+        cache = default_cache()
+    result = execute(texts, loaded, task, options, cache=cache, on_progress=on_progress, warn_long=warn_long)
+    return Outcome(result=result, model=loaded)
+
+
+def pandas_result(task: str, series: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
+                  name: Any = None, on_progress: "Callable[[int, int], None] | None" = None,
+                  warn_long: bool = True) -> "pd.DataFrame":
+    """The output columns for a Series of texts, with its index (named after ``name``, default the Series')."""
+    texts = _text.texts(series, options.errors)
+    outcome = run(task, texts, model, options, on_progress=on_progress, warn_long=warn_long)
+    column = series.name if name is None else name
+    return outcome.schema(task, column, options).to_pandas(outcome.result, series.index)

@@ -1,0 +1,72 @@
+"""A model name or a folder -> a complete PaddleNLP-format checkpoint on disk.
+
+A registered name or alias is fetched into the cache on first use (``_download``); a Hugging Face
+one (registered, or ``hf:<owner>/<repo>``) is then converted once (``_convert``). A local directory
+is used as it is: in PaddleNLP format, or in Hugging Face format, which is converted once into the
+conversion cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._checkpoint import CONFIGS, TOKENIZER_CONFIG, VOCAB, WEIGHTS, Checkpoint, read
+from ._convert import HF_WEIGHTS, convert, is_huggingface
+from ._download import ensure_files
+from ._registry import find, hub_spec, unknown_model_message
+from .errors import CheckpointError, UnknownModelError
+
+__all__ = ["resolve"]
+
+
+def resolve(model: str | os.PathLike) -> Checkpoint:
+    """Return the checkpoint for a registered name or alias, or a local directory.
+
+    Registered models are downloaded into the cache on first use.
+
+    Examples
+    --------
+    >>> resolve("uncased").path  # doctest: +SKIP
+    PosixPath('/home/me/.cache/distilframe/models/distilbert-base-uncased')
+    """
+    if isinstance(model, os.PathLike):
+        return _local(Path(model).expanduser())
+    if not isinstance(model, str):
+        raise TypeError(f"Got model={model!r} ({type(model).__name__}) but expected a model name or a directory path.")
+    if model[:3].lower() == "hf:":
+        spec = hub_spec(model[3:])
+        return read(convert(ensure_files(spec)), None, name=spec.name)
+    spec = find(model)
+    if spec is not None:
+        files = ensure_files(spec)
+        return read(convert(files) if spec.source == "huggingface" else files, spec)
+    path = Path(model).expanduser()
+    # "owner/repo" that is not a folder here is a (misspelt?) name; "./x", "/x", "~/x", "a/b/c" are paths.
+    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+        return _local(path)
+    raise UnknownModelError(unknown_model_message(model))
+
+
+def _local(path: Path) -> Checkpoint:
+    if not path.is_dir():
+        raise CheckpointError(
+            f"Checkpoint directory {str(path)!r} does not exist. Pass the path of a folder with "
+            f"{CONFIGS[0]} (or {CONFIGS[1]}), {WEIGHTS} and {VOCAB}, or a registered model name."
+        )
+    path = path.resolve()
+    if is_huggingface(path):
+        return read(convert(path), None, name=str(path))
+    missing = []
+    if not any((path / c).is_file() for c in CONFIGS):
+        missing.append(f"{CONFIGS[0]} or {CONFIGS[1]}")
+    missing += [f for f in (WEIGHTS, VOCAB) if not (path / f).is_file()]
+    if missing:
+        found = sorted(p.name for p in path.iterdir())[:20]
+        raise CheckpointError(
+            f"{str(path)!r} is not a PaddleNLP DistilBERT checkpoint: missing {', '.join(missing)}. "
+            f"Found: {', '.join(found) or '(empty folder)'}. Expected a PaddleNLP checkpoint ({CONFIGS[0]} "
+            f"or {CONFIGS[1]}, {WEIGHTS}, {VOCAB}, optionally {TOKENIZER_CONFIG}) or a Hugging Face one "
+            f"(config.json, {' or '.join(HF_WEIGHTS)}, vocab.txt or tokenizer.json)."
+        )
+    return read(path, None)
