@@ -16,9 +16,9 @@ choice), so that each row's threads, peak RSS (VmHWM) and cold start are its own
   when onnxruntime is installed (`pip install onnxruntime`).
 
 Comparison engines are optional dependencies of this script, not of distilframe (the
-test extra brings torch and transformers). Accuracy is the smallest per-row cosine between
-an engine's mean-pooled unit embeddings and PyTorch fp32's. "cold" is the time a new process
-takes to embed its first 10 rows with the model on disk (distilframe: export cached).
+reference extra brings transformers; install the CPU build of torch first, as the README says).
+Accuracy is the smallest per-row cosine between an engine's mean-pooled unit embeddings and
+PyTorch fp32's. "cold" is the time a new process takes to embed its first 10 rows with the model on disk (distilframe: export cached).
 The GEMM ceiling is measured in the same run with torch.matmul on 2048x768x3072: once at the start,
 and right before and after each of three more fp32 runs (it moves from minute to minute on a shared
 or turbo-boosting machine), each run being compared with the mean of the two around it.

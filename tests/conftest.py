@@ -10,10 +10,12 @@ port: no test can reach the network.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -47,6 +49,16 @@ def seed_cache(home: Path) -> None:
         write_checkpoint(home / "models" / Path(*name.split("/")), **options)
     for name, options in HF_SEEDED.items():  # Hugging Face format: converted on first use
         write_hf_checkpoint(home / "models" / name, **options)
+
+
+def reference_module(name: str) -> ModuleType:
+    """A module of the reference implementation (torch, transformers: the ``reference`` extra, in an
+    environment of its own). Without it the test is skipped, except under DISTILFRAME_REQUIRE_REFERENCE=1
+    (the reference run of .ci/run), where a missing reference is a failure."""
+    if os.environ.get("DISTILFRAME_REQUIRE_REFERENCE") == "1":
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=f"{name} (the reference extra) is not installed: see the README, "
+                                            "Development")
 
 
 @pytest.fixture(scope="session", autouse=True)

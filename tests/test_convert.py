@@ -77,8 +77,11 @@ def test_vocabulary_from_tokenizer_json(tmp_path):
     np.testing.assert_allclose(run(hf).values, want, atol=1e-6, equal_nan=True)
 
 
+@pytest.mark.reference
 def test_pytorch_bin_needs_torch_and_says_so(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    from conftest import reference_module
+
+    torch = reference_module("torch")
     from safetensors.numpy import load_file
 
     hf = write_hf_checkpoint(tmp_path / "hf", seed=45)

@@ -12,17 +12,21 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from transformers import (
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-    DistilBertModel,
-    DistilBertTokenizerFast,
-)
 
-import distilframe
-from distilframe._manager import ModelManager
-from distilframe.testing import WORDS, make_vocab
+from conftest import reference_module
+
+torch = reference_module("torch")
+transformers = reference_module("transformers")
+DistilBertConfig = transformers.DistilBertConfig
+DistilBertForSequenceClassification = transformers.DistilBertForSequenceClassification
+DistilBertModel = transformers.DistilBertModel
+DistilBertTokenizerFast = transformers.DistilBertTokenizerFast
+
+import distilframe  # noqa: E402
+from distilframe._manager import ModelManager  # noqa: E402
+from distilframe.testing import WORDS, make_vocab  # noqa: E402
+
+pytestmark = pytest.mark.reference
 
 TINY = dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37)
 BASE = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)

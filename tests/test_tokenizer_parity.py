@@ -6,10 +6,13 @@ import pytest
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
-from transformers import DistilBertTokenizerFast
 
+from conftest import reference_module
 from distilframe._tokens import WordPieceTokenizer
 from tokenizer_corpus import corpus
+
+DistilBertTokenizerFast = reference_module("transformers").DistilBertTokenizerFast
+pytestmark = pytest.mark.reference
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # (name, do_lower_case, vocabulary size, strip_accents, tokenize_chinese_chars): the settings of the
