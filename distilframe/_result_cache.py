@@ -31,6 +31,7 @@ On by default: a hit costs microseconds, a miss about 2 ms of model time per row
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -100,6 +101,9 @@ class ResultCache:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # SQLite creates its file 0644 whatever the umask; made here first, it gets what the umask allows
+            # (a group-shared cache stays writable by the group), and the -wal and -shm files follow it.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o666))
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
