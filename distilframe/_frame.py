@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
     from ._manager import LoadedModel
 
-__all__ = ["META_PREFIX", "OutputSchema", "embedding_array", "embedding_arrow", "embedding_dtype", "file_metadata",
-           "out_name", "to_numpy", "with_columns"]
+__all__ = ["META_PREFIX", "STEPS_KEY", "OutputSchema", "embedding_array", "embedding_arrow", "embedding_dtype",
+           "file_metadata", "out_name", "parquet_table", "step_to_write", "to_numpy", "with_columns", "with_step"]
 
 META_PREFIX = "distilframe."  # key-value metadata of result files: distilframe.<key>
 
@@ -188,7 +188,7 @@ def file_metadata(task: str, column: Any, options: RunOptions, model: "LoadedMod
     meta = {
         "task": task,
         "model": model.name,
-        "checkpoint_sha256": content_hash(model.checkpoint),
+        "checkpoint_hash": content_hash(model.checkpoint),  # SHA-256 of its files, first 32 hex digits
         "column": column if isinstance(column, str) else json.dumps(column, default=str),
         "distilframe_version": __version__,
         "precision": model.precision,
@@ -306,8 +306,51 @@ def _is_missing(value: object) -> bool:
 
 def with_columns(df: "pd.DataFrame", added: "pd.DataFrame") -> "pd.DataFrame":
     """A shallow copy of ``df`` with the columns of ``added`` set by position (any index shape is kept);
-    a column of the same name is replaced."""
+    a column of the same name is replaced. The steps ``added`` records follow those ``df`` records."""
     out = df.copy(deep=False)
     for name in added.columns:
         out[name] = added[name].array
+    out.attrs[STEPS_KEY] = [*df.attrs.get(STEPS_KEY, []), *added.attrs.get(STEPS_KEY, [])]
+    if not out.attrs[STEPS_KEY]:
+        del out.attrs[STEPS_KEY]
     return out
+
+
+# -- results that describe themselves: the steps a frame holds, written as one Parquet file
+
+STEPS_KEY = "distilframe"  # a result frame's pandas ``attrs``: the steps whose output columns it holds
+
+
+def with_step(result: Any, source: Any, step: dict[str, Any]) -> Any:
+    """Record ``step`` (``outputs``: its column names, and what made them) in ``result.attrs``, after the steps
+    ``source`` records. pandas carries ``attrs`` along through copies and column selections."""
+    result.attrs[STEPS_KEY] = [*source.attrs.get(STEPS_KEY, []), step]
+    return result
+
+
+def step_to_write(attrs: dict[str, Any], columns: Sequence[Any], kind: str = "frame") -> dict[str, Any]:
+    """The one recorded step whose output columns ``columns`` still holds (refused if none or several)."""
+    now = {_hashable(c) for c in columns}
+    steps = [s for s in attrs.get(STEPS_KEY, []) if {_hashable(c) for c in s["outputs"]} <= now]
+    if not steps:
+        raise ValueError(f"This {kind} holds no distilframe result (its embed/classify output columns are not "
+                         "there): call .distil.embed(...) or .distil.classify(...) first, or use to_parquet for "
+                         "other frames.")
+    if len(steps) > 1:
+        kinds = ", ".join(f"{s['task']} of {s['column']!r}" for s in steps)
+        raise ValueError(f"This {kind} holds the results of {len(steps)} distilframe steps ({kinds}), but a file "
+                         "describes one: write each result with its own to_parquet, or drop the other's columns.")
+    return steps[0]
+
+
+def _hashable(name: Any) -> Any:
+    return tuple(name) if isinstance(name, list) else name
+
+
+def parquet_table(frame: "pd.DataFrame", metadata: dict[str, str], write_index: bool) -> Any:
+    """An Arrow table of ``frame`` with the ``distilframe.*`` metadata and no pandas metadata: pandas cannot read
+    a fixed-size list dtype back from its own metadata (pandas#59738), and plain ``pd.read_parquet`` reads this."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=write_index)
+    return table.replace_schema_metadata({f"{META_PREFIX}{k}": v for k, v in metadata.items()})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import _text
 from ._defaults import default_model
-from ._frame import OutputSchema
+from ._frame import STEPS_KEY, OutputSchema, file_metadata
 from ._manager import LoadedModel, load_for
 from ._options import RunOptions, check_task
 from ._run import Result
@@ -63,8 +63,15 @@ def run(task: str, texts: Sequence[str | None], model: str | os.PathLike | Loade
 def pandas_result(task: str, series: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
                   name: Any = None, on_progress: "Callable[[int, int], None] | None" = None,
                   warn_long: bool = True) -> "pd.DataFrame":
-    """The output columns for a Series of texts, with its index (named after ``name``, default the Series')."""
+    """The output columns for a Series of texts, with its index (named after ``name``, default the Series').
+
+    The frame's ``attrs`` record the step (its output columns and the metadata a result file gets), so that
+    ``df.distil.to_parquet`` can write a file that describes itself."""
     texts = _text.texts(series, options.errors)
     outcome = run(task, texts, model, options, on_progress=on_progress, warn_long=warn_long)
     column = series.name if name is None else name
-    return outcome.schema(task, column, options).to_pandas(outcome.result, series.index)
+    schema = outcome.schema(task, column, options)
+    frame = schema.to_pandas(outcome.result, series.index)
+    frame.attrs[STEPS_KEY] = [{"task": task, "column": column, "outputs": schema.names,
+                               "metadata": file_metadata(task, column, options, outcome.model)}]
+    return frame

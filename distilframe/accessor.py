@@ -12,6 +12,7 @@ column of that name in the returned frame; the input frame is never modified.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,29 @@ from ._pipeline import pandas_result
 from ._text import select_column
 
 __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
+
+
+def _write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool, write_index: bool | None) -> Path:
+    from datetime import datetime, timezone
+
+    import pyarrow.parquet as pq
+
+    from . import _fs as fs
+    from ._frame import parquet_table, step_to_write
+    from .errors import FileError
+
+    step = step_to_write(df.attrs, list(df.columns))
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")
+    if not target.parent.is_dir():
+        raise FileError(f"The output folder {str(target.parent)!r} does not exist.")
+    if write_index is None:
+        write_index = any(n is not None for n in df.index.names)
+    meta = {**step["metadata"], "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with fs.staged_file(target) as tmp:
+        pq.write_table(parquet_table(df, meta, write_index), tmp)
+    return target
 
 
 def _added(task: str, series: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:
@@ -167,6 +191,28 @@ class DistilDataFrameAccessor:
         """
         return with_columns(self._obj, _added("classify", select_column(self._obj, column), locals()))
 
+    def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False,
+                   write_index: bool | None = None) -> Path:
+        """Write a result of :meth:`embed` or :meth:`classify` to one Parquet file that describes itself.
+
+        The file carries the file pipeline's ``distilframe.*`` metadata (model, checkpoint hash, options,
+        dim or labels, precision; ``distilframe.files.read_metadata`` and ``distilframe info`` read it) and
+        no pandas metadata, so plain ``pd.read_parquet(path)`` reads it back (``DataFrame.to_parquet`` of
+        an embedding column writes pandas metadata that ``pd.read_parquet`` cannot read: pandas#59738).
+        Add ``dtype_backend="pyarrow"`` to get the fixed-size list dtype rather than numpy arrays; either
+        way :func:`distilframe.to_numpy` reads the column.
+
+        The file appears complete or not at all, with the permissions your umask gives.
+
+        write_index
+            Write the index as a column; by default only a named index (a default range index is not data).
+
+        Examples
+        --------
+        >>> df.distil.embed("text").distil.to_parquet("embeddings.parquet")  # doctest: +SKIP
+        """
+        return _write_parquet(self._obj, path, overwrite=overwrite, write_index=write_index)
+
     def panel(self, *, slice_rows: int | None = None) -> Any:
         """Open the notebook run panel on this frame (extra ``widgets``: ipywidgets).
 
@@ -227,7 +273,11 @@ class DistilSeriesAccessor:
         'text_embedding'
         """
         added = _added("embed", self._obj, locals())
-        return added if return_status else added.iloc[:, 0]
+        if return_status:
+            return added
+        column = added.iloc[:, 0]
+        column.attrs = dict(added.attrs)
+        return column
 
     def classify(
         self,
@@ -250,3 +300,10 @@ class DistilSeriesAccessor:
         Options and row rules as :meth:`DistilDataFrameAccessor.classify`.
         """
         return _added("classify", self._obj, locals())
+
+    def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False,
+                   write_index: bool | None = None) -> Path:
+        """Write a result of :meth:`embed` as one Parquet file (see the DataFrame accessor's ``to_parquet``)."""
+        frame = self._obj.to_frame()
+        frame.attrs = dict(self._obj.attrs)
+        return _write_parquet(frame, path, overwrite=overwrite, write_index=write_index)

@@ -38,7 +38,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError('distilframe.dask needs Dask: pip install "distilframe[dask]"', name=e.name) from e
 
 from ._defaults import default_model
-from ._frame import META_PREFIX, OutputSchema, file_metadata, with_columns
+from ._frame import OutputSchema, file_metadata, parquet_table, step_to_write, with_columns, with_step
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import load, pandas_result
 from ._registry import find, no_head_message
@@ -47,7 +47,6 @@ from .errors import FileError, UnsupportedTaskError
 
 __all__ = ["DaskDistilDataFrameAccessor", "DaskDistilSeriesAccessor"]
 
-ATTRS_KEY = "distilframe"  # the result's pandas attrs: what to_parquet writes as metadata
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -74,16 +73,12 @@ def _describe(task: str, model: Any, options: RunOptions) -> tuple[int, tuple[st
 
 
 def _write_part(part: pd.DataFrame, path: str, step: dict[str, Any], created_at: str, write_index: bool) -> int:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     loaded = load(step["task"], step["model"], step["options"])
     meta = file_metadata(step["task"], step["column"], step["options"], loaded)
     meta["created_at"] = created_at
-    table = pa.Table.from_pandas(part, preserve_index=write_index)
-    # No pandas metadata (as in the file pipeline): pandas cannot read a fixed-size list dtype back from it.
-    table = table.replace_schema_metadata({f"{META_PREFIX}{k}": v for k, v in meta.items()})
-    pq.write_table(table, path)
+    pq.write_table(parquet_table(part, meta, write_index), path)
     return len(part)
 
 
@@ -128,28 +123,9 @@ def _portable(model: Any) -> Any:
 
 
 def _with_attrs(source: Any, result: Any, step: dict[str, Any]) -> Any:
-    """Record the step on the result (pandas carries ``attrs`` along); earlier steps are kept."""
-    result._meta.attrs[ATTRS_KEY] = [*source._meta.attrs.get(ATTRS_KEY, []), step]
+    """Record the step on the result's meta (pandas carries ``attrs`` along); earlier steps are kept."""
+    with_step(result._meta, source._meta, step)
     return result
-
-
-def _step_to_write(ddf: Any) -> dict[str, Any]:
-    """The one distilframe step whose output columns the frame still holds (refused if none or several)."""
-    columns_now = set(ddf.columns)
-    steps = [s for s in ddf._meta.attrs.get(ATTRS_KEY, []) if set(map(_hashable, s["outputs"])) <= columns_now]
-    if not steps:
-        raise ValueError("This Dask frame holds no distilframe result (its embed/classify output columns are not "
-                         "there): call ddf.distil.embed(...) or ddf.distil.classify(...) first, or use "
-                         "ddf.to_parquet for other frames.")
-    if len(steps) > 1:
-        kinds = ", ".join(f"{s['task']} of {s['column']!r}" for s in steps)
-        raise ValueError(f"This Dask frame holds the results of {len(steps)} distilframe steps ({kinds}), but a file "
-                         "describes one: write each result with its own to_parquet, or drop the other's columns.")
-    return steps[0]
-
-
-def _hashable(name: Any) -> Any:
-    return tuple(name) if isinstance(name, list) else name
 
 
 @register_dataframe_accessor("distil")
@@ -206,7 +182,7 @@ class DaskDistilDataFrameAccessor(_Base):
             Write the index as a column; by default only a named index (a default range index is not data).
         """
         ddf = self._obj
-        step = _step_to_write(ddf)
+        step = step_to_write(ddf._meta.attrs, list(ddf.columns), "Dask frame")
         target = Path(path).expanduser()
         if target.exists() and not overwrite:
             raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")

@@ -10,6 +10,7 @@ pre-seed that cache (see the README); the error message says where the files go.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ def main() -> None:
     df = pd.read_csv(args.input)
     out = df.distil.embed(args.column, model=args.model)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    out.to_parquet(args.output)
+    out.distil.to_parquet(args.output, overwrite=True)  # with its metadata; plain pd.read_parquet reads it
 
     X = distilframe.to_numpy(out[f"{args.column}_embedding"])
     embedded = ~np.isnan(X).any(axis=1)
@@ -51,5 +52,6 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except distilframe.DistilFrameError as e:  # one readable line, not a traceback, as the CLI does
-        raise SystemExit(f"embed_csv: error: {e}") from None
+    except distilframe.DistilFrameError as e:  # one readable line and exit status 2, as the CLI does
+        print(f"embed_csv: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,3 +1,4 @@
+import json
 import warnings
 
 import numpy as np
@@ -283,3 +284,40 @@ def test_return_status_reports_tokens_and_what_happened():
         df.distil.embed(return_status="yes")
     with pytest.raises(ValueError, match="long_text='split'"):
         df.distil.classify(long_text="split")
+
+
+def test_to_parquet_writes_a_file_plain_pandas_reads_with_the_file_pipelines_metadata(tmp_path, checkpoint_dir):
+    from distilframe.errors import FileError
+    from distilframe.files import read_metadata
+
+    df = pd.DataFrame({"id": [3, 1, 2, 9], "text": ["the cat", None, "the dog", "hello"]},
+                      index=pd.Index([10, 11, 12, 13], name="row"))
+    out = df.distil.embed("text", model=checkpoint_dir)
+    X = embeddings(out["text_embedding"])
+    path = out.distil.to_parquet(tmp_path / "out.parquet")
+    plain = pd.read_parquet(path)  # DataFrame.to_parquet's file raises NotImplementedError here (pandas#59738)
+    assert list(plain.columns) == ["id", "text", "text_embedding", "row"] or plain.index.name == "row"
+    np.testing.assert_array_equal(embeddings(plain["text_embedding"]), X)
+    arrow = pd.read_parquet(path, dtype_backend="pyarrow")
+    np.testing.assert_array_equal(embeddings(arrow["text_embedding"]), X)
+    meta = read_metadata(path)
+    assert meta["task"] == "embed" and meta["model"] == str(checkpoint_dir) and meta["dim"] == "32"
+    assert meta["pooling"] == "mean" and meta["rows"] == 4 and "created_at" in meta
+    with pytest.raises(FileError, match="already exists"):
+        out.distil.to_parquet(path)
+    out.distil.to_parquet(path, overwrite=True)
+
+    series = df["text"].distil.embed(model=checkpoint_dir)  # a Series result writes too
+    assert read_metadata(series.distil.to_parquet(tmp_path / "series.parquet"))["column"] == "text"
+    labelled = df.distil.classify("text", model=SST2, cache=False)
+    meta = read_metadata(labelled.distil.to_parquet(tmp_path / "labels.parquet"))
+    assert meta["task"] == "classify" and json.loads(meta["labels"]) == ["NEGATIVE", "POSITIVE"]
+
+    with pytest.raises(ValueError, match="holds no distilframe result"):
+        df.distil.to_parquet(tmp_path / "plain.parquet")
+    with pytest.raises(ValueError, match="holds no distilframe result"):
+        out.drop(columns="text_embedding").distil.to_parquet(tmp_path / "dropped.parquet")
+    both = out.distil.classify("text", model=SST2, cache=False)
+    with pytest.raises(ValueError, match="results of 2 distilframe steps"):
+        both.distil.to_parquet(tmp_path / "both.parquet")
+    assert not (tmp_path / "both.parquet").exists()

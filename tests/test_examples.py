@@ -21,6 +21,10 @@ def test_readme_main_job_embeds_the_example_csv(tmp_path):
     df = pd.read_parquet(out, dtype_backend="pyarrow")
     assert len(df) == 20 and pa.types.is_fixed_size_list(df["review_embedding"].dtype.pyarrow_dtype)
     X = distilframe.to_numpy(df["review_embedding"])
+    np.testing.assert_array_equal(distilframe.to_numpy(pd.read_parquet(out)["review_embedding"]), X)  # plain too
+    from distilframe.files import read_metadata
+
+    assert read_metadata(out)["model"] == "distilbert-base-uncased" and read_metadata(out)["dim"] == "32"
     assert np.isnan(X[[5, 14]]).all() and not np.isnan(np.delete(X, [5, 14], axis=0)).any()
     np.testing.assert_array_equal(X[0], X[8])  # the duplicated review
 
@@ -33,6 +37,14 @@ def test_readme_test_command_is_what_ci_runs():
     main_job, tests = commands[0], commands[1]
     assert "examples/embed_csv.py" in main_job
     assert tests in ci
+
+
+def test_the_main_job_fails_in_one_line_with_the_clis_exit_status(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "examples/embed_csv.py"), str(ROOT / "examples/reviews.csv"),
+                          str(tmp_path / "out.parquet"), "--column", "reviews"], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2  # as `distilframe embed` exits for the same error
+    assert run.stderr.count("\n") == 1 and "Column 'reviews' not found. Did you mean 'review'?" in run.stderr
 
 
 def test_etl_example_writes_parquet_with_metadata_and_fails_in_one_line(tmp_path):
