@@ -76,34 +76,27 @@ def ensure_files(spec: ModelSpec) -> Path:
 
 def _fetcher(spec: ModelSpec):
     """(url_of, fetch) for the spec's server: fetch(source, local_name, staging) downloads into staging."""
+    def url_of(source: str) -> str:
+        return _url(spec, source)
+
     if spec.source == "huggingface":
         from huggingface_hub import hf_hub_download
 
-        endpoint = config.hf_endpoint()
-
-        def hf_url(source: str) -> str:
-            repo, filename = source.rsplit("/", 1)
-            return f"{endpoint}/{repo}/resolve/main/{filename}"
-
         def fetch_hf(source: str, local_name: str, staging: Path) -> Path:
             repo, filename = source.rsplit("/", 1)
-            return Path(hf_hub_download(repo_id=repo, filename=filename, local_dir=str(staging), endpoint=endpoint,
-                                        etag_timeout=10))
+            return Path(hf_hub_download(repo_id=repo, filename=filename, local_dir=str(staging),
+                                        endpoint=config.hf_endpoint(), etag_timeout=10))
 
-        return hf_url, fetch_hf
+        return url_of, fetch_hf
 
     from ._paddle import bos_downloader
 
     bos_download = bos_downloader()
-    base = config.endpoint()
-
-    def bos_url(source: str) -> str:
-        return f"{base}/{source}"
 
     def fetch_bos(source: str, local_name: str, staging: Path) -> Path:
-        return Path(bos_download(repo_id=spec.name, filename=local_name, url=bos_url(source), cache_dir=str(staging)))
+        return Path(bos_download(repo_id=spec.name, filename=local_name, url=url_of(source), cache_dir=str(staging)))
 
-    return bos_url, fetch_bos
+    return url_of, fetch_bos
 
 
 def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
@@ -150,10 +143,18 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
         raise _not_available(spec, folder, _missing(spec, folder), _short(e), tried) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(folder, config.models_dir())
+
+
+def _remove_empty(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents below ``root`` while they are empty (what a failed download made:
+    ``models/hf/<owner>/<repo>``)."""
+    while folder != root and root in folder.parents:
         try:
-            folder.rmdir()  # only if the failure left it empty
+            folder.rmdir()  # only if empty
         except OSError:
-            pass
+            return
+        folder = folder.parent
 
 
 def _short(e: BaseException) -> str:
@@ -195,15 +196,26 @@ def _write_generated(spec: ModelSpec, folder: Path) -> None:
 def _not_available(
     spec: ModelSpec, folder: Path, missing: list[RemoteFile], cause: str, tried: list[str] | None = None
 ) -> ModelNotAvailableError:
-    names = ", ".join(f.local_name for f in missing) or "(none)"
+    # Each missing file with where it comes from, so that it can be fetched by hand on another machine.
+    names = "; ".join(f"{f.local_name} (from {_url(spec, f.sources[0])})" for f in missing) or "(none)"
     where = f" Tried: {', '.join(tried)}." if tried else ""
     needed = ", ".join(" or ".join(f.names) for f in spec.files if not f.optional)
     kind = "Hugging Face" if spec.source == "huggingface" else "PaddleNLP"
+    offline = "" if config.offline() else " Set DISTILFRAME_OFFLINE=1 to fail at once, without trying the network."
     return ModelNotAvailableError(
         f"Model {spec.name!r} is not on disk and could not be downloaded ({cause}). "
         f"Missing files: {names}; looked in {folder}.{where} "
-        f"To use it offline, copy the {kind} files of it ({needed}) into {folder}, "
-        "or point DISTILFRAME_HOME at a cache that has it (for example one filled on a machine with network access)."
+        f"On a machine with network access, `distilframe download {spec.name}` fetches it into that machine's "
+        "cache: copy the cache here, or point DISTILFRAME_HOME at it (a shared folder works). "
+        f"Or copy the {kind} files of it ({needed}) into {folder}.{offline}"
     )
+
+
+def _url(spec: ModelSpec, source: str) -> str:
+    """Where a file comes from: a path on PaddleNLP's server, or ``<repo>/<file>`` on the Hugging Face hub."""
+    if spec.source == "huggingface":
+        repo, filename = source.rsplit("/", 1)
+        return f"{config.hf_endpoint()}/{repo}/resolve/main/{filename}"
+    return f"{config.endpoint()}/{source}"
 
 

@@ -96,11 +96,24 @@ def paddlenlp_distilbert() -> tuple[Any, Any, Any]:
 
 
 def bos_downloader() -> Callable[..., str]:
-    """PaddleNLP's downloader for its model server (``bos_download``)."""
+    """PaddleNLP's downloader for its model server (``bos_download``), without its INFO lines ("downloading
+    <url> to <temp file>" reads like progress right before an error saying the download failed)."""
+    import logging
+
     paddle()
     with quiet_imports():
         from paddlenlp.utils.download.bos_download import bos_download
-    return bos_download
+
+    def quiet_download(*args: Any, **kwargs: Any) -> str:
+        log = logging.getLogger("paddlenlp.utils.download.bos_download")
+        level = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            return bos_download(*args, **kwargs)
+        finally:
+            log.setLevel(level)
+
+    return quiet_download
 
 
 def paddlenlp_version() -> str:

@@ -110,7 +110,11 @@ def test_failed_download_names_what_is_missing_and_leaves_nothing(bos, empty_hom
     message = str(e.value)
     folder = empty_home / "models/distilbert-base-uncased"
     assert "'distilbert-base-uncased'" in message and "model_state.pdparams" in message
-    assert str(folder) in message and "DISTILFRAME_HOME" in message and "offline" in message
+    assert str(folder) in message and "DISTILFRAME_HOME" in message
+    # The next steps: where each missing file comes from, the download command, and the offline switch.
+    assert f"model_state.pdparams (from {server.url}/models/transformers/distilbert/distilbert-base-uncased.pdparams)" \
+        in message
+    assert "`distilframe download distilbert-base-uncased`" in message and "DISTILFRAME_OFFLINE=1" in message
     assert isinstance(e.value, OSError)
     assert not folder.exists() or list(folder.iterdir()) == []  # no partial or temporary file
     assert not any((empty_home / "tmp").iterdir())

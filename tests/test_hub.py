@@ -122,3 +122,4 @@ def test_other_model_types_are_refused_before_the_weights_are_fetched(hub, tmp_p
         checkpoints.resolve("hf:someone/a-bert")
     assert not any("model.safetensors" in r for r in server.requests)
     assert not (tmp_path / "home/models/hf/someone/a-bert").exists()  # no empty folder left behind
+    assert not (tmp_path / "home/models/hf").exists()  # nor its empty parents (models/hf/someone)
