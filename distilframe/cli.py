@@ -6,6 +6,7 @@
     distilframe download MODEL...
     distilframe info FILE
     distilframe cache info|clear
+    distilframe --version
 
 Errors print one line on stderr and exit with status 2; Ctrl-C exits with 130
 and keeps the finished chunks for ``--resume``.
@@ -19,12 +20,17 @@ from typing import Sequence
 
 from ._batches import DEFAULT_BATCH_SIZE
 from ._options import CHOICES, DEFAULTS, RunOptions
+from ._version import __version__
 from .files import DEFAULT_CHUNK_ROWS
 
 __all__ = ["main"]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+# `distilframe info`: what made the file first, then its shape, then when and with what it was written.
+INFO_ORDER = ("task", "model", "checkpoint_hash", "column", "dim", "labels", "precision", "pooling", "normalize",
+              "all_scores", "max_length", "long_text", "stride", "rows", "columns", "created_at",
+              "distilframe_version")
 
 EMBED_EXAMPLE = """example:
   distilframe embed reviews.parquet embeddings.parquet --column text --keep id
@@ -90,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="DistilBERT embeddings and sentiment for table files.",
         epilog="Run 'distilframe COMMAND --help' for a command's options and an example.",
     )
+    parser.add_argument("--version", action="version", version=f"distilframe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
 
@@ -211,6 +218,8 @@ def _info(args: argparse.Namespace) -> int:
     from .files import read_metadata
 
     meta = read_metadata(args.file)
+    first = [k for k in INFO_ORDER if k in meta]
+    meta = {**{k: meta[k] for k in first}, **{k: v for k, v in meta.items() if k not in first}}
     width = max(len(k) for k in meta)
     for key, value in meta.items():
         shown = ", ".join(value) if isinstance(value, list) else value

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Wrote {done.rows} rows to {done.output} in {done.seconds:.1f} s "
           f"({done.chunks} chunks, {done.resumed_chunks} resumed).")
     print(f"model={meta['model']} dim={meta['dim']} pooling={meta['pooling']} "
-          f"checkpoint_sha256={meta['checkpoint_sha256']} columns={meta['columns']}")
+          f"checkpoint_hash={meta['checkpoint_hash']} columns={meta['columns']}")
     return 0
 
 

@@ -61,11 +61,11 @@ def test_metadata_and_info(tmp_path, frame, capsys):
     meta = read_metadata(tmp_path / "out.parquet")
     assert meta["model"] == "distilbert-base-uncased" and meta["pooling"] == "cls" and meta["normalize"] == "false"
     assert meta["max_length"] == "64" and meta["dim"] == "32" and meta["distilframe_version"] == distilframe.__version__
-    assert len(meta["checkpoint_sha256"]) == 32 and meta["created_at"].endswith("+00:00") and meta["rows"] == 7
+    assert len(meta["checkpoint_hash"]) == 32 and meta["created_at"].endswith("+00:00") and meta["rows"] == 7
     assert meta["columns"] == ["id", "title", "text", "text_embedding"]
     assert main(["info", str(tmp_path / "out.parquet")]) == 0
     printed = capsys.readouterr().out
-    assert "checkpoint_sha256" in printed and "rows" in printed and "dim" in printed
+    assert "checkpoint_hash" in printed and "rows" in printed and "dim" in printed
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".tsv", ".xlsx"])
