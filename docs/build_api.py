@@ -17,8 +17,8 @@ import pdoc.render
 
 HERE = Path(__file__).resolve().parent
 # The public modules: the package (its __all__) and the documented front ends.
-MODULES = ["distilframe", "distilframe.accessor", "distilframe.files", "distilframe.testing", "distilframe.errors", "distilframe.widgets",
-           "distilframe.dask"]
+MODULES = ["distilframe", "distilframe.accessor", "distilframe.files", "distilframe.testing", "distilframe.errors",
+           "distilframe.widgets", "distilframe.dask"]
 
 
 def build(output: Path) -> None:
