@@ -16,6 +16,7 @@ from typing import Any
 
 from . import _fs as fs
 from ._registry import ModelSpec
+from ._sentence import SentenceHead, head_files, read_head
 from .errors import CasingWarning, CheckpointError, warn
 
 __all__ = ["ADDED_TOKENS", "BASIC_SPECIALS", "CONFIGS", "TOKENIZER_CONFIG", "VOCAB", "WEIGHTS", "WEIGHT_FILES",
@@ -47,6 +48,7 @@ class Checkpoint:
     strip_accents: bool | None = None  # None: follow do_lower_case, as BERT does
     tokenize_chinese_chars: bool = True
     added_tokens: tuple[dict, ...] = ()
+    sentence: SentenceHead | None = None  # a sentence-transformers model's pooling, Dense, Normalize, settings
 
     @property
     def weights_path(self) -> Path:
@@ -65,6 +67,11 @@ class Checkpoint:
         return int(self.config.get("max_position_embeddings", 512))
 
     @property
+    def output_dim(self) -> int:
+        """The dimension of an embedding: a sentence model's (after its Dense modules), else the hidden size."""
+        return self.sentence.dim if self.sentence is not None else self.hidden_size
+
+    @property
     def pad_token_id(self) -> int:
         return int(self.config.get("pad_token_id", 0))
 
@@ -75,7 +82,7 @@ def content_hash(checkpoint: Checkpoint) -> str:
     files = [checkpoint.weights_path, checkpoint.vocab_path]
     extra = (*CONFIGS, TOKENIZER_CONFIG, ADDED_TOKENS, "added_tokens.json", "tokenizer.json")
     files += [checkpoint.path / name for name in extra if (checkpoint.path / name).is_file()]
-    return fs.digest(files)[:32]
+    return fs.digest(files + head_files(checkpoint.path))[:32]
 
 
 def read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpoint:
@@ -114,6 +121,7 @@ def read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpo
         strip_accents=None if strip_accents is None else bool(strip_accents),
         tokenize_chinese_chars=bool(tok_cfg.get("tokenize_chinese_chars", True)),
         added_tokens=tuple(_read_added_tokens(path)),
+        sentence=read_head(path),
     )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from . import _config as config
 from . import _fs as fs
 from ._checkpoint import ADDED_TOKENS, added_tokens, looks_cased
+from ._sentence import SentenceHead, is_sentence_transformers, read_folder, source_files, write_head
 from .errors import CasingWarning, CheckpointError, warn
 
 __all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "convert", "is_huggingface"]
@@ -56,11 +57,12 @@ _ACTIVATIONS = ("gelu", "relu")
 
 
 def is_huggingface(folder: Path) -> bool:
-    """A folder with Hugging Face weights and no PaddleNLP weights."""
+    """A folder with Hugging Face weights and no PaddleNLP weights, or a sentence-transformers folder."""
     folder = Path(folder)
-    return (folder / "config.json").is_file() and not (folder / "model_state.pdparams").is_file() and any(
-        (folder / w).is_file() for w in HF_WEIGHTS
-    )
+    if (folder / "model_state.pdparams").is_file():
+        return False
+    return is_sentence_transformers(folder) or (folder / "config.json").is_file() and any(
+        (folder / w).is_file() for w in HF_WEIGHTS)
 
 
 def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
@@ -80,7 +82,11 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     >>> folder = convert("~/models/my-finetuned-distilbert")  # doctest: +SKIP
     >>> df.distil.classify("review", model=folder)  # doctest: +SKIP
     """
-    src = Path(source).expanduser().resolve()
+    root = Path(source).expanduser().resolve()
+    head = None
+    src = root
+    if is_sentence_transformers(root):  # the encoder is one of its modules; the others become the head
+        src, head = read_folder(root)
     hf_config = _read_config(src)
     weights = next((src / w for w in HF_WEIGHTS if (src / w).is_file()), None)
     if weights is None:
@@ -91,7 +97,8 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     vocab = _vocabulary(src)
     tokenizer = _tokenizer_settings(src, vocab)
     added = added_tokens(src, len(vocab))
-    digest = _content_hash(weights, src / "config.json", vocab, {**tokenizer, "added": added})
+    digest = _content_hash(weights, src / "config.json", vocab, {**tokenizer, "added": added},
+                           source_files(root) if head is not None else [])
     out = Path(target).expanduser().resolve() if target is not None else config.converted_dir() / digest
     if out.exists() and _conversion_of(out) == digest and fs.damaged(out):
         if target is not None:
@@ -113,15 +120,15 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     with fs.file_lock(f"convert-{digest}"):  # one process converts; the others wait, then reuse
         if _conversion_of(out) == digest:
             return out
-        return _write(src, out, hf_config, weights, vocab, tokenizer, added, digest, target)
+        return _write(src, out, hf_config, weights, vocab, tokenizer, added, digest, target, head)
 
 
 def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str], tokenizer: dict,
-           added: list[dict], digest: str, target: Any) -> Path:
+           added: list[dict], digest: str, target: Any, head: SentenceHead | None) -> Path:
     from ._paddle import save_state
 
     fs.sweep_stale(out.parent, f".{out.name}.*" if target is not None else ".*")
-    state = _to_paddle(_load_weights(weights), src)
+    state = _to_paddle(_load_weights(weights), src, hf_config)
     cfg = _paddle_config(hf_config, src, state)
     cfg["distilframe_source"] = {"path": str(src), "sha256": digest}
     with fs.staged_folder(out, complete=lambda folder: (folder / "model_state.pdparams").is_file()) as tmp:
@@ -134,6 +141,8 @@ def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str
         if added:
             (tmp / ADDED_TOKENS).write_text(json.dumps(added, indent=1), encoding="utf-8")
         save_state(state, tmp / "model_state.pdparams")
+        if head is not None:
+            write_head(tmp, head)
         fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return out
 
@@ -156,10 +165,21 @@ def _read_config(src: Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"Could not read {path}: {e}.") from e
     model_type = cfg.get("model_type")
+    if model_type == "bert":
+        # A BERT encoder with absolute positions is a DistilBERT-architecture encoder for one-segment input.
+        positions = cfg.get("position_embedding_type", "absolute")
+        if positions != "absolute":
+            raise CheckpointError(f"{path} describes a BERT with {positions!r} position embeddings, which does not "
+                                  "fold into DistilBERT (absolute positions only).")
+        if cfg.get("hidden_act", "gelu") not in _ACTIVATIONS:
+            raise CheckpointError(f"{path} uses activation {cfg.get('hidden_act')!r}; distilframe runs 'gelu' or "
+                                  "'relu'.")
+        return cfg
     if model_type != "distilbert":
         raise CheckpointError(
-            f"{path} describes a {model_type!r} model; distilframe runs DistilBERT checkpoints only "
-            "(model_type 'distilbert')."
+            f"{path} describes a {model_type!r} model; distilframe runs DistilBERT checkpoints, and BERT ones "
+            "folded into DistilBERT (model_type 'distilbert' or 'bert'); RoPE and relative-position models do not "
+            "fold."
         )
     activation = cfg.get("activation", "gelu")
     if activation not in _ACTIVATIONS:
@@ -207,10 +227,13 @@ def _tokenizer_settings(src: Path, vocab: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict) -> str:
+def _content_hash(weights: Path, cfg: Path, vocab: list[str], tokenizer: dict, modules: list[Path] = ()) -> str:
     """The source's identity: its weights and config bytes, vocabulary and tokenizer settings (the same bytes
-    as every release so far, so that no conversion in a cache is orphaned)."""
+    as every release so far, so that no conversion in a cache is orphaned), then a sentence-transformers
+    folder's module files."""
     extra = "\n".join(vocab).encode("utf-8") + json.dumps(tokenizer, sort_keys=True).encode("utf-8")
+    if modules:
+        extra += fs.digest(modules).encode()
     return fs.digest([weights, cfg], extra, names=False)[:32]
 
 
@@ -271,8 +294,10 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _to_paddle(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:
+def _to_paddle(hf: dict[str, np.ndarray], src: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     """Hugging Face names and layouts to PaddleNLP's, encoder under ``distilbert.``."""
+    if cfg.get("model_type") == "bert":
+        hf = _fold_bert(hf, src)
     out: dict[str, np.ndarray] = {}
     for key, value in hf.items():
         name = key[len("distilbert."):] if key.startswith("distilbert.") else key
@@ -296,8 +321,49 @@ def _to_paddle(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _fold_bert(hf: dict[str, np.ndarray], src: Path) -> dict[str, np.ndarray]:
+    """A BERT encoder's weights in DistilBERT's Hugging Face names. For one-segment input every token has
+    token type 0, so ``token_type_embeddings[0]`` is added into every position embedding; the pooler (used
+    only by BERT's own heads) is dropped. A BERT classification head does not fold (it pools with a tanh
+    layer, DistilBERT's with a ReLU one) and is not kept: such a model embeds."""
+    state = {(k[len("bert."):] if k.startswith("bert.") else k): v for k, v in hf.items()}
+    try:
+        types = np.asarray(state.pop("embeddings.token_type_embeddings.weight"), dtype=np.float32)
+        positions = np.asarray(state.pop("embeddings.position_embeddings.weight"), dtype=np.float32)
+    except KeyError as e:
+        raise CheckpointError(f"The BERT weights in {src} have no {e.args[0]}: is this a BERT encoder?") from None
+    out = {"distilbert.embeddings.position_embeddings.weight": positions + types[0]}
+    for key, value in state.items():
+        for old, new in _BERT_RENAMES:
+            if key.startswith(old) or old.startswith(".") and old in key:
+                key = key.replace(old, new, 1)
+        if key.startswith(("embeddings.", "transformer.")):
+            out["distilbert." + key] = value
+    return out
+
+
+# BERT's Hugging Face names -> DistilBERT's (then RENAMES maps those to PaddleNLP's), in this order.
+_BERT_RENAMES = (
+    ("embeddings.LayerNorm.", "embeddings.LayerNorm."),
+    ("encoder.layer.", "transformer.layer."),
+    (".attention.self.query.", ".attention.q_lin."),
+    (".attention.self.key.", ".attention.k_lin."),
+    (".attention.self.value.", ".attention.v_lin."),
+    (".attention.output.dense.", ".attention.out_lin."),
+    (".attention.output.LayerNorm.", ".sa_layer_norm."),
+    (".intermediate.dense.", ".ffn.lin1."),
+    (".output.dense.", ".ffn.lin2."),
+    (".output.LayerNorm.", ".output_layer_norm."),
+)
+
+
 def _paddle_config(hf: dict[str, Any], src: Path, state: dict[str, np.ndarray]) -> dict[str, Any]:
     word = state["distilbert.embeddings.word_embeddings.weight"]
+    if hf.get("model_type") == "bert":  # BERT's key names, and its own LayerNorm epsilon
+        hf = {**hf, "dim": hf.get("hidden_size"), "n_layers": hf.get("num_hidden_layers"),
+              "n_heads": hf.get("num_attention_heads"), "hidden_dim": hf.get("intermediate_size"),
+              "activation": hf.get("hidden_act", "gelu")}
+        hf = {k: v for k, v in hf.items() if k not in ("id2label", "label2id", "problem_type")}  # no head folds
     cfg = {
         "model_type": "distilbert",
         "architectures": ["DistilBertForSequenceClassification" if "classifier.weight" in state else "DistilBertModel"],
@@ -309,8 +375,8 @@ def _paddle_config(hf: dict[str, Any], src: Path, state: dict[str, np.ndarray]) 
         "hidden_act": hf.get("activation", "gelu"),
         "max_position_embeddings": int(hf.get("max_position_embeddings", 512)),
         "pad_token_id": int(hf.get("pad_token_id", 0) or 0),
-        "layer_norm_eps": 1e-12,  # hard-coded in the Hugging Face implementation
-    }
+        "layer_norm_eps": float(hf.get("layer_norm_eps", 1e-12)) if hf.get("model_type") == "bert" else 1e-12,
+    }  # DistilBERT's 1e-12 is hard-coded in the Hugging Face implementation
     for key in ("id2label", "label2id", "problem_type"):
         if hf.get(key) is not None:
             cfg[key] = hf[key]

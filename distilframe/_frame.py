@@ -69,7 +69,8 @@ class OutputSchema:
 
     @classmethod
     def for_model(cls, task: str, column: Any, options: RunOptions, model: "LoadedModel") -> "OutputSchema":
-        return cls.of(task, column, options, dim=model.dim, labels=model.labels)
+        dim = model.dim_for(options) if task == "embed" else model.dim
+        return cls.of(task, column, options, dim=dim, labels=model.labels)
 
     @property
     def kinds(self) -> dict[Any, str]:
@@ -184,6 +185,7 @@ def file_metadata(task: str, column: Any, options: RunOptions, model: "LoadedMod
     """
     from ._checkpoint import content_hash
 
+    options = model.fill(options)  # what the run used: the model's own settings where none were given
     shaped = options.for_task(task)
     meta = {
         "task": task,
@@ -196,7 +198,9 @@ def file_metadata(task: str, column: Any, options: RunOptions, model: "LoadedMod
     }
     meta["max_length"] = str(min(options.max_length, model.checkpoint.max_positions))
     if task == "embed":
-        meta["dim"] = str(model.dim)
+        meta["dim"] = str(model.dim_for(options))
+        if model.checkpoint.sentence is not None:
+            meta["sentence_modules"] = json.dumps(model.checkpoint.sentence.describe(), sort_keys=True)
     else:
         meta["labels"] = json.dumps(list(model.labels))
     return meta
@@ -310,7 +314,7 @@ def with_columns(df: "pd.DataFrame", added: "pd.DataFrame") -> "pd.DataFrame":
     out = df.copy(deep=False)
     for name in added.columns:
         out[name] = added[name].array
-    out.attrs[STEPS_KEY] = [*df.attrs.get(STEPS_KEY, []), *added.attrs.get(STEPS_KEY, [])]
+    out.attrs[STEPS_KEY] = _merge(df.attrs.get(STEPS_KEY, []), added.attrs.get(STEPS_KEY, []))
     if not out.attrs[STEPS_KEY]:
         del out.attrs[STEPS_KEY]
     return out
@@ -324,8 +328,14 @@ STEPS_KEY = "distilframe"  # a result frame's pandas ``attrs``: the steps whose 
 def with_step(result: Any, source: Any, step: dict[str, Any]) -> Any:
     """Record ``step`` (``outputs``: its column names, and what made them) in ``result.attrs``, after the steps
     ``source`` records. pandas carries ``attrs`` along through copies and column selections."""
-    result.attrs[STEPS_KEY] = [*source.attrs.get(STEPS_KEY, []), step]
+    result.attrs[STEPS_KEY] = _merge(source.attrs.get(STEPS_KEY, []), [step])
     return result
+
+
+def _merge(before: list[dict[str, Any]], added: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The earlier steps whose output columns the added ones do not overwrite, then the added ones."""
+    written = {_hashable(c) for s in added for c in s["outputs"]}
+    return [s for s in before if not written & {_hashable(c) for c in s["outputs"]}] + list(added)
 
 
 def step_to_write(attrs: dict[str, Any], columns: Sequence[Any], kind: str = "frame") -> dict[str, Any]:

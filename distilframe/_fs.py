@@ -47,10 +47,22 @@ _digest_lock = threading.Lock()
 
 
 def umask() -> int:
-    """The process's umask (read without changing it for longer than a call)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask, read from /proc without changing it (setting it to read it back would, for a
+    moment, give files other threads create meanwhile the wrong permissions); elsewhere read by setting it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+_umask_lock = threading.Lock()
 
 
 def shareable(path: Path) -> None:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from . import _config as config
 from ._checkpoint import Checkpoint, content_hash
-from ._download import folder, is_on_disk
+from ._options import RunOptions
+from ._sentence import output_dim
+from ._download import folder, is_on_disk, packaged_folder
 from ._registry import REGISTRY, find, no_head_message
 from ._resolve import resolve
 from .errors import CheckpointError, EngineWarning, TestModelWarning, UnsupportedTaskError, warn
@@ -49,7 +51,30 @@ class LoadedModel:
 
     @property
     def dim(self) -> int:
-        return self.engine.hidden_size
+        """The embedding's dimension with the model's own pooling: a sentence model's output (after its Dense
+        modules), else the hidden size."""
+        return self.checkpoint.sentence.dim if self.checkpoint.sentence is not None else self.engine.hidden_size
+
+    def dim_for(self, options: RunOptions) -> int:
+        """The embedding's dimension with ``options``' pooling (several modes are concatenated)."""
+        return output_dim(self.engine.hidden_size, self.checkpoint.sentence, self.fill(options).pooling)
+
+    def fill(self, options: RunOptions) -> RunOptions:
+        """``options`` with this model's own settings where they are None: a sentence-transformers model's
+        pooling, Normalize, max_seq_length and default prompt; mean pooling, unit length and 512 tokens for a
+        plain DistilBERT. An explicit option wins; ``prompt_name`` picks one of the model's prompts."""
+        head = self.checkpoint.sentence
+        prompts = head.prompts if head is not None else {}
+        name = options.prompt_name if options.prompt_name is not None else (head.default_prompt_name if head else None)
+        if options.prompt_name is not None and options.prompt_name not in prompts:
+            known = ", ".join(map(repr, prompts)) or "none"
+            raise ValueError(f"Got prompt_name={options.prompt_name!r} but {self.name!r} has no such prompt "
+                             f"(its prompts: {known}). Pass prompt='...' for a prompt of your own.")
+        prompt = prompts.get(name) if options.prompt is None and name is not None else None
+        if head is None:
+            return options.filled(pooling="mean", normalize=True, max_length=512, prompt=prompt)
+        return options.filled(pooling=head.pooling, normalize=head.normalize, max_length=head.max_seq_length or 512,
+                              prompt=prompt)
 
     @property
     def multi_label(self) -> bool:
@@ -228,7 +253,7 @@ def models() -> "pd.DataFrame":
                 "labels": ", ".join(spec.labels),
                 "on_disk": is_on_disk(spec),
                 "loaded": spec.name in loaded,
-                "path": str(folder(spec)),
+                "path": str(packaged_folder(spec) or folder(spec)),
                 "description": spec.description,
             }
         )

@@ -25,13 +25,13 @@ import numpy as np
 __all__ = ["CHOICES", "DEFAULTS", "ERRORS", "LONG_TEXT", "POOLINGS", "PRECISIONS", "TASKS", "RunOptions", "check_task"]
 
 TASKS = ("embed", "classify")
-POOLINGS = ("mean", "cls")
+# sentence-transformers' pooling modes; a model's own pooling may join several with "+" (e.g. "cls+mean").
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 LONG_TEXT = ("truncate", "chunk")
 ERRORS = ("raise", "coerce")
 PRECISIONS = ("auto", "fp32", "bf16")
-CHOICES: dict[str, tuple[str, ...]] = {"pooling": POOLINGS, "long_text": LONG_TEXT, "errors": ERRORS,
-                                       "precision": PRECISIONS}
-_FLAGS = ("normalize", "all_scores", "return_status", "cache")
+CHOICES: dict[str, tuple[str, ...]] = {"long_text": LONG_TEXT, "errors": ERRORS, "precision": PRECISIONS}
+_FLAGS = ("all_scores", "return_status", "cache")
 
 
 def _quoted(values: tuple[str, ...]) -> str:
@@ -53,9 +53,15 @@ class RunOptions:
     Parameters
     ----------
     pooling, normalize
-        Embeddings: ``"mean"`` or ``"cls"`` pooling, and scaling to unit length.
+        Embeddings: the pooling mode (one of :data:`POOLINGS`, or several joined by ``+``) and scaling
+        to unit length. None: the model's own (a sentence-transformers model's Pooling and Normalize
+        modules; mean and unit length for a plain DistilBERT).
     max_length
-        Tokens per model input, [CLS] and [SEP] included (capped at the model's positions).
+        Tokens per model input, [CLS] and [SEP] included (capped at the model's positions). None: the
+        model's own (a sentence-transformers model's max_seq_length, else 512).
+    prompt, prompt_name
+        Embeddings: text put before every text (sentence-transformers' ``prompt=``), or the name of one
+        of the model's prompts (``prompt_name=``). None: the model's default prompt, if it has one.
     long_text, stride
         ``"truncate"`` or ``"chunk"`` (windows overlapping by ``stride`` tokens).
     batch_size, token_budget, chunk_size
@@ -77,9 +83,11 @@ class RunOptions:
         Use the result cache.
     """
 
-    pooling: str = "mean"
-    normalize: bool = True
-    max_length: int = 512
+    pooling: str | None = None
+    normalize: bool | None = None
+    max_length: int | None = None
+    prompt: str | None = None
+    prompt_name: str | None = None
     long_text: str = "truncate"
     stride: int = 128
     batch_size: int | None = None
@@ -102,9 +110,19 @@ class RunOptions:
         for name in _FLAGS:
             if not _is_bool(getattr(self, name)):
                 raise ValueError(f"Got {name}={getattr(self, name)!r} but expected True or False.")
+        if self.pooling is not None and (not isinstance(self.pooling, str)
+                                         or any(m not in POOLINGS for m in self.pooling.split("+"))):
+            raise ValueError(f"Got pooling={self.pooling!r} but expected one of {', '.join(map(repr, POOLINGS))} "
+                             "(several may be joined by '+'), or None for the model's own.")
+        if self.normalize is not None and not _is_bool(self.normalize):
+            raise ValueError(f"Got normalize={self.normalize!r} but expected True or False, or None for the model's "
+                             "own.")
+        for name in ("prompt", "prompt_name"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"Got {name}={getattr(self, name)!r} but expected a string, or None.")
         if self.progress is not None and not _is_bool(self.progress):
             raise ValueError(f"Got progress={self.progress!r} but expected True, False or None (automatic).")
-        if not _is_int(self.max_length) or self.max_length < 3:
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 3):
             raise ValueError(f"Got max_length={self.max_length!r} but expected an integer of at least 3, such as 512.")
         if not _is_int(self.stride) or self.stride < 0:
             raise ValueError(f"Got stride={self.stride!r} but expected a non-negative integer of tokens, such as 128.")
@@ -128,12 +146,20 @@ class RunOptions:
         """A copy with ``changes`` (checked again)."""
         return dataclasses.replace(self, **changes)
 
+    def filled(self, **model_defaults: Any) -> "RunOptions":
+        """These options with the model's own settings (``pooling``, ``normalize``, ``max_length``,
+        ``prompt``) where they are None: what a run uses."""
+        given = {k: v for k, v in model_defaults.items() if getattr(self, k) is None and v is not None}
+        return self.replace(**given) if given else self
+
     def for_task(self, task: str) -> dict[str, Any]:
         """The options that shape a ``task`` result (what result files record): the model's input
         options, and pooling and normalize for embed or all_scores for classify."""
         check_task(task)
         shaped = {"pooling": self.pooling, "normalize": self.normalize} if task == "embed" else {
             "all_scores": self.all_scores}
+        if task == "embed" and self.prompt:
+            shaped["prompt"] = self.prompt
         return {**shaped, "max_length": self.max_length, "long_text": self.long_text, "stride": self.stride}
 
 

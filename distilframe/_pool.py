@@ -6,7 +6,9 @@ import numpy as np
 
 from ._options import POOLINGS
 
-__all__ = ["POOLINGS", "combine", "l2_normalize", "pool", "pool_packed", "sigmoid", "softmax"]
+POOLING_ORDER = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # as concatenated
+
+__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "l2_normalize", "pool", "pool_packed", "sigmoid", "softmax"]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
@@ -28,12 +30,20 @@ def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
         summed = np.einsum("bld,bl->bd", hidden, weights[:, :, 0], dtype=np.float32)
         counts = np.maximum(weights.sum(axis=1), 1.0)
         return (summed / counts).astype(np.float32)
-    raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))}.")
+    raise ValueError(f"Got pooling={method!r} but expected one of 'mean', 'cls' (pool_packed computes the other "
+                     "modes).")
 
 
-def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
+def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str, skip_first: int = 0) -> np.ndarray:
     """Pool the sequences packed in rows: ``mask`` numbers each row's sequences 1, 2, ... (0: padding);
     one vector per sequence, row by row, in number order; as :func:`pool` does for a row of its own.
+
+    ``method`` is one mode or several joined by ``+`` (concatenated in sentence-transformers' order:
+    cls, max, mean, mean_sqrt_len_tokens, weightedmean, lasttoken), computed as sentence-transformers'
+    Pooling module does, per sequence: ``max`` over tokens (-1e9 where none is left), ``mean`` and
+    ``mean_sqrt_len_tokens`` (sum over count and over its square root), ``weightedmean`` (token i of a
+    sequence weighs i + 1), ``lasttoken`` (the last token; zero if none is left). ``skip_first`` tokens of
+    each sequence (a prompt with its [CLS], when the model's pooling excludes it) take part in none but cls.
 
     Examples
     --------
@@ -41,19 +51,41 @@ def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray
     >>> pool_packed(h, m, "mean")
     array([[1., 2.],
            [4., 5.]], dtype=float32)
+    >>> pool_packed(h, m, "cls+max")
+    array([[0., 1., 2., 3.],
+           [4., 5., 4., 5.]], dtype=float32)
     """
-    if method not in POOLINGS:
-        raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))}.")
+    modes = method.split("+")
+    if not modes or any(m not in POOLINGS for m in modes):
+        raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))} "
+                         "(or several joined by '+').")
     flat_mask = mask.reshape(-1)
     tokens = np.flatnonzero(flat_mask)  # row-major: sequences come out row by row, in number order
     sequence = (tokens // mask.shape[1]) * (int(flat_mask.max()) + 1) + flat_mask[tokens]  # row and number
     starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]])
-    flat = hidden.reshape(-1, hidden.shape[-1])
-    if method == "cls":
-        return np.ascontiguousarray(flat[tokens[starts]], dtype=np.float32)
-    sums = np.add.reduceat(flat[tokens].astype(np.float32, copy=False), starts, axis=0)
-    counts = np.diff(np.r_[starts, len(tokens)]).astype(np.float32)
-    return (sums / counts[:, None]).astype(np.float32)
+    counts = np.diff(np.r_[starts, len(tokens)])
+    position = np.arange(len(tokens)) - np.repeat(starts, counts)  # within its sequence, from 0
+    flat = hidden.reshape(-1, hidden.shape[-1])[tokens].astype(np.float32, copy=False)
+    keep = (position >= skip_first).astype(np.float32)
+    kept = np.add.reduceat(keep, starts)
+    out = []
+    for mode in (m for m in POOLING_ORDER if m in modes):
+        if mode == "cls":
+            out.append(flat[starts])
+        elif mode == "max":
+            out.append(np.maximum.reduceat(np.where(keep[:, None] > 0, flat, np.float32(-1e9)), starts, axis=0))
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
+            sums = np.add.reduceat(flat * keep[:, None], starts, axis=0)
+            n = np.maximum(kept, 1e-9)[:, None]
+            out.append(sums / (n if mode == "mean" else np.sqrt(n)))
+        elif mode == "weightedmean":
+            weights = keep * (position + 1)
+            sums = np.add.reduceat(flat * weights[:, None], starts, axis=0)
+            out.append(sums / np.maximum(np.add.reduceat(weights, starts), 1e-9)[:, None])
+        else:  # lasttoken
+            last = flat[starts + counts - 1] * (kept > 0)[:, None]
+            out.append(last)
+    return np.ascontiguousarray(np.concatenate(out, axis=1), dtype=np.float32)
 
 
 def combine(items: np.ndarray, owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> np.ndarray:

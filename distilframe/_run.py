@@ -100,24 +100,33 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     check_task(task)
     if changes:
         options = options.replace(**changes)
+    options = model.fill(options)  # the model's own pooling, normalize, max_length and prompt where not given
     # A model cannot read past its position table: the limit is the smaller of the two.
     max_length = min(options.max_length, model.checkpoint.max_positions)
+    if task == "embed":
+        texts = _as_the_model_reads(texts, model, options)
     unique = batches.dedupe(texts)
-    width = model.dim if task == "embed" else len(model.labels)
+    width = model.dim_for(options) if task == "embed" else len(model.labels)
     out = np.full((len(unique.texts), width), np.nan, dtype=np.float32)
     n_tokens = np.zeros(len(unique.texts), dtype=np.int64)
     todo, keys, cache = _lookup(cache, model, task, options, max_length, unique.texts, out, n_tokens)
+    prompt_skip, prompt_only = _prompt_tokens(model, options) if task == "embed" else (0, 2)
+    if prompt_skip and options.long_text == "chunk":
+        raise ValueError("Got long_text='chunk' with a prompt that this model's pooling leaves out "
+                         "(include_prompt=false): only a text's first window holds the prompt. Use "
+                         "long_text='truncate', or no prompt.")
     chunk_size = options.chunk_size or batches.DEFAULT_CHUNK_SIZE
     with _progress_bar(options.progress, len(unique.texts), len(todo), f"{task} ({model.name})", on_progress) as bar:
         for start in range(0, len(todo), chunk_size):
             where = todo[start:start + chunk_size]
             out[where], n_tokens[where] = _run_chunk(model, task, options, max_length,
-                                                     [unique.texts[i] for i in where], bar)
+                                                     [unique.texts[i] for i in where], bar, prompt_skip,
+                                                     prompt_only)
             if cache is not None:  # stored chunk by chunk: an interrupted run keeps what it finished
                 cache.put([keys[i] for i in where], out[where], n_tokens[where])
     if warn_long and options.long_text == "truncate":
         _warn_truncated(n_tokens, max_length)
-    return _result(unique, out, n_tokens, max_length, options.long_text)
+    return _result(unique, out, n_tokens, max_length, options.long_text, prompt_only)
 
 
 def _lookup(cache: "ResultCache | None", model: "LoadedModel", task: str, options: RunOptions, max_length: int,
@@ -153,26 +162,58 @@ def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: 
                         normalize=bool(options.normalize) if embed else None, max_length=int(max_length),
                         long_text=options.long_text,
                         stride=int(options.stride) if options.long_text == "chunk" else None,
-                        precision=model.precision, multi_label=model.multi_label if not embed else None)
+                        precision=model.precision, multi_label=model.multi_label if not embed else None,
+                        **({"prompt": options.prompt} if embed and options.prompt else {}))  # keys as before without
+
+
+def _as_the_model_reads(texts: Sequence[str | None], model: "LoadedModel", options: RunOptions) -> list[str | None]:
+    """As sentence-transformers feeds its Transformer: the prompt before each text, then lower-cased when the
+    model's sentence_bert_config says do_lower_case. A missing or blank text stays one (no result)."""
+    head = model.checkpoint.sentence
+    lower = head is not None and head.do_lower_case
+    if not options.prompt and not lower:
+        return list(texts)
+    prompt = options.prompt or ""
+    out: list[str | None] = []
+    for text in texts:
+        if text is None or not text.strip():
+            out.append(text)
+        else:
+            text = prompt + text
+            out.append(text.lower() if lower else text)
+    return out
+
+
+def _prompt_tokens(model: "LoadedModel", options: RunOptions) -> tuple[int, int]:
+    """(tokens at the start of each input that pooling leaves out: [CLS] and the prompt's when the model's
+    Pooling module says include_prompt=false, as sentence-transformers counts them, else 0; the tokens of an
+    input that holds the prompt and no text: a text of no token of its own stays empty with a prompt)."""
+    if not options.prompt:
+        return 0, 2
+    head = model.checkpoint.sentence
+    prompt = options.prompt.lower() if head is not None and head.do_lower_case else options.prompt
+    ids = model.tokenizer.encode([prompt], max_length=model.checkpoint.max_positions).ids[0]
+    skip = 0 if head is None or head.include_prompt else len(ids) - 1  # without the final [SEP]
+    return skip, len(ids)
 
 
 def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length: int, texts: list[str],
-               bar: "_Progress") -> tuple[np.ndarray, np.ndarray]:
+               bar: "_Progress", prompt_skip: int = 0, prompt_only: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Results and token counts of one chunk of distinct texts (NaN rows for texts without a token)."""
     encoded = model.tokenizer.encode(texts, max_length=max_length, long_text=options.long_text,
                                      stride=options.stride)
     # A text of [CLS] [SEP] and nothing else has no result: it is not run.
-    skip = np.flatnonzero(encoded.n_tokens[encoded.owner] <= 2)
-    bar.update(int(np.count_nonzero(encoded.n_tokens <= 2)))
+    skip = np.flatnonzero(encoded.n_tokens[encoded.owner] <= prompt_only)
+    bar.update(int(np.count_nonzero(encoded.n_tokens <= prompt_only)))
     remaining = np.bincount(encoded.owner, minlength=len(texts))  # windows left per text
-    width = model.dim if task == "embed" else len(model.labels)
+    width = model.dim_for(options) if task == "embed" else len(model.labels)
     items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
     plan = batches.plan(encoded.lengths, pack=task == "embed", skip=skip,
                         batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
                         token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
     for batch in plan:
         rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
-        items[rows] = _forward(model, task, batch, encoded.ids, options.pooling)
+        items[rows] = _forward(model, task, batch, encoded.ids, options.pooling, prompt_skip)
         np.subtract.at(remaining, encoded.owner[rows], 1)
         bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
     weights = encoded.lengths if task == "embed" else None  # token-weighted mean of windows; plain mean of probabilities
@@ -182,14 +223,16 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
 
 
 def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: list[np.ndarray],
-             pooling: str) -> np.ndarray:
+             pooling: str, prompt_skip: int = 0) -> np.ndarray:
     """Pooled embeddings or class probabilities of one batch, one row per input, in the batch's order
     (row by row, then along each row)."""
     ids, mask = batches.pad(batch, inputs, model.tokenizer.pad_id, model.checkpoint.max_positions)
     if task == "classify":
         logits = model.engine.logits(ids, mask)
         return pool.sigmoid(logits) if model.multi_label else pool.softmax(logits)
-    return pool.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling)
+    pooled = pool.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling, skip_first=prompt_skip)
+    head = model.checkpoint.sentence
+    return head.apply_dense(pooled) if head is not None and head.dense else pooled
 
 
 def _warn_truncated(n_tokens: np.ndarray, max_length: int) -> None:
@@ -203,9 +246,9 @@ def _warn_truncated(n_tokens: np.ndarray, max_length: int) -> None:
 
 
 def _result(unique: batches.Unique, out: np.ndarray, n_tokens: np.ndarray, max_length: int,
-            long_text: str) -> Result:
+            long_text: str, prompt_only: int = 2) -> Result:
     """One row per input text, in input order, with token counts and a status per row."""
-    codes, values = batches.expand(unique, out, n_tokens > 2)
+    codes, values = batches.expand(unique, out, n_tokens > prompt_only)
     valid = codes >= 0
     row_tokens = np.where(codes == batches.NULL, -1, 0)
     row_tokens[valid] = n_tokens[codes[valid]]

@@ -62,7 +62,8 @@ _OPTIONS_DOC = f"""
             (``distilframe.set_default_model``; at first distilbert-base-uncased for embed and
             the SST-2 sentiment model for classify).
         max_length
-            Tokens per model input, [CLS] and [SEP] included (capped at the model's positions).
+            Tokens per model input, [CLS] and [SEP] included (capped at the model's positions). None
+            (default): the model's own (a sentence-transformers model's max_seq_length), else 512.
         long_text
             ``"truncate"`` (default): a longer text keeps its beginning, and one warning counts
             them. ``"chunk"``: it is cut into windows of ``max_length`` tokens overlapping by
@@ -107,9 +108,11 @@ class DistilDataFrameAccessor:
         column: Any = None,
         *,
         model: str | os.PathLike | None = None,
-        pooling: str = DEFAULTS.pooling,
-        normalize: bool = DEFAULTS.normalize,
-        max_length: int = DEFAULTS.max_length,
+        pooling: str | None = DEFAULTS.pooling,
+        normalize: bool | None = DEFAULTS.normalize,
+        max_length: int | None = DEFAULTS.max_length,
+        prompt: str | None = DEFAULTS.prompt,
+        prompt_name: str | None = DEFAULTS.prompt_name,
         batch_size: int | None = DEFAULTS.batch_size,
         errors: str = DEFAULTS.errors,
         progress: bool | None = DEFAULTS.progress,
@@ -127,9 +130,17 @@ class DistilDataFrameAccessor:
         column
             The text column; may be omitted when the frame has exactly one string column.
         pooling
-            ``"mean"`` (average of the token states) or ``"cls"`` (the [CLS] state).
+            ``"mean"`` (average of the token states), ``"cls"`` (the [CLS] state), ``"max"``,
+            ``"mean_sqrt_len_tokens"``, ``"weightedmean"`` or ``"lasttoken"`` (as sentence-transformers
+            computes them). None (default): the model's own: a sentence-transformers model's Pooling
+            module, else mean.
         normalize
-            Scale each vector to unit length, so that a dot product is a cosine similarity.
+            Scale each vector to unit length, so that a dot product is a cosine similarity. None
+            (default): the model's own: a sentence-transformers model's Normalize module, else True.
+        prompt, prompt_name
+            Text put before every text, as sentence-transformers' ``encode(prompt=...)`` does, or the
+            name of one of the model's prompts (``config_sentence_transformers.json``). None: the
+            model's default prompt, if it names one.
         {options}
         Returns
         -------
@@ -152,7 +163,7 @@ class DistilDataFrameAccessor:
         column: Any = None,
         *,
         model: str | os.PathLike | None = None,
-        max_length: int = DEFAULTS.max_length,
+        max_length: int | None = DEFAULTS.max_length,
         all_scores: bool = DEFAULTS.all_scores,
         errors: str = DEFAULTS.errors,
         progress: bool | None = DEFAULTS.progress,
@@ -249,9 +260,11 @@ class DistilSeriesAccessor:
         self,
         *,
         model: str | os.PathLike | None = None,
-        pooling: str = DEFAULTS.pooling,
-        normalize: bool = DEFAULTS.normalize,
-        max_length: int = DEFAULTS.max_length,
+        pooling: str | None = DEFAULTS.pooling,
+        normalize: bool | None = DEFAULTS.normalize,
+        max_length: int | None = DEFAULTS.max_length,
+        prompt: str | None = DEFAULTS.prompt,
+        prompt_name: str | None = DEFAULTS.prompt_name,
         batch_size: int | None = DEFAULTS.batch_size,
         errors: str = DEFAULTS.errors,
         progress: bool | None = DEFAULTS.progress,
@@ -283,7 +296,7 @@ class DistilSeriesAccessor:
         self,
         *,
         model: str | os.PathLike | None = None,
-        max_length: int = DEFAULTS.max_length,
+        max_length: int | None = DEFAULTS.max_length,
         all_scores: bool = DEFAULTS.all_scores,
         errors: str = DEFAULTS.errors,
         progress: bool | None = DEFAULTS.progress,

@@ -19,7 +19,7 @@ import sys
 from typing import Sequence
 
 from ._batches import DEFAULT_BATCH_SIZE
-from ._options import CHOICES, DEFAULTS, RunOptions
+from ._options import CHOICES, DEFAULTS, POOLINGS, RunOptions
 from ._version import __version__
 from .files import DEFAULT_CHUNK_ROWS
 
@@ -29,6 +29,7 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 # `distilframe info`: what made the file first, then its shape, then when and with what it was written.
 INFO_ORDER = ("task", "model", "checkpoint_hash", "column", "dim", "labels", "precision", "pooling", "normalize",
+              "prompt", "sentence_modules",
               "all_scores", "max_length", "long_text", "stride", "rows", "columns", "created_at",
               "distilframe_version")
 
@@ -48,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=_names, default=None, metavar="COL,COL",
                    help="input columns to carry over, comma-separated (default: all)")
     p.add_argument("--max-length", type=int, default=DEFAULTS.max_length, metavar="N",
-                   help=f"tokens per model input, [CLS] and [SEP] included (default {DEFAULTS.max_length})")
+                   help="tokens per model input, [CLS] and [SEP] included (default: the model's own; 512)")
     p.add_argument("--long-text", choices=CHOICES["long_text"], default=DEFAULTS.long_text,
                    help="texts over --max-length: keep their beginning, or read them whole in windows")
     p.add_argument("--stride", type=int, default=DEFAULTS.stride, metavar="N",
@@ -108,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("output", help="a .parquet file, written only when complete")
     embed.add_argument("--model", default=DEFAULT_EMBEDDER, help=f"model name, hf:<owner>/<repo>, or a checkpoint "
                                                                  f"folder (default {DEFAULT_EMBEDDER})")
-    embed.add_argument("--pooling", choices=CHOICES["pooling"], default=DEFAULTS.pooling,
-                       help=f"default {DEFAULTS.pooling}")
-    embed.add_argument("--no-normalize", action="store_true", help="keep raw vectors, not unit length")
+    embed.add_argument("--pooling", choices=POOLINGS, default=DEFAULTS.pooling,
+                       help="default: the model's own (a sentence-transformers model's; mean for DistilBERT)")
+    embed.add_argument("--no-normalize", dest="normalize", action="store_const", const=False,
+                       default=DEFAULTS.normalize, help="keep raw vectors, not unit length (default: the model's own)")
+    embed.add_argument("--prompt", default=DEFAULTS.prompt, help="text put before every text (sentence models)")
+    embed.add_argument("--prompt-name", default=DEFAULTS.prompt_name, help="one of the model's prompts, by name")
     embed.set_defaults(func=_embed)
 
     classify = commands.add_parser("classify", help="add a label and a score per row", epilog=CLASSIFY_EXAMPLE,
@@ -173,7 +177,7 @@ def _report(result, args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from .files import embed_file
 
-    return _report(embed_file(args.input, args.output, normalize=not args.no_normalize, **_job_options(args)), args)
+    return _report(embed_file(args.input, args.output, **_job_options(args)), args)
 
 
 def _classify(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from ._frame import OutputSchema, file_metadata, parquet_table, step_to_write, w
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import load, pandas_result
 from ._registry import find, no_head_message
+from ._sentence import output_dim
 from ._text import select_column
 from .errors import FileError, UnsupportedTaskError
 
@@ -69,7 +70,9 @@ def _describe(task: str, model: Any, options: RunOptions) -> tuple[int, tuple[st
     labels = checkpoint.labels
     if task == "classify" and options.all_scores and not labels:
         labels = load(task, model, options).labels
-    return checkpoint.hidden_size, tuple(labels)
+    head = checkpoint.sentence
+    pooling = options.pooling or (head.pooling if head is not None else "mean")
+    return output_dim(checkpoint.hidden_size, head, pooling), tuple(labels)
 
 
 def _write_part(part: pd.DataFrame, path: str, step: dict[str, Any], created_at: str, write_index: bool) -> int:
@@ -136,8 +139,9 @@ class DaskDistilDataFrameAccessor(_Base):
     call ``.compute()``, ``.persist()`` or :meth:`to_parquet`).
     """
 
-    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None, pooling: str = DEFAULTS.pooling,
-              normalize: bool = DEFAULTS.normalize, max_length: int = DEFAULTS.max_length,
+    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None, pooling: str | None = DEFAULTS.pooling,
+              normalize: bool | None = DEFAULTS.normalize, max_length: int | None = DEFAULTS.max_length,
+              prompt: str | None = DEFAULTS.prompt, prompt_name: str | None = DEFAULTS.prompt_name,
               batch_size: int | None = DEFAULTS.batch_size, errors: str = DEFAULTS.errors,
               progress: bool | None = DEFAULTS.progress, long_text: str = DEFAULTS.long_text,
               stride: int = DEFAULTS.stride, return_status: bool = DEFAULTS.return_status,
@@ -146,7 +150,7 @@ class DaskDistilDataFrameAccessor(_Base):
         """Lazily add ``<column>_embedding``; arguments as ``pandas.DataFrame.distil.embed``."""
         return self._map("embed", column, model, RunOptions.pick(locals()))
 
-    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None, max_length: int = DEFAULTS.max_length,
+    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None, max_length: int | None = DEFAULTS.max_length,
                  all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
                  progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
                  long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,
@@ -220,8 +224,9 @@ class DaskDistilDataFrameAccessor(_Base):
 class DaskDistilSeriesAccessor(_Base):
     """DistilBERT on a Dask Series of texts: ``ddf["text"].distil.embed()``."""
 
-    def embed(self, *, model: str | os.PathLike | None = None, pooling: str = DEFAULTS.pooling,
-              normalize: bool = DEFAULTS.normalize, max_length: int = DEFAULTS.max_length,
+    def embed(self, *, model: str | os.PathLike | None = None, pooling: str | None = DEFAULTS.pooling,
+              normalize: bool | None = DEFAULTS.normalize, max_length: int | None = DEFAULTS.max_length,
+              prompt: str | None = DEFAULTS.prompt, prompt_name: str | None = DEFAULTS.prompt_name,
               batch_size: int | None = DEFAULTS.batch_size, errors: str = DEFAULTS.errors,
               progress: bool | None = DEFAULTS.progress, long_text: str = DEFAULTS.long_text,
               stride: int = DEFAULTS.stride, return_status: bool = DEFAULTS.return_status,
@@ -230,7 +235,7 @@ class DaskDistilSeriesAccessor(_Base):
         """Lazily embed the texts: a Series ``<name>_embedding`` (a frame with ``return_status=True``)."""
         return self._map("embed", model, RunOptions.pick(locals()))
 
-    def classify(self, *, model: str | os.PathLike | None = None, max_length: int = DEFAULTS.max_length,
+    def classify(self, *, model: str | os.PathLike | None = None, max_length: int | None = DEFAULTS.max_length,
                  all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
                  progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
                  long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,

@@ -64,9 +64,11 @@ def embed_file(
     column: str,
     model: str | os.PathLike | None = None,
     keep: Sequence[str] | None = None,
-    pooling: str = DEFAULTS.pooling,
-    normalize: bool = DEFAULTS.normalize,
-    max_length: int = DEFAULTS.max_length,
+    pooling: str | None = DEFAULTS.pooling,
+    normalize: bool | None = DEFAULTS.normalize,
+    max_length: int | None = DEFAULTS.max_length,
+    prompt: str | None = DEFAULTS.prompt,
+    prompt_name: str | None = DEFAULTS.prompt_name,
     long_text: str = DEFAULTS.long_text,
     stride: int = DEFAULTS.stride,
     batch_size: int | None = DEFAULTS.batch_size,
@@ -91,8 +93,8 @@ def embed_file(
         The text column.
     keep
         Input columns to carry over (default: all of them).
-    pooling, normalize, max_length, long_text, stride, batch_size, errors
-        As in ``DataFrame.distil.embed``.
+    pooling, normalize, max_length, prompt, prompt_name, long_text, stride, batch_size, errors
+        As in ``DataFrame.distil.embed`` (None: the model's own settings).
     resume
         Continue an interrupted run of the same command from its last finished chunk.
     overwrite
@@ -121,7 +123,7 @@ def classify_file(
     model: str | os.PathLike | None = None,
     keep: Sequence[str] | None = None,
     all_scores: bool = DEFAULTS.all_scores,
-    max_length: int = DEFAULTS.max_length,
+    max_length: int | None = DEFAULTS.max_length,
     long_text: str = DEFAULTS.long_text,
     stride: int = DEFAULTS.stride,
     batch_size: int | None = DEFAULTS.batch_size,

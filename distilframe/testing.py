@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["base_config", "make_vocab", "random_state", "write_checkpoint", "write_hf_checkpoint"]
+__all__ = ["base_config", "make_vocab", "random_state", "write_checkpoint", "write_hf_checkpoint",
+           "write_sentence_checkpoint"]
 
 WORDS = (
     "the a an is was are be to of and in it that this for on with as at by not no yes very so "
@@ -227,5 +228,105 @@ def write_hf_checkpoint(
     (folder / "config.json").write_text(json.dumps(hf_config, indent=1))
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": not cased,
                                                              "tokenizer_class": "DistilBertTokenizer"}))
-    save_file(hf_state, str(folder / "model.safetensors"))
+    save_file(hf_state, str(folder / "model.safetensors"), metadata={"format": "pt"})  # as transformers writes
     return folder
+
+
+def write_sentence_checkpoint(
+    folder: Path,
+    *,
+    seed: int,
+    bert: bool = True,
+    pooling: str = "mean",
+    include_prompt: bool = True,
+    dense: tuple[tuple[int, str], ...] = (),
+    normalize: bool = True,
+    max_seq_length: int | None = 128,
+    do_lower_case: bool = False,
+    prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    encoder_folder: str = "",
+    weight_std: float = 0.2,
+    **dims,
+) -> Path:
+    """Write a random sentence-transformers folder and return it: ``modules.json``, the encoder (a BERT, or a
+    DistilBERT with ``bert=False``) at the root or in ``encoder_folder``, ``1_Pooling`` (modes joined by
+    ``+``), Dense modules (``(out_features, activation class)`` each, e.g. ``(16, "Tanh")``; safetensors),
+    Normalize, ``sentence_bert_config.json`` and ``config_sentence_transformers.json`` (prompts).
+    sentence-transformers itself loads it (the parity tests), and so does distilframe."""
+    from safetensors.numpy import save_file
+
+    from ._sentence import MODES
+
+    folder = Path(folder)
+    encoder = folder / encoder_folder
+    write_hf_checkpoint(encoder, seed=seed, weight_std=weight_std, **dims)
+    hidden = json.loads((encoder / "config.json").read_text())["dim"]
+    if bert:
+        _as_bert(encoder, np.random.default_rng(seed + 1))
+    modules = [{"idx": 0, "name": "0", "path": encoder_folder, "type": "sentence_transformers.models.Transformer"}]
+    (encoder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                   "do_lower_case": do_lower_case}))
+    modes = pooling.split("+")
+    pool_cfg = {"word_embedding_dimension": hidden, "include_prompt": include_prompt,
+                **{f"pooling_mode_{k}": k_mode in modes for k, k_mode in
+                   (("cls_token", "cls"), ("max_tokens", "max"), ("mean_tokens", "mean"),
+                    ("mean_sqrt_len_tokens", "mean_sqrt_len_tokens"), ("weightedmean_tokens", "weightedmean"),
+                    ("lasttoken", "lasttoken"))}}
+    assert all(m in MODES for m in modes), pooling
+    (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pool_cfg, indent=1))
+    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    rng = np.random.default_rng(seed + 2)
+    width = hidden * len(modes)
+    for i, (out, activation) in enumerate(dense, start=2):
+        path = folder / f"{i}_Dense"
+        path.mkdir(exist_ok=True)
+        (path / "config.json").write_text(json.dumps({"in_features": width, "out_features": out, "bias": True,
+                                                      "activation_function": f"torch.nn.modules.activation.{activation}"
+                                                      if activation != "Identity" else
+                                                      "torch.nn.modules.linear.Identity"}))
+        save_file({"linear.weight": (rng.standard_normal((out, width)) * 0.3).astype(np.float32),
+                   "linear.bias": (rng.standard_normal(out) * 0.1).astype(np.float32)}, str(path / "model.safetensors"),
+                  metadata={"format": "pt"})
+        modules.append({"idx": i, "name": str(i), "path": f"{i}_Dense", "type": "sentence_transformers.models.Dense"})
+        width = out
+    if normalize:
+        n = len(modules)
+        modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+    (folder / "modules.json").write_text(json.dumps(modules, indent=1))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": prompts or {}, "default_prompt_name": default_prompt_name, "similarity_fn_name": "cosine"}))
+    return folder
+
+
+def _as_bert(folder: Path, rng: np.random.Generator) -> None:
+    """Rewrite a Hugging Face DistilBERT folder (write_hf_checkpoint) as a BERT with the same encoder, random
+    token-type embeddings and a pooler: what BERT-architecture sentence models are."""
+    from safetensors.numpy import load_file, save_file
+
+    cfg = json.loads((folder / "config.json").read_text())
+    names = {"transformer.layer.": "encoder.layer.", "attention.q_lin.": "attention.self.query.",
+             "attention.k_lin.": "attention.self.key.", "attention.v_lin.": "attention.self.value.",
+             "attention.out_lin.": "attention.output.dense.", "sa_layer_norm.": "attention.output.LayerNorm.",
+             "ffn.lin1.": "intermediate.dense.", "ffn.lin2.": "output.dense.", "output_layer_norm.": "output.LayerNorm."}
+    state = {}
+    for key, value in load_file(str(folder / "model.safetensors")).items():
+        key = key.removeprefix("distilbert.")
+        for old, new in names.items():
+            key = key.replace(old, new)
+        state[key] = value
+    hidden = cfg["dim"]
+    state["embeddings.token_type_embeddings.weight"] = (rng.standard_normal((2, hidden)) * 0.05).astype(np.float32)
+    state["pooler.dense.weight"] = (rng.standard_normal((hidden, hidden)) * 0.1).astype(np.float32)
+    state["pooler.dense.bias"] = np.zeros(hidden, np.float32)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    bert = {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": cfg["vocab_size"],
+            "hidden_size": hidden, "num_hidden_layers": cfg["n_layers"], "num_attention_heads": cfg["n_heads"],
+            "intermediate_size": cfg["hidden_dim"], "hidden_act": "gelu", "max_position_embeddings":
+            cfg["max_position_embeddings"], "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "position_embedding_type": "absolute", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    (folder / "config.json").write_text(json.dumps(bert, indent=1))
+    tok = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**tok, "tokenizer_class": "BertTokenizer"}))

@@ -324,9 +324,13 @@ class RunPanel(w.VBox, _Background):
                                  value=_longest(df, positions))
         self.task = w.ToggleButtons(options=list(TASKS), value=TASKS[0], description="Task")
         self.picker = ModelPicker()
-        self.pooling = w.Dropdown(options=list(POOLINGS), value=DEFAULTS.pooling, description="Pooling")
-        self.normalize = w.Checkbox(value=DEFAULTS.normalize, description="Normalize")
-        self.max_length = w.IntText(value=DEFAULTS.max_length, description="Max length")
+        own = "the model's own"
+        self.pooling = w.Dropdown(options=[(own, None), *((m, m) for m in POOLINGS)], value=DEFAULTS.pooling,
+                                  description="Pooling")
+        self.normalize = w.Dropdown(options=[(own, None), ("unit length", True), ("raw", False)],
+                                    value=DEFAULTS.normalize, description="Normalize")
+        self.max_length = w.IntText(value=0, description="Max length",
+                                    tooltip="tokens per input; 0: the model's own (512 for DistilBERT)")
         shown = {"truncate": "truncate", "chunk": "read whole (chunks)"}
         self.long_text = w.Dropdown(options=[(shown[mode], mode) for mode in LONG_TEXT], value=DEFAULTS.long_text,
                                     description="Long texts")
@@ -372,7 +376,7 @@ class RunPanel(w.VBox, _Background):
                     raise ValueError("No model chosen: pick one in the list, or type a checkpoint folder and "
                                      "Use folder.")
                 # Status is read back for the truncation count; the panel shows its own progress.
-                options = RunOptions(max_length=self.max_length.value, long_text=self.long_text.value,
+                options = RunOptions(max_length=self.max_length.value or None, long_text=self.long_text.value,
                                      pooling=self.pooling.value, normalize=self.normalize.value, progress=False,
                                      return_status=True)
             except Exception as e:

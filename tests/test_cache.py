@@ -236,3 +236,22 @@ def test_a_users_edit_to_a_downloaded_config_is_not_damage(tmp_path, monkeypatch
         assert "mine" in (folder / "tokenizer_config.json").read_text()
     finally:
         server.close()
+
+
+def test_the_key_of_a_plain_model_with_default_options_is_what_it_always_was():
+    # New options (sentence models: prompt, the model's own pooling) must not change existing keys: a cache
+    # filled before them keeps serving. The settings below are those of every release so far.
+    from distilframe import _run
+    from distilframe._checkpoint import content_hash
+    from distilframe._engine import GRAPH_VERSION
+    from distilframe._options import DEFAULTS
+
+    model = get_model("distilbert-base-uncased")
+    ckpt = model.checkpoint
+    want = settings_key(checkpoint=content_hash(ckpt), task="embed", distilframe=distilframe.__version__,
+                        engine=type(model.engine).__name__, paddle=model.engine.paddle_version, graph=GRAPH_VERSION,
+                        do_lower_case=ckpt.do_lower_case, strip_accents=ckpt.strip_accents,
+                        tokenize_chinese_chars=ckpt.tokenize_chinese_chars, added_tokens=list(ckpt.added_tokens),
+                        pooling="mean", normalize=True, max_length=512, long_text="truncate", stride=None,
+                        precision=model.precision, multi_label=None)
+    assert _run._settings(model, "embed", model.fill(DEFAULTS), 512) == want

@@ -101,11 +101,15 @@ def test_pytorch_bin_needs_torch_and_says_so(tmp_path, monkeypatch):
 
 
 def test_unsupported_checkpoints_are_refused_with_what_was_found(tmp_path):
-    hf = write_hf_checkpoint(tmp_path / "bert", seed=47)
+    hf = write_hf_checkpoint(tmp_path / "roberta", seed=47)
     cfg = json.loads((hf / "config.json").read_text())
-    (hf / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
-    with pytest.raises(CheckpointError, match="describes a 'bert' model.*DistilBERT checkpoints only"):
+    (hf / "config.json").write_text(json.dumps({**cfg, "model_type": "roberta"}))
+    with pytest.raises(CheckpointError, match="describes a 'roberta' model.*RoPE and relative-position"):
         checkpoints.resolve(hf)
+    bert = write_hf_checkpoint(tmp_path / "bert", seed=47)  # DistilBERT weights under a BERT config
+    (bert / "config.json").write_text(json.dumps({**cfg, "model_type": "bert", "hidden_size": cfg["dim"]}))
+    with pytest.raises(CheckpointError, match="BERT weights in .* have no embeddings.token_type_embeddings"):
+        checkpoints.resolve(bert)
 
     shapes = write_hf_checkpoint(tmp_path / "shapes", seed=48)
     (shapes / "config.json").write_text(json.dumps({**cfg, "dim": 64}))

@@ -21,7 +21,7 @@ PACKAGE = Path(distilframe.__file__).parent
 
 LAYERS = {
     0: ["errors", "_version", "_config", "_fs", "_options", "_paddle"],
-    1: ["_registry", "_checkpoint"],
+    1: ["_registry", "_sentence", "_checkpoint"],
     2: ["_convert", "_download", "_resolve", "_result_cache"],
     3: ["_text", "_tokens", "_batches", "_engine", "_pool", "_manager"],
     4: ["_run", "_pipeline", "_frame", "_defaults"],

@@ -1,6 +1,7 @@
 """RunOptions: every run option's default, choices and check, once; front ends take their defaults from it."""
 
 import inspect
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,9 @@ from distilframe.cli import build_parser
     (dict(num_threads=0), "Got num_threads=0 but expected a positive integer"),  # was silently "default"
     (dict(num_threads=-2), "Got num_threads=-2"),
     (dict(progress="yes"), "Got progress='yes' but expected True, False or None"),
-    (dict(pooling="max"), "Got pooling='max' but expected one of 'mean', 'cls'"),
+    (dict(pooling="maxi"), "Got pooling='maxi' but expected one of 'mean', 'cls', 'max'"),
+    (dict(pooling="cls+avg"), "Got pooling='cls+avg'"),
+    (dict(prompt=3), "Got prompt=3 but expected a string"),
     (dict(long_text="split"), "Got long_text='split' but expected 'truncate' or 'chunk'"),
     (dict(errors="ignore"), "Got errors='ignore' but expected 'raise' or 'coerce'"),
     (dict(precision="fp16"), "Got precision='fp16' but expected 'auto', 'fp32' or 'bf16'"),
@@ -31,9 +34,9 @@ from distilframe.cli import build_parser
     (dict(cache=1), "Got cache=1 but expected True or False"),
 ])
 def test_a_bad_option_says_what_came_in_and_what_is_expected(change, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         RunOptions(**change)
-    with pytest.raises(ValueError, match=message.split(" but")[0]):
+    with pytest.raises(ValueError, match=re.escape(message.split(" but")[0])):
         DEFAULTS.replace(**change)
 
 
@@ -42,8 +45,11 @@ def test_good_options_and_their_defaults():
     assert RunOptions.pick({"self": object(), "stride": 7, "column": "x"}) == RunOptions(stride=7)
     with pytest.raises(AttributeError):
         DEFAULTS.stride = 3  # frozen: one definition, shared
-    assert DEFAULTS.for_task("embed") == {"pooling": "mean", "normalize": True, "max_length": 512,
-                                          "long_text": "truncate", "stride": 128}
+    assert DEFAULTS.for_task("embed") == {"pooling": None, "normalize": None, "max_length": None,
+                                          "long_text": "truncate", "stride": 128}  # None: the model's own
+    filled = DEFAULTS.filled(pooling="mean", normalize=True, max_length=256, prompt=None)
+    assert (filled.pooling, filled.normalize, filled.max_length) == ("mean", True, 256)
+    assert RunOptions(pooling="cls").filled(pooling="mean").pooling == "cls"  # an explicit option wins
     assert list(DEFAULTS.for_task("classify")) == ["all_scores", "max_length", "long_text", "stride"]
     with pytest.raises(ValueError, match="Got task='tag' but expected 'embed' or 'classify'"):
         DEFAULTS.for_task("tag")
@@ -75,7 +81,8 @@ def test_the_command_line_takes_choices_and_defaults_from_the_options():
         DEFAULTS.pooling)
     embed = build_parser()._subparsers._group_actions[0].choices["embed"]
     choices = {a.dest: tuple(a.choices) for a in embed._actions if a.choices}
-    assert choices == {k: v for k, v in _options.CHOICES.items() if k in choices} and "precision" in choices
+    allowed = {**_options.CHOICES, "pooling": _options.POOLINGS}
+    assert choices == {k: v for k, v in allowed.items() if k in choices} and "precision" in choices
 
 
 def test_bad_options_are_refused_before_any_model_is_loaded(fresh_manager):

@@ -21,8 +21,8 @@ def test_cls_pooling_takes_the_first_token():
 
 
 def test_unknown_pooling_is_refused():
-    with pytest.raises(ValueError, match="pooling='max'"):
-        pool(np.zeros((1, 1, 1), np.float32), np.ones((1, 1)), "max")
+    with pytest.raises(ValueError, match="pooling='avg'"):
+        pool(np.zeros((1, 1, 1), np.float32), np.ones((1, 1)), "avg")
 
 
 def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows():
