@@ -216,7 +216,8 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
         items[rows] = _forward(model, task, batch, encoded.ids, options.pooling, prompt_skip)
         np.subtract.at(remaining, encoded.owner[rows], 1)
         bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
-    weights = encoded.lengths if task == "embed" else None  # token-weighted mean of windows; plain mean of probabilities
+    # A chunked text: the token-weighted mean of its windows' embeddings, the plain mean of their probabilities.
+    weights = encoded.lengths if task == "embed" else None
     combined = pool.combine(items, encoded.owner, len(texts), weights)
     # Normalised after windows are combined, so that a chunked row is a unit vector too.
     return (pool.l2_normalize(combined) if options.normalize and task == "embed" else combined), encoded.n_tokens

@@ -265,7 +265,8 @@ def read_head(folder: Path) -> SentenceHead | None:
         dense.append((tensors["weight"], tensors.get("bias") if has_bias else None, activation))
     return SentenceHead(pooling=d["pooling"], include_prompt=d["include_prompt"], dense=tuple(dense),
                         normalize=d["normalize"], max_seq_length=d["max_seq_length"], do_lower_case=d["do_lower_case"],
-                        prompts=d["prompts"], default_prompt_name=d["default_prompt_name"], hidden_size=d["hidden_size"])
+                        prompts=d["prompts"], default_prompt_name=d["default_prompt_name"],
+                        hidden_size=d["hidden_size"])
 
 
 def head_files(folder: Path) -> list[Path]:

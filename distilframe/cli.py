@@ -57,7 +57,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=DEFAULTS.batch_size, metavar="N",
                    help=f"inputs per batch at most (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--errors", choices=CHOICES["errors"], default=DEFAULTS.errors,
-                   help=f"non-string values: stop with an error, or convert them with str() (default {DEFAULTS.errors})")
+                   help="non-string values: stop with an error, or convert them with str() "
+                        f"(default {DEFAULTS.errors})")
     p.add_argument("--precision", choices=CHOICES["precision"], default=DEFAULTS.precision,
                    help=f"auto: bf16 where the CPU has it natively (faster), else fp32 (default {DEFAULTS.precision})")
     p.add_argument("--threads", type=_positive, default=DEFAULTS.num_threads, metavar="N",

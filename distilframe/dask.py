@@ -139,7 +139,8 @@ class DaskDistilDataFrameAccessor(_Base):
     call ``.compute()``, ``.persist()`` or :meth:`to_parquet`).
     """
 
-    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None, pooling: str | None = DEFAULTS.pooling,
+    def embed(self, column: Any = None, *, model: str | os.PathLike | None = None,
+              pooling: str | None = DEFAULTS.pooling,
               normalize: bool | None = DEFAULTS.normalize, max_length: int | None = DEFAULTS.max_length,
               prompt: str | None = DEFAULTS.prompt, prompt_name: str | None = DEFAULTS.prompt_name,
               batch_size: int | None = DEFAULTS.batch_size, errors: str = DEFAULTS.errors,
@@ -150,7 +151,8 @@ class DaskDistilDataFrameAccessor(_Base):
         """Lazily add ``<column>_embedding``; arguments as ``pandas.DataFrame.distil.embed``."""
         return self._map("embed", column, model, RunOptions.pick(locals()))
 
-    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None, max_length: int | None = DEFAULTS.max_length,
+    def classify(self, column: Any = None, *, model: str | os.PathLike | None = None,
+                 max_length: int | None = DEFAULTS.max_length,
                  all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
                  progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
                  long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,

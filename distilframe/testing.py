@@ -310,7 +310,8 @@ def _as_bert(folder: Path, rng: np.random.Generator) -> None:
     names = {"transformer.layer.": "encoder.layer.", "attention.q_lin.": "attention.self.query.",
              "attention.k_lin.": "attention.self.key.", "attention.v_lin.": "attention.self.value.",
              "attention.out_lin.": "attention.output.dense.", "sa_layer_norm.": "attention.output.LayerNorm.",
-             "ffn.lin1.": "intermediate.dense.", "ffn.lin2.": "output.dense.", "output_layer_norm.": "output.LayerNorm."}
+             "ffn.lin1.": "intermediate.dense.", "ffn.lin2.": "output.dense.",
+             "output_layer_norm.": "output.LayerNorm."}
     state = {}
     for key, value in load_file(str(folder / "model.safetensors")).items():
         key = key.removeprefix("distilbert.")

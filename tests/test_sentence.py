@@ -9,7 +9,6 @@ import pytest
 
 import distilframe
 from conftest import reference_module
-from distilframe._manager import ModelManager
 from distilframe.errors import CheckpointError
 from distilframe.testing import write_sentence_checkpoint
 from tokenizer_corpus import corpus
