@@ -27,12 +27,14 @@ from ._run import STATUSES, Result
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from ._manager import LoadedModel
 
 __all__ = ["META_PREFIX", "STEPS_KEY", "OutputSchema", "embedding_array", "embedding_arrow", "embedding_dtype",
-           "file_metadata", "out_name", "parquet_table", "step_to_write", "to_numpy", "with_columns", "with_step"]
+           "file_metadata", "out_name", "output_target", "parquet_table", "step_to_write", "to_numpy", "with_columns", "with_step"]
 
 META_PREFIX = "distilframe."  # key-value metadata of result files: distilframe.<key>
 
@@ -355,6 +357,24 @@ def step_to_write(attrs: dict[str, Any], columns: Sequence[Any], kind: str = "fr
 
 def _hashable(name: Any) -> Any:
     return tuple(name) if isinstance(name, list) else name
+
+
+def output_target(path: Any, overwrite: bool, index: "pd.Index", write_index: bool | None) -> tuple[Path, bool]:
+    """Where a result goes and whether its index is written, refused before any work: an existing output
+    without ``overwrite``, a missing folder. The index is written by default only when it is named (a
+    default range index is not data)."""
+    from pathlib import Path  # noqa: F811 (at run time; the annotation's is for type checkers)
+
+    from .errors import FileError
+
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")
+    if not target.parent.is_dir():
+        raise FileError(f"The output folder {str(target.parent)!r} does not exist.")
+    if write_index is None:
+        write_index = any(n is not None for n in index.names)
+    return target, bool(write_index)
 
 
 def parquet_table(frame: "pd.DataFrame", metadata: dict[str, str], write_index: bool) -> Any:

@@ -32,17 +32,10 @@ def _write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool
     import pyarrow.parquet as pq
 
     from . import _fs as fs
-    from ._frame import parquet_table, step_to_write
-    from .errors import FileError
+    from ._frame import output_target, parquet_table, step_to_write
 
     step = step_to_write(df.attrs, list(df.columns))
-    target = Path(path).expanduser()
-    if target.exists() and not overwrite:
-        raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")
-    if not target.parent.is_dir():
-        raise FileError(f"The output folder {str(target.parent)!r} does not exist.")
-    if write_index is None:
-        write_index = any(n is not None for n in df.index.names)
+    target, write_index = output_target(path, overwrite, df.index, write_index)
     meta = {**step["metadata"], "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with fs.staged_file(target) as tmp:
         pq.write_table(parquet_table(df, meta, write_index), tmp)

@@ -38,13 +38,13 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError('distilframe.dask needs Dask: pip install "distilframe[dask]"', name=e.name) from e
 
 from ._defaults import default_model
-from ._frame import OutputSchema, file_metadata, parquet_table, step_to_write, with_columns, with_step
+from ._frame import OutputSchema, file_metadata, output_target, parquet_table, step_to_write, with_columns, with_step
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import load, pandas_result
 from ._registry import find, no_head_message
 from ._sentence import output_dim
 from ._text import select_column
-from .errors import FileError, UnsupportedTaskError
+from .errors import UnsupportedTaskError
 
 __all__ = ["DaskDistilDataFrameAccessor", "DaskDistilSeriesAccessor"]
 
@@ -189,13 +189,7 @@ class DaskDistilDataFrameAccessor(_Base):
         """
         ddf = self._obj
         step = step_to_write(ddf._meta.attrs, list(ddf.columns), "Dask frame")
-        target = Path(path).expanduser()
-        if target.exists() and not overwrite:
-            raise FileError(f"Output {str(target)!r} already exists. Pass overwrite=True to replace it.")
-        if not target.parent.is_dir():
-            raise FileError(f"The output folder {str(target.parent)!r} does not exist.")
-        if write_index is None:
-            write_index = any(n is not None for n in ddf._meta.index.names)
+        target, write_index = output_target(path, overwrite, ddf._meta.index, write_index)
         tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
         created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
