@@ -44,6 +44,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> str:
+    """The CPU features that decide the engine's speed (bf16 native or not, int8 dot products), from
+    /proc/cpuinfo: what every figure must be quoted with."""
+    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "flags unknown"
+    return " ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
+
+
 def paddle_version() -> str:
     import paddle
 
@@ -101,7 +113,7 @@ def main() -> None:
         print(f"workload: {len(texts)} sentences, {n_tokens} tokens "
               f"(median {int(statistics.median(model.tokenizer.encode(texts, max_length=512).n_tokens))} per sentence); "
               f"model load {load:.1f} s")
-        print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {available_cores()} threads for Paddle, "
+        print(f"machine: {cpu_name()} ({cpu_flags()}), {os.cpu_count()} cores, {available_cores()} threads for Paddle, "
               f"python {platform.python_version()}, paddle {paddle_version()}")
         print()
         print(f"| {'engine':<34} | {'sentences/s':>11} | {'tokens/s':>9} | {'best s':>7} |")

@@ -247,6 +247,8 @@ def models() -> "pd.DataFrame":
                 "cased": spec.cased,
                 "layers": spec.layers,
                 "hidden_size": spec.hidden_size,
+                "dim": spec.output_dim,
+                "pooling": spec.pooling,
                 "heads": spec.heads,
                 "parameters": spec.parameters,
                 "max_length": spec.max_length,
@@ -254,6 +256,8 @@ def models() -> "pd.DataFrame":
                 "on_disk": is_on_disk(spec),
                 "loaded": spec.name in loaded,
                 "path": str(packaged_folder(spec) or folder(spec)),
+                "license": spec.license or "not stated",
+                "card": spec.card,
                 "description": spec.description,
             }
         )

