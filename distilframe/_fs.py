@@ -177,6 +177,62 @@ def file_lock(name: str) -> Iterator[None]:
         yield
 
 
+class Busy(Exception):
+    """``exclusive``: another process holds the lock; ``owner`` is what it wrote into the lock file."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, owner: str) -> Iterator[None]:
+    """Hold the lock file ``path`` without waiting, or raise Busy with what its holder wrote into it
+    (``owner``: who and what, for the error). The lock is the kernel's (flock): a killed holder releases
+    it. The file is removed on release; a process that opened it just before then finds it replaced and
+    tries again, so two holders never both believe they have it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: filelock's lock, and the file stays
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise Busy("") from None
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                other = os.read(fd, 4096).decode("utf-8", "replace").strip()
+            finally:
+                os.close(fd)
+            raise Busy(other) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, owner.encode("utf-8"))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
 def sweep_stale(parent: Path, pattern: str, max_age: float = STALE_SECONDS) -> None:
     """Remove the folders in ``parent`` matching ``pattern`` older than ``max_age`` seconds (left by
     processes that were killed)."""

@@ -50,15 +50,45 @@ def paddle() -> Any:
         return sys.modules["paddle"]
     user = os.environ.get("GLOG_minloglevel")
     os.environ.setdefault("GLOG_minloglevel", "2")
+    handlers = _signal_handlers()
     try:
         with quiet_imports():
             import paddle as module
     except ImportError as e:
-        raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install 'paddlepaddle>=3.3,<3.4'.") from e
+        raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install "
+                          "'paddlepaddle>=3.3,<3.4'.") from e
     finally:
         if user is None:
             os.environ.pop("GLOG_minloglevel", None)
+        _restore(handlers)
     return module
+
+
+_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _signal_handlers() -> dict:
+    """The process's handlers of SIGTERM and SIGHUP. ``import paddle`` replaces them with its own, which
+    prints a C++ ``FatalError ... Termination signal`` dump and aborts: a job stopped by its scheduler
+    would end in that dump, past the CLI's one-line message and without Python's cleanup."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    found = {}
+    for name in _SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not None:
+            found[number] = signal.getsignal(number)
+    return found
+
+
+def _restore(handlers: dict) -> None:
+    import signal
+
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
 
 
 def with_threads(num_threads: int | None) -> Any:

@@ -240,16 +240,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import DistilFrameError
 
+    previous = _stop_on_signals()
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("distilframe: interrupted. Finished chunks are kept: run the same command with --resume to "
+    except KeyboardInterrupt as e:
+        what = f"stopped by {e.args[0]}" if isinstance(e, _Stopped) else "interrupted"
+        print(f"distilframe: {what}. Finished chunks are kept: run the same command with --resume to "
               "continue.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + e.args[1] if isinstance(e, _Stopped) else EXIT_INTERRUPTED
     except (DistilFrameError, ImportError, OSError, ValueError, TypeError, KeyError) as e:
         message = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
         print(f"distilframe: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        _restore_signals(previous)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler, a closed terminal): handled as Ctrl-C is, finished chunks kept."""
+
+
+def _stop_on_signals() -> dict:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(number, frame):
+        raise _Stopped(signal.Signals(number).name, number)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, stop)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for number, handler in previous.items():
+        if handler is not None:
+            signal.signal(number, handler)
 
 
 if __name__ == "__main__":

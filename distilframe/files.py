@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -44,6 +46,8 @@ READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"
            ".ndjson": "jsonl", ".xlsx": "excel"}
 WRITERS = {"embed": (".parquet", ".pq"), "classify": (".parquet", ".pq", ".csv", ".tsv", ".xlsx")}
 PARTS_SUFFIX = ".distilframe-parts"
+LOCK_SUFFIX = ".distilframe-lock"  # held by the job writing OUTPUT: a second job on it is refused
+PART_JOB_KEY = b"distilframe_part_job"  # which job wrote a part
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,19 @@ class _Job:
         self.parts = self.output.with_name(self.output.name + PARTS_SUFFIX)
 
     def run(self) -> FileResult:
-        start = time.perf_counter()
         reader = self._check_paths()
+        lock = self.output.with_name(self.output.name + LOCK_SUFFIX)
+        owner = (f"pid {os.getpid()} on {socket.gethostname()}, started "
+                 f"{datetime.now().astimezone().isoformat(timespec='seconds')}: {' '.join(sys.argv) or self.task}")
+        try:
+            with fs.exclusive(lock, owner):
+                return self._run(reader)
+        except fs.Busy as busy:
+            raise FileError(f"Another distilframe job is writing {str(self.output)!r} ({busy.owner or 'holder unknown'})"
+                            f". Wait for it to finish, or write to another OUTPUT.") from None
+
+    def _run(self, reader: "_Reader") -> FileResult:
+        start = time.perf_counter()
         names = reader.names
         if self.column not in names:
             raise missing_column(self.column, names)
@@ -215,27 +230,33 @@ class _Job:
 
         rows = 0
         n_chunks = 0
+        resumed = 0
         bar = _progress_bar(self.progress, reader.total_rows)
         try:
             for index, table in enumerate(reader.chunks(self.chunk_rows, [*dict.fromkeys([*keep, self.column])])):
                 n_chunks = index + 1
-                if index < done:
-                    rows += table.num_rows
-                    bar.update(table.num_rows)
-                    continue
-                out = self._process(table, keep, loaded, row_offset=rows)
-                _write_part(out, self.parts / f"part-{index:06d}.parquet")
+                part = self._part(index)
+                if done.get(index) == table.num_rows:  # finished by the interrupted run
+                    resumed += 1
+                else:
+                    if index in done:
+                        _note(f"{part.name} of the interrupted run has {done[index]} rows, not "
+                              f"{table.num_rows}: computing it again.")
+                    _write_part(self._process(table, keep, loaded, row_offset=rows), part, self.job)
                 rows += table.num_rows
                 bar.update(table.num_rows)
         finally:
             bar.close()
         if n_chunks == 0:  # an empty input still gives a complete, empty output
             empty = reader.empty_table([*dict.fromkeys([*keep, self.column])])
-            _write_part(self._process(empty, keep, loaded, row_offset=0), self.parts / "part-000000.parquet")
+            _write_part(self._process(empty, keep, loaded, row_offset=0), self._part(0), self.job)
             n_chunks = 1
-        self._finish(meta, n_chunks)
-        return FileResult(output=self.output, rows=rows, chunks=n_chunks, resumed_chunks=min(done, n_chunks),
+        self._finish(meta, n_chunks, rows)
+        return FileResult(output=self.output, rows=rows, chunks=n_chunks, resumed_chunks=resumed,
                           seconds=time.perf_counter() - start)
+
+    def _part(self, index: int) -> Path:
+        return self.parts / f"part-{index:06d}.parquet"
 
     def _check_paths(self) -> "_Reader":
         kind = READERS.get(self.input.suffix.lower())
@@ -254,19 +275,20 @@ class _Job:
             raise FileError(f"The output folder {str(self.output.parent)!r} does not exist.")
         return _Reader(self.input, kind)
 
-    def _prepare_parts(self, meta: dict[str, str]) -> int:
-        """Chunks already done (resume), after checking that the input and options have not changed."""
+    def _prepare_parts(self, meta: dict[str, str]) -> dict[int, int]:
+        """Chunks already done (resume): their rows by chunk index, after checking that the input and options
+        have not changed and that each part is whole and this job's (a damaged part is named and redone)."""
         stat = self.input.stat()
         state = {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                  "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors, **meta}
         state_file = self.parts / "state.json"
+        self.job = secrets.token_hex(8)  # written into every part: the finished file holds this job's parts only
         if self.parts.exists():
-            previous = fs.read_json(state_file)
-            if self.resume and previous == state:
-                done = 0
-                while (self.parts / f"part-{done:06d}.parquet").is_file():
-                    done += 1
-                return done
+            previous = fs.read_json(state_file) or {}
+            job = previous.pop("job", None)
+            if self.resume and previous == state and isinstance(job, str):
+                self.job = job
+                return self._finished_parts()
             if self.resume:
                 changed = sorted(k for k in set(state) | set(previous or {}) if (previous or {}).get(k) != state.get(k))
                 raise FileError(
@@ -277,8 +299,29 @@ class _Job:
                   "(pass --resume to continue such a run).", file=sys.stderr)
             shutil.rmtree(self.parts)
         self.parts.mkdir()
-        fs.atomic_write(state_file, json.dumps(state, indent=1, sort_keys=True))
-        return 0
+        fs.shareable(self.parts)
+        fs.atomic_write(state_file, json.dumps({**state, "job": self.job}, indent=1, sort_keys=True))
+        return {}
+
+    def _finished_parts(self) -> dict[int, int]:
+        import pyarrow.parquet as pq
+
+        done = {}
+        for path in sorted(self.parts.glob("part-*.parquet")):
+            try:
+                index = int(path.stem.removeprefix("part-"))
+                info = pq.read_metadata(path)
+                job = (info.metadata or {}).get(PART_JOB_KEY, b"").decode()
+            except (OSError, ValueError) as e:
+                _note(f"{path.name} of the interrupted run is damaged ({type(e).__name__}): computing it again.")
+                path.unlink(missing_ok=True)
+                continue
+            if job != self.job:
+                _note(f"{path.name} was not written by the interrupted run: computing it again.")
+                path.unlink(missing_ok=True)
+                continue
+            done[index] = info.num_rows
+        return done
 
     def _process(self, table, keep: list[str], loaded, row_offset: int):
         import pandas as pd
@@ -295,10 +338,16 @@ class _Job:
             out = _set_column(out, name, array)
         return out
 
-    def _finish(self, meta: dict[str, str], n_chunks: int) -> None:
+    def _finish(self, meta: dict[str, str], n_chunks: int, rows: int) -> None:
         import pyarrow.parquet as pq
 
-        parts = [self.parts / f"part-{i:06d}.parquet" for i in range(n_chunks)]
+        parts = [self._part(i) for i in range(n_chunks)]
+        # Before OUTPUT is replaced: every part is this job's, and together they hold the input's rows.
+        infos = [pq.read_metadata(p) for p in parts]
+        if any((i.metadata or {}).get(PART_JOB_KEY) != self.job.encode() for i in infos) or \
+                sum(i.num_rows for i in infos) != rows:
+            raise FileError(f"The parts in {self.parts} are not all this job's (another process wrote there), "
+                            f"so {str(self.output)!r} was not written. Run the command again.")
         meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with fs.staged_file(self.output) as tmp:  # OUTPUT appears complete, with umask permissions
             import pyarrow as pa
@@ -341,11 +390,16 @@ def _set_column(table, name: str, array):
     return table.set_column(index, name, array) if index >= 0 else table.append_column(name, array)
 
 
-def _write_part(table, path: Path) -> None:
+def _write_part(table, path: Path, job: str) -> None:
     import pyarrow.parquet as pq
 
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PART_JOB_KEY: job.encode()})
     with fs.staged_file(path) as tmp:  # a part exists only once it is complete
         pq.write_table(table, tmp)
+
+
+def _note(message: str) -> None:
+    print(f"distilframe: {message}", file=sys.stderr)
 
 
 def _progress_bar(progress: bool | None, total: int | None):

@@ -17,6 +17,7 @@ import pytest
 import distilframe
 from conftest import SST2
 from distilframe.cli import main
+from distilframe.errors import FileError
 from distilframe.files import classify_file, embed_file, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +174,8 @@ def wait_for_parts(folder: Path, n: int, process, timeout=120) -> None:
     raise AssertionError("no progress")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["kill-9", "ctrl-c", "sigterm", "sighup"])
 def test_an_interrupted_job_resumes_to_the_identical_file(tmp_path, sig):
     source = big_input(tmp_path)
     reference = tmp_path / "reference.parquet"
@@ -189,8 +191,10 @@ def test_an_interrupted_job_resumes_to_the_identical_file(tmp_path, sig):
     stderr = job.stderr.read()
     if sig == signal.SIGKILL:
         assert job.returncode == -signal.SIGKILL
-    else:
-        assert job.returncode == 130 and "--resume" in stderr
+    else:  # one line, as for Ctrl-C (Paddle's own handler would print a C++ "FatalError" dump)
+        assert job.returncode == (130 if sig == signal.SIGINT else 128 + sig), stderr
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "--resume" in lines[0] and "FatalError" not in stderr, stderr
     assert not out.exists()  # OUTPUT only ever holds a complete file
     done = len(list(parts.glob("part-*.parquet")))
     assert 3 <= done < 50
@@ -200,6 +204,70 @@ def test_an_interrupted_job_resumes_to_the_identical_file(tmp_path, sig):
     assert f"{done} resumed" in resumed.stderr
     assert pq.read_table(out).equals(pq.read_table(reference))  # identical, row for row
     assert not parts.exists()
+
+
+def interrupted_job(tmp_path, source, out, parts: int):
+    job = subprocess.Popen([sys.executable, "-m", "distilframe", "embed", str(source), str(out), "--column", "text",
+                            "--chunk-rows", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_parts(out.with_name(out.name + ".distilframe-parts"), parts, job)
+    job.kill()
+    job.wait(timeout=60)
+
+
+def test_a_damaged_or_foreign_part_is_named_and_computed_again_first(tmp_path):
+    source = big_input(tmp_path, rows=4000)
+    reference = tmp_path / "reference.parquet"
+    assert run_cli("embed", source, reference, "--column", "text", "--chunk-rows", "400").returncode == 0
+    out = tmp_path / "out.parquet"
+    parts = tmp_path / "out.parquet.distilframe-parts"
+    interrupted_job(tmp_path, source, out, 3)
+    (parts / "part-000001.parquet").write_bytes(b"half a part")
+    foreign = pq.read_table(parts / "part-000002.parquet").replace_schema_metadata({b"distilframe_part_job": b"x"})
+    pq.write_table(foreign, parts / "part-000002.parquet")
+    done = len(list(parts.glob("part-*.parquet")))
+    resumed = run_cli("embed", source, out, "--column", "text", "--chunk-rows", "400", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    lines = resumed.stderr.splitlines()
+    assert "part-000001.parquet of the interrupted run is damaged" in lines[0]  # named before any work
+    assert "part-000002.parquet was not written by the interrupted run" in lines[1]
+    assert f"{done - 2} resumed" in resumed.stderr
+    assert pq.read_table(out).equals(pq.read_table(reference))
+
+
+def test_a_second_job_on_a_busy_output_is_refused_and_the_first_keeps_its_own_rows(tmp_path):
+    first = big_input(tmp_path, rows=40_000)
+    second = write_input(pd.DataFrame({"id": range(100), "text": ["another input"] * 100}), tmp_path / "in2.parquet")
+    out = tmp_path / "out.parquet"
+    job = subprocess.Popen([sys.executable, "-m", "distilframe", "embed", str(first), str(out), "--column", "text",
+                            "--chunk-rows", "400", "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    wait_for_parts(tmp_path / "out.parquet.distilframe-parts", 1, job)
+    refused = run_cli("embed", second, out, "--column", "text", "--overwrite")
+    assert_one_line_error(refused, "Another distilframe job is writing", f"pid {job.pid}", "another OUTPUT")
+    assert job.wait(timeout=300) == 0, job.stderr.read()
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == list(range(40_000))  # its own input's rows, all of them
+    assert not (tmp_path / "out.parquet.distilframe-lock").exists()
+    assert run_cli("embed", second, out, "--column", "text", "--overwrite").returncode == 0  # free again
+
+
+def test_a_part_another_process_wrote_is_caught_before_the_output_is_replaced(tmp_path, monkeypatch):
+    from distilframe import files
+
+    source = big_input(tmp_path, rows=900)
+    out = tmp_path / "out.parquet"
+    out.write_text("the previous output")
+    real = files._write_part
+    calls = []
+
+    def racing(table, path, job):
+        calls.append(path)
+        real(table, path, job if len(calls) != 2 else "another-job")
+
+    monkeypatch.setattr(files, "_write_part", racing)
+    with pytest.raises(FileError, match="not all this job's"):
+        embed_file(source, out, column="text", chunk_rows=400, overwrite=True)
+    assert out.read_text() == "the previous output"
 
 
 def test_resume_refuses_changed_options_and_a_plain_run_starts_over(tmp_path):
