@@ -175,8 +175,8 @@ class OutputSchema:
                 out[name] = pa.array(values, type=pa.string())
             elif kind == "n_tokens":
                 out[name] = pa.array(values, type=pa.int64(), mask=values < 0)
-            else:
-                out[name] = pa.array(values, type=pa.float32())
+            else:  # a score: null (an empty CSV or spreadsheet cell) in a row without a result, as its label
+                out[name] = pa.array(values, type=pa.float32(), mask=~np.asarray(result.valid, dtype=bool))
         return out
 
 

@@ -68,6 +68,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"rows per chunk: memory use and resume granularity (default {DEFAULT_CHUNK_ROWS})")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--sheet", metavar="NAME", help="the worksheet of an .xlsx INPUT (default: the first)")
+    p.add_argument("--na-strings", action="store_true",
+                   help="read CSV cells such as NA, null, nan, N/A, #N/A as missing, as pandas does "
+                        "(default: they are text; only an empty cell is missing)")
     quiet = p.add_mutually_exclusive_group()
     quiet.add_argument("--quiet", action="store_true", help="no progress on stderr")
     quiet.add_argument("--progress", action="store_true", help="progress on stderr even when it is not a terminal")
@@ -163,6 +167,7 @@ def _job_options(args: argparse.Namespace) -> dict:
     given = {**vars(args), "num_threads": args.threads, "cache": not args.no_cache, "progress": _progress(args)}
     options = {k: v for k, v in given.items() if k in RunOptions.names()}
     return dict(column=args.column, model=args.model, keep=args.keep, resume=args.resume, overwrite=args.overwrite,
+                sheet=args.sheet, na_strings=args.na_strings,
                 chunk_rows=args.chunk_rows, **options)
 
 

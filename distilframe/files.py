@@ -37,7 +37,7 @@ from . import _fs as fs
 from ._frame import META_PREFIX, OutputSchema, file_metadata
 from ._options import DEFAULTS, RunOptions
 from ._text import missing_column, texts
-from .errors import FileError
+from .errors import DistilFrameError, FileError
 
 __all__ = ["FileError", "FileResult", "classify_file", "embed_file", "read_metadata"]
 
@@ -79,6 +79,8 @@ def embed_file(
     errors: str = DEFAULTS.errors,
     resume: bool = False,
     overwrite: bool = False,
+    sheet: str | None = None,
+    na_strings: bool = False,
     progress: bool | None = DEFAULTS.progress,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     precision: str = DEFAULTS.precision,
@@ -103,6 +105,11 @@ def embed_file(
         Continue an interrupted run of the same command from its last finished chunk.
     overwrite
         Replace an existing OUTPUT (otherwise it is an error).
+    sheet
+        The worksheet of an ``.xlsx`` INPUT (default: the first).
+    na_strings
+        Read CSV cells such as ``NA``, ``null``, ``nan``, ``N/A`` and ``#N/A`` as missing, as pandas does.
+        By default they are text, and only an empty cell is missing.
     progress
         Rows/s and ETA on stderr; None shows it when stderr is a terminal.
     chunk_rows
@@ -116,7 +123,7 @@ def embed_file(
     FileResult(output=PosixPath('embeddings.parquet'), rows=1000000, chunks=100, resumed_chunks=0, ...)
     """
     return _Job("embed", input, output, column, model, keep, RunOptions.pick(locals()), resume, overwrite,
-                chunk_rows).run()
+                chunk_rows, sheet, na_strings).run()
 
 
 def classify_file(
@@ -134,6 +141,8 @@ def classify_file(
     errors: str = DEFAULTS.errors,
     resume: bool = False,
     overwrite: bool = False,
+    sheet: str | None = None,
+    na_strings: bool = False,
     progress: bool | None = DEFAULTS.progress,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     precision: str = DEFAULTS.precision,
@@ -142,16 +151,17 @@ def classify_file(
 ) -> FileResult:
     """Classify the text column of a file: the same rows plus ``<column>_label`` and ``<column>_score``.
 
-    OUTPUT may be ``.parquet``, ``.csv``, ``.tsv`` or ``.xlsx``: a spreadsheet in, the same
-    spreadsheet with label and score columns out. Other options as in :func:`embed_file` and
-    ``DataFrame.distil.classify``.
+    OUTPUT may be ``.parquet``, ``.csv``, ``.tsv`` or ``.xlsx``. From an ``.xlsx`` INPUT to an ``.xlsx``
+    OUTPUT the workbook is kept: a copy of it, with the label and score columns added to the right of
+    the classified sheet (``sheet``); its other sheets, formats, formulas and merged cells are unchanged.
+    Other options as in :func:`embed_file` and ``DataFrame.distil.classify``.
 
     Examples
     --------
     >>> classify_file("reviews.xlsx", "reviews-labelled.xlsx", column="review")  # doctest: +SKIP
     """
     return _Job("classify", input, output, column, model, keep, RunOptions.pick(locals()), resume, overwrite,
-                chunk_rows).run()
+                chunk_rows, sheet, na_strings).run()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -180,10 +190,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 class _Job:
     def __init__(self, task: str, input: Any, output: Any, column: str, model: Any, keep: Sequence[str] | None,
-                 options: RunOptions, resume: bool, overwrite: bool, chunk_rows: int) -> None:
+                 options: RunOptions, resume: bool, overwrite: bool, chunk_rows: int, sheet: str | None = None,
+                 na_strings: bool = False) -> None:
         if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
             raise ValueError(f"Got chunk_rows={chunk_rows!r} but expected a positive integer, such as 10000.")
-        for flag, value in (("resume", resume), ("overwrite", overwrite)):
+        if sheet is not None and not isinstance(sheet, str):
+            raise ValueError(f"Got sheet={sheet!r} but expected the name of a worksheet, such as 'Sheet1'.")
+        for flag, value in (("resume", resume), ("overwrite", overwrite), ("na_strings", na_strings)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"Got {flag}={value!r} but expected True or False.")
         self.task = task
@@ -198,6 +211,8 @@ class _Job:
         self.overwrite = overwrite
         self.chunk_rows = chunk_rows
         self.parts = self.output.with_name(self.output.name + PARTS_SUFFIX)
+        self.sheet = sheet
+        self.na_strings = bool(na_strings)
 
     def run(self) -> FileResult:
         reader = self._check_paths()
@@ -215,7 +230,11 @@ class _Job:
         start = time.perf_counter()
         names = reader.names
         if self.column not in names:
-            raise missing_column(self.column, names)
+            error = missing_column(self.column, names)
+            if reader.kind == "excel":
+                error.args = (f"{error.args[0]} (Sheet {reader.sheet!r} of the workbook, which has sheets "
+                              f"{', '.join(map(repr, reader.sheets))}: pick another with --sheet.)",)
+            raise error
         keep = names if self.keep is None else self.keep
         for name in keep:
             if name not in names:
@@ -228,32 +247,41 @@ class _Job:
         meta = file_metadata(self.task, self.column, self.options, loaded)
         done = self._prepare_parts(meta)
 
-        rows = 0
-        n_chunks = 0
-        resumed = 0
         bar = _progress_bar(self.progress, reader.total_rows)
         try:
-            for index, table in enumerate(reader.chunks(self.chunk_rows, [*dict.fromkeys([*keep, self.column])])):
-                n_chunks = index + 1
-                part = self._part(index)
-                if done.get(index) == table.num_rows:  # finished by the interrupted run
-                    resumed += 1
-                else:
-                    if index in done:
-                        _note(f"{part.name} of the interrupted run has {done[index]} rows, not "
-                              f"{table.num_rows}: computing it again.")
-                    _write_part(self._process(table, keep, loaded, row_offset=rows), part, self.job)
-                rows += table.num_rows
-                bar.update(table.num_rows)
+            rows, n_chunks, resumed = self._chunks(reader, keep, loaded, done, bar)
+        except (DistilFrameError, ValueError, TypeError):
+            # Bad data: the same command would fail again, and a fixed input cannot resume; leave nothing.
+            # (An interruption, a kill or a full disk keeps the finished parts, for --resume.)
+            shutil.rmtree(self.parts, ignore_errors=True)
+            raise
         finally:
             bar.close()
         if n_chunks == 0:  # an empty input still gives a complete, empty output
             empty = reader.empty_table([*dict.fromkeys([*keep, self.column])])
             _write_part(self._process(empty, keep, loaded, row_offset=0), self._part(0), self.job)
             n_chunks = 1
-        self._finish(meta, n_chunks, rows)
+        self._finish(meta, n_chunks, rows, reader)
         return FileResult(output=self.output, rows=rows, chunks=n_chunks, resumed_chunks=resumed,
                           seconds=time.perf_counter() - start)
+
+    def _chunks(self, reader: "_Reader", keep: list[str], loaded, done: dict[int, int],
+                bar) -> tuple[int, int, int]:
+        """Compute the chunks not done yet into parts: (rows, chunks, chunks resumed)."""
+        rows = n_chunks = resumed = 0
+        for index, table in enumerate(reader.chunks(self.chunk_rows, [*dict.fromkeys([*keep, self.column])])):
+            n_chunks = index + 1
+            part = self._part(index)
+            if done.get(index) == len(table):  # finished by the interrupted run
+                resumed += 1
+            else:
+                if index in done:
+                    _note(f"{part.name} of the interrupted run has {done[index]} rows, not "
+                          f"{len(table)}: computing it again.")
+                _write_part(self._process(table, keep, loaded, row_offset=rows), part, self.job)
+            rows += len(table)
+            bar.update(len(table))
+        return rows, n_chunks, resumed
 
     def _part(self, index: int) -> Path:
         return self.parts / f"part-{index:06d}.parquet"
@@ -273,14 +301,17 @@ class _Job:
                             "to replace it.")
         if not self.output.parent.is_dir():
             raise FileError(f"The output folder {str(self.output.parent)!r} does not exist.")
-        return _Reader(self.input, kind)
+        if self.sheet is not None and kind != "excel":
+            raise FileError(f"Got --sheet {self.sheet!r} but {self.input.name!r} is not a spreadsheet (.xlsx).")
+        return _Reader(self.input, kind, sheet=self.sheet, na_strings=self.na_strings)
 
     def _prepare_parts(self, meta: dict[str, str]) -> dict[int, int]:
         """Chunks already done (resume): their rows by chunk index, after checking that the input and options
         have not changed and that each part is whole and this job's (a damaged part is named and redone)."""
         stat = self.input.stat()
         state = {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                 "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors, **meta}
+                 "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors,
+                 "sheet": self.sheet, "na_strings": self.na_strings, **meta}
         state_file = self.parts / "state.json"
         self.job = secrets.token_hex(8)  # written into every part: the finished file holds this job's parts only
         if self.parts.exists():
@@ -325,20 +356,32 @@ class _Job:
 
     def _process(self, table, keep: list[str], loaded, row_offset: int):
         import pandas as pd
+        import pyarrow as pa
 
         from ._pipeline import run
 
-        series = table.column(self.column).to_pandas()
+        if isinstance(table, pd.DataFrame):  # JSON Lines and spreadsheets: Python values, as the accessor has
+            series = table[self.column].reset_index(drop=True)
+        else:
+            series = table.column(self.column).to_pandas()
         series.index = pd.RangeIndex(row_offset, row_offset + len(series))  # errors name file row numbers
         series.name = self.column
-        outcome = run(self.task, texts(series, self.options.errors), loaded, self.options)
+        if not isinstance(table, pd.DataFrame) and pa.types.is_binary(table.schema.field(self.column).type):
+            series = _decoded(series, self.options.errors, self.input.name)
+        values = texts(series, self.options.errors)
+        outcome = run(self.task, values, loaded, self.options)
+        if isinstance(table, pd.DataFrame):
+            table = _arrow(table[keep], {self.column: values} if self.options.errors == "coerce" else {})
+        elif self.column in keep and pa.types.is_binary(table.schema.field(self.column).type):
+            table = _set_column(table, self.column, pa.array(series.to_numpy(dtype=object, na_value=None),
+                                                             type=pa.string()))
         out = table.select(keep)
         for name, array in OutputSchema.for_model(self.task, self.column, self.options, loaded).to_arrow(
                 outcome.result).items():
             out = _set_column(out, name, array)
         return out
 
-    def _finish(self, meta: dict[str, str], n_chunks: int, rows: int) -> None:
+    def _finish(self, meta: dict[str, str], n_chunks: int, rows: int, reader: "_Reader") -> None:
         import pyarrow.parquet as pq
 
         parts = [self._part(i) for i in range(n_chunks)]
@@ -376,7 +419,10 @@ class _Job:
                 with pacsv.CSVWriter(tmp, schema.remove_metadata(), write_options=options) as writer:
                     for part in parts:
                         writer.write_table(read(part).replace_schema_metadata(None))
-            else:  # .xlsx: a spreadsheet is small; it is written whole
+            elif reader.kind == "excel":  # the same workbook, with the new columns on its sheet
+                reader.write_workbook(tmp, pa.concat_tables([read(p) for p in parts]),
+                                      [n for n in schema.names if n not in reader.names])
+            else:  # .xlsx from another format: a spreadsheet is small; it is written whole
                 import pandas as pd
 
                 frame = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
@@ -396,6 +442,45 @@ def _write_part(table, path: Path, job: str) -> None:
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), PART_JOB_KEY: job.encode()})
     with fs.staged_file(path) as tmp:  # a part exists only once it is complete
         pq.write_table(table, tmp)
+
+
+def _decoded(series, errors: str, file: str):
+    """A column read as bytes (the text column of a CSV) as strings: invalid UTF-8 is an error naming its
+    row and byte, or is replaced by U+FFFD with ``errors="coerce"``, as the accessor does with bytes."""
+    out = []
+    for row, value in series.items():
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(value.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if errors != "coerce":
+                raise FileError(f"Row {row} of column {series.name!r} in {file!r} is not valid UTF-8 (byte {e.start} "
+                                f"of the cell: {value[e.start:e.start + 4]!r}). Pass --errors coerce "
+                                "(errors='coerce') to replace invalid bytes with U+FFFD, or save the file as "
+                                "UTF-8.") from None
+            out.append(value.decode("utf-8", errors="replace"))
+    import pandas as pd
+
+    return pd.Series(out, index=series.index, name=series.name, dtype=object)
+
+
+def _arrow(frame, replaced: dict[str, list]):
+    """An Arrow table of a frame of Python values (JSON Lines, a spreadsheet): a column of mixed types (a
+    number among texts, a merged cell) becomes strings, nulls kept; ``replaced`` columns are given as is."""
+    import pyarrow as pa
+
+    arrays = {}
+    for name in frame.columns:
+        values = replaced[name] if name in replaced else frame[name].to_numpy(dtype=object, na_value=None)
+        try:
+            arrays[name] = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    if not arrays:  # no kept column: a table of no columns that still has the rows
+        return pa.table({"_": pa.nulls(len(frame))}).drop_columns(["_"])
+    return pa.table(arrays)
 
 
 def _note(message: str) -> None:
@@ -422,9 +507,12 @@ def _stderr_is_terminal() -> bool:
 class _Reader:
     """Record batches of a file, ``chunk_rows`` rows at a time (the last may be shorter)."""
 
-    def __init__(self, path: Path, kind: str):
+    def __init__(self, path: Path, kind: str, sheet: str | None = None, na_strings: bool = False):
         self.path = path
         self.kind = kind
+        self.sheet = sheet
+        self.sheets: list[str] = []
+        self.na_strings = na_strings
         self.names, self.total_rows = self._inspect()
 
     def _fail(self, e: Exception) -> FileError:
@@ -447,7 +535,7 @@ class _Reader:
                 first = next(iter(pd.read_json(self.path, lines=True, chunksize=100)), None)
                 return (list(first.columns) if first is not None else []), None
             frame = self._excel()
-            return list(map(str, frame.columns)), len(frame)
+            return list(frame.columns), len(frame)
         except FileError:
             raise
         except ImportError:
@@ -459,22 +547,67 @@ class _Reader:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        convert = pacsv.ConvertOptions(include_columns=include or None, strings_can_be_null=True)
+        # Only an empty cell is missing: "NA", "null", "N/A"... are text, unless na_strings asks for
+        # pandas' reading (Arrow's list of null strings is pandas' list).
+        nulls = pacsv.ConvertOptions().null_values if self.na_strings else [""]
+        convert = pacsv.ConvertOptions(include_columns=include or None, strings_can_be_null=True, null_values=nulls)
         if include:
-            # The text column is text whatever it looks like; the others are inferred from the first block.
-            convert.column_types = {include[-1]: pa.string()}
+            # The text column is text whatever it looks like (read as bytes: invalid UTF-8 is found per row,
+            # by _decoded); the others are inferred from the first block.
+            convert.column_types = {include[-1]: pa.binary()}
         parse = pacsv.ParseOptions(delimiter="\t" if self.kind == "tsv" else ",", newlines_in_values=True)
         return pacsv.open_csv(self.path, parse_options=parse, convert_options=convert,
                               read_options=pacsv.ReadOptions(block_size=1 << 22))
 
     def _excel(self):
+        """The sheet as a frame of the cells' values (a formula's last computed value), one row per worksheet
+        row below the header row, so that row i is worksheet row i + 2 (``write_workbook`` relies on it).
+        Only an empty cell is missing; a text saying "NA" stays text."""
         import pandas as pd
 
         try:
-            import openpyxl  # noqa: F401
+            import openpyxl
         except ImportError as e:
             raise ImportError("Reading and writing .xlsx needs openpyxl: pip install 'distilframe[excel]'.") from e
-        return pd.read_excel(self.path, engine="openpyxl")
+        if getattr(self, "_frame", None) is not None:
+            return self._frame
+        workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+        try:
+            self.sheets = list(workbook.sheetnames)
+            if self.sheet is None:
+                self.sheet = self.sheets[0]
+            elif self.sheet not in self.sheets:
+                raise FileError(f"Got --sheet {self.sheet!r} but {self.path.name!r} has sheets "
+                                f"{', '.join(map(repr, self.sheets))}.")
+            rows = [list(r) for r in workbook[self.sheet].iter_rows(values_only=True)]
+        finally:
+            workbook.close()
+        header = rows[0] if rows else []
+        while header and header[-1] is None:
+            header = header[:-1]
+        names = [str(h) if h is not None else f"Unnamed: {i}" for i, h in enumerate(header)]
+        body = [(r + [None] * len(names))[:len(names)] for r in rows[1:]]
+        while body and all(v is None for v in body[-1]):  # formatted but empty rows at the end
+            body.pop()
+        self._frame = pd.DataFrame(body, columns=names, dtype=object)
+        return self._frame
+
+    def write_workbook(self, path: Path, table, new: list[str]) -> None:
+        """A copy of the input workbook with the ``new`` columns of ``table`` on its sheet, right of the last
+        column (a column of the same header is overwritten): sheets, formats, formulas, merged cells kept."""
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(self.path)  # formulas as formulas
+        sheet = workbook[self.sheet]
+        width = len(self._excel().columns)
+        header = [c.value for c in sheet[1]] if sheet.max_row >= 1 else []
+        for name in new:
+            column = header.index(name) + 1 if name in header else width + 1
+            width = max(width, column)
+            sheet.cell(row=1, column=column, value=name)
+            for row, value in enumerate(table.column(name).to_pylist(), start=2):
+                sheet.cell(row=row, column=column, value=value)
+        workbook.save(path)
 
     def chunks(self, chunk_rows: int, include: list[str]) -> Iterator[Any]:
         import pyarrow as pa
@@ -503,12 +636,11 @@ class _Reader:
             import pandas as pd
 
             for frame in pd.read_json(self.path, lines=True, chunksize=chunk_rows, dtype=False):
-                yield pa.Table.from_pandas(frame[include], preserve_index=False)
+                yield frame[include]  # Python values: the row rules apply as in the accessor (_process)
         else:
             frame = self._excel()
-            frame.columns = list(map(str, frame.columns))
             for start in range(0, len(frame), chunk_rows):
-                yield pa.Table.from_pandas(frame.iloc[start:start + chunk_rows][include], preserve_index=False)
+                yield frame.iloc[start:start + chunk_rows][include]
 
     def empty_table(self, include: list[str]):
         """No rows, with the file's column types where the format records them."""

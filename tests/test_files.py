@@ -293,3 +293,104 @@ def test_progress_goes_to_stderr_only_when_asked_or_on_a_terminal(tmp_path, fram
     assert shown.returncode == 0 and "rows" in shown.stderr and "/s" in shown.stderr and "7/7" in shown.stderr
     quiet = run_cli("embed", source, tmp_path / "b.parquet", "--column", "text")  # stderr is a pipe here
     assert quiet.returncode == 0 and "/s" not in quiet.stderr and "wrote 7 rows" in quiet.stderr
+
+
+# ------------------------------------------------------------------- what the file says, kept
+
+NA_WORDS = ["NA", "null", "nan", "N/A", "NULL", "#N/A"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_text_that_says_na_is_text_and_only_an_empty_cell_is_missing(tmp_path, suffix):
+    df = pd.DataFrame({"note": NA_WORDS + ["", "kept"], "text": NA_WORDS + ["", "a good film"]})
+    source = write_input(df, tmp_path / f"in{suffix}")
+    out = tmp_path / "out.parquet"
+    embed_file(source, out, column="text", cache=False)
+    table = pq.read_table(out).to_pydict()
+    assert table["text"][:6] == NA_WORDS and table["note"][:6] == NA_WORDS  # kept as the file has them
+    assert table["text"][6] is None and table["note"][6] is None  # the empty cell
+    assert all(v is not None for v in table["text_embedding"][:6]) and table["text_embedding"][6] is None
+    if suffix == ".csv":  # pandas' reading, on request
+        embed_file(source, out, column="text", cache=False, na_strings=True, overwrite=True)
+        assert pq.read_table(out).column("text").null_count == 7
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".jsonl"])
+def test_mixed_columns_follow_the_accessors_row_rules(tmp_path, suffix):
+    df = pd.DataFrame({"id": [1, 2, 3], "other": ["x", 7, None], "review": ["great film", 5, "awful"]})
+    source = write_input(df, tmp_path / f"in{suffix}")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(TypeError, match="non-string values, at index 1"):  # as df.distil.embed says it
+        embed_file(source, out, column="review", cache=False)
+    assert not out.exists() and not (tmp_path / "out.parquet.distilframe-parts").exists()
+    embed_file(source, out, column="review", errors="coerce", cache=False)
+    table = pq.read_table(out)
+    assert table.column("review").to_pylist() == ["great film", "5", "awful"]
+    assert table.column("other").to_pylist() == ["x", "7", None]
+    expected = df["review"].distil.embed(errors="coerce", cache=False)
+    np.testing.assert_allclose(distilframe.to_numpy(table.column("review_embedding").to_pandas()),
+                               distilframe.to_numpy(expected), atol=1e-6)
+
+
+def workbook(path: Path) -> Path:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    notes = book.active
+    notes.title = "Notes"
+    notes["A1"] = "read me first"
+    reviews = book.create_sheet("Reviews")
+    reviews.append(["id", "review", "stars", "double", "group"])
+    for i, (text, stars) in enumerate([("a great film", 5), ("NA", 1), (None, 3), ("an awful film", 2)], start=2):
+        reviews.append([i - 1, text, stars, f"=C{i}*2", "merged" if i == 2 else None])
+    reviews.merge_cells("E2:E3")
+    reviews["B2"].font = Font(bold=True)
+    book.save(path)
+    return path
+
+
+def test_a_spreadsheet_in_is_the_same_spreadsheet_out(tmp_path):
+    import openpyxl
+
+    source = workbook(tmp_path / "in.xlsx")
+    out = tmp_path / "out.xlsx"
+    missing = run_cli("classify", source, out, "--column", "review", "--model", "sst2-tiny")
+    assert_one_line_error(missing, "Column 'review' not found", "'Notes'", "'Reviews'", "--sheet")
+    classify_file(source, out, column="review", model="sst2-tiny", sheet="Reviews", cache=False)
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["Notes", "Reviews"] and book["Notes"]["A1"].value == "read me first"
+    sheet = book["Reviews"]
+    assert [c.value for c in sheet[1]] == ["id", "review", "stars", "double", "group", "review_label",
+                                           "review_score"]
+    assert sheet["D2"].value == "=C2*2" and sheet["B2"].font.bold  # formulas and formats kept
+    assert [str(r) for r in sheet.merged_cells.ranges] == ["E2:E3"]
+    assert sheet["B3"].value == "NA" and sheet["F3"].value in ("NEGATIVE", "POSITIVE")  # "NA" is a text
+    assert sheet["F4"].value is None and sheet["G4"].value is None  # the empty cell: no label, no score
+    expected = pd.Series(["a great film", "NA", None, "an awful film"]).distil.classify(model="sst2-tiny",
+                                                                                       cache=False)
+    assert [sheet.cell(row=r, column=6).value for r in range(2, 6)] == [
+        None if pd.isna(v) else v for v in expected["text_label"]]
+    bad = run_cli("classify", source, out, "--column", "review", "--sheet", "Sheet9", "--overwrite")
+    assert_one_line_error(bad, "Got --sheet 'Sheet9'", "'Reviews'")
+
+
+def test_classification_to_csv_writes_a_null_row_as_empty_cells(tmp_path):
+    source = write_input(pd.DataFrame({"id": [1, 2], "text": ["a good film", None]}), tmp_path / "in.csv")
+    out = tmp_path / "out.csv"
+    classify_file(source, out, column="text", model="sst2-tiny", cache=False)
+    assert out.read_text().splitlines()[2] == '2,,,'
+
+
+@pytest.mark.parametrize("errors", ["raise", "coerce"])
+def test_invalid_utf8_in_a_csv_names_the_row_or_is_replaced(tmp_path, errors):
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"id,text\n1,a good film\n2,caf\xe9 au lait\n3,fine\n")
+    out = tmp_path / "out.parquet"
+    if errors == "raise":
+        run = run_cli("embed", source, out, "--column", "text")
+        assert_one_line_error(run, "Row 1 of column 'text'", "not valid UTF-8", "byte 3", "--errors coerce")
+        assert not out.exists() and not (tmp_path / "out.parquet.distilframe-parts").exists()
+    else:
+        embed_file(source, out, column="text", errors="coerce", cache=False)
+        assert pq.read_table(out).column("text").to_pylist() == ["a good film", "caf\ufffd au lait", "fine"]
