@@ -21,8 +21,9 @@ head (``vocab_*``) is not used and not kept.
 
 from __future__ import annotations
 
-import os
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -116,11 +117,25 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
                 "Choose a new folder; nothing was written."
             )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with fs.file_lock(f"convert-{digest}"):  # one process converts; the others wait, then reuse
-        if _conversion_of(out) == digest:
-            return out
-        return _write(src, out, hf_config, weights, vocab, tokenizer, added, digest, target, head)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with fs.file_lock(f"convert-{digest}"):  # one process converts; the others wait, then reuse
+            if _conversion_of(out) == digest:
+                return out
+            return _write(src, out, hf_config, weights, vocab, tokenizer, added, digest, target, head)
+    except PermissionError as e:  # EACCES, EPERM
+        raise _not_writable(root, out, e) from None
+    except OSError as e:
+        if e.errno == errno.EROFS:
+            raise _not_writable(root, out, e) from None
+        raise
+
+
+def _not_writable(root: Path, out: Path, e: OSError) -> CheckpointError:
+    return CheckpointError(
+        f"{root} is a Hugging Face checkpoint, converted on first use into {out.parent}, which is not writable "
+        f"({e.strerror or e}). Point DISTILFRAME_HOME at a writable folder, or convert it once where that works "
+        "(distilframe.convert(folder, target)) and pass the converted folder.")
 
 
 def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str], tokenizer: dict,

@@ -182,6 +182,9 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     """The weights with encoder keys under ``distilbert.``, whatever prefix the file used."""
     try:
         raw = _paddle.load_state(checkpoint.weights_path)
+    except _paddle.UnsafeWeights as e:
+        raise CheckpointError(f"{e}. Load only weights you trust; re-save these with paddle.save(state_dict) "
+                              "of tensors or arrays, or as model.safetensors (README: Trust).") from None
     except Exception as e:
         fix = ("delete it and it will be downloaded again" if checkpoint.spec is not None
                else "replace it with a good copy of the checkpoint")

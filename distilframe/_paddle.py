@@ -20,8 +20,8 @@ import numpy as np
 
 from . import _config as config
 
-__all__ = ["bos_downloader", "gpu_visible", "load_state", "paddle", "paddlenlp_distilbert", "paddlenlp_version",
-           "quiet_imports", "save_state", "with_threads"]
+__all__ = ["UnsafeWeights", "bos_downloader", "gpu_visible", "load_state", "paddle", "paddlenlp_distilbert",
+           "paddlenlp_version", "quiet_imports", "save_state", "with_threads"]
 
 
 @contextlib.contextmanager
@@ -161,9 +161,56 @@ def save_state(state: dict[str, np.ndarray], path: Path) -> None:
     paddle().save(state, str(path))
 
 
-def load_state(path: Path) -> Any:
-    """What a Paddle state-dict file holds, as numpy arrays."""
-    return paddle().load(str(path), return_numpy=True)
+# What a Paddle state dict (paddle.save of a dict of tensors or arrays, any Paddle since 2.0) is made of:
+# numpy arrays and the containers around them. Nothing here can run code when it is rebuilt.
+_STATE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how protocol-2 pickles carry an array's bytes
+    ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict"),
+}
+_PADDLE_KEYS = ("StructuredToParameterName@@", "UnpackBigParamInfor@@")  # bookkeeping paddle.save adds
+
+
+class UnsafeWeights(Exception):
+    """A weights file holds something besides arrays: loading it could run code, so it is not loaded."""
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """What a Paddle state-dict file (``.pdparams``) holds, as numpy arrays, without running any code.
+
+    ``paddle.load`` unpickles the file unguarded: a ``.pdparams`` carrying an object with a
+    ``__reduce__`` runs whatever it names. Here the pickle is read by an unpickler that rebuilds only
+    numpy arrays and the containers Paddle writes; anything else raises UnsafeWeights naming it.
+    Paddle itself is not imported.
+    """
+    import pickle
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in _STATE_GLOBALS:
+                return super().find_class(module, name)
+            raise UnsafeWeights(f"{path} holds a {module}.{name}, which Paddle state dicts never hold; "
+                                "distilframe does not load it, because unpickling it could run code")
+
+        def persistent_load(self, pid: Any) -> Any:
+            raise UnsafeWeights(f"{path} refers to external objects ({pid!r}): not a Paddle state dict")
+
+    with open(path, "rb") as f:
+        state = Restricted(f, encoding="latin1").load()
+    if not isinstance(state, dict):
+        raise UnsafeWeights(f"{path} holds a {type(state).__name__}, not a state dict")
+    big = state.pop(_PADDLE_KEYS[1], None) or {}
+    for key, info in big.items():  # paddle.save splits parameters over 4 GB into slices
+        state[key] = np.concatenate([state.pop(part) for part in info["slices"]]).reshape(info["OriginShape"])
+    state.pop(_PADDLE_KEYS[0], None)
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
+            value = value[1]  # Paddle 2.x wrote a tensor as (name, array)
+        out[key] = value
+    return out
 
 
 def gpu_visible() -> bool:

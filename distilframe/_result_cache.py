@@ -5,7 +5,7 @@ mode several processes (a notebook, an ETL job, Dask workers) read and write it 
 safely: readers never block the writer and never see a half-written row; writers queue
 behind a busy timeout. One row per (settings, text):
 
-    results(key BLOB PRIMARY KEY, value BLOB, n_tokens INTEGER, size INTEGER, used REAL)
+    results(key BLOB PRIMARY KEY, value BLOB, n_tokens INTEGER, size INTEGER, used REAL, mac BLOB)
 
 ``key`` is a 16-byte BLAKE2 digest of the settings and the text. The settings are
 everything that determines a result: the checkpoint's content hash, the task, pooling,
@@ -14,10 +14,23 @@ them, computed once per call). A changed checkpoint has another content hash, so
 results are never reused. ``value`` holds the float32 result; ``used`` the last time it
 was read or written.
 
-Size cap: ``DISTILFRAME_CACHE_SIZE`` (default 1 GiB), counting each row's value plus a
-fixed per-row overhead, so that it bounds the file on disk (approximately). Writing past
-it evicts the least recently used rows down to 90% of the cap. A running total is kept
-by triggers, so the check costs one read.
+Trust: ``mac`` is a keyed BLAKE2 digest of the key, the value and the token count, under a secret of
+the user's own (``~/.config/distilframe/cache-secret``, created 0600; ``DISTILFRAME_CACHE_SECRET``
+names another file, for a team that shares a cache and the secret). A row whose digest does not
+match was not written by this user's distilframe for this key (another user of a shared folder, an
+edited file): it is a miss, computed again and overwritten. So a writable shared cache cannot serve
+forged vectors; what another user can still do is delete rows or the file (more work, never wrong
+results).
+
+Size cap: ``DISTILFRAME_CACHE_SIZE`` (default 1 GiB) is meant for the file on disk, log included. The
+rows' counted bytes (value and a measured per-row overhead) may use 80% of it; past that the least
+recently used rows are evicted down to 72%. The rest is for the pages' slack and the write-ahead log
+(checkpointed and truncated at a sixteenth of the cap, 16 MB at most). When evictions leave pages so
+empty that file and log would pass the cap, the file is rewritten (VACUUM). 64 KiB pages keep a row
+(1.5 KB for 384 floats, 3 KB for 768) inside its page: with SQLite's default 4 KiB pages each row
+spilled into an overflow page, and the file was 2.9 times what was counted; a table keyed by rowid (the
+key in a unique index) fills its pages in insertion order, where a random-key B-tree left a third of each
+page empty. Measured (tests/test_cache.py): 36 MB on disk at a 32 MB cap, 58 MB at 64 MB.
 
 The cache only ever speeds work up: when it cannot be used (a read-only or full disk, a
 damaged file, a lock held too long), a CacheWarning says so once and the work runs
@@ -44,9 +57,10 @@ from . import _config as config
 
 __all__ = ["ResultCache", "default_cache", "settings_key"]
 
+SCHEMA_VERSION = 2  # 2: the mac column, 64 KiB pages. An older file is emptied (it is only a cache).
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, value BLOB NOT NULL, n_tokens INTEGER NOT NULL,
-                                    size INTEGER NOT NULL, used REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (key BLOB NOT NULL UNIQUE, value BLOB NOT NULL, n_tokens INTEGER NOT NULL,
+                                    size INTEGER NOT NULL, used REAL NOT NULL, mac BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS results_used ON results(used);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('bytes', 0);
@@ -54,9 +68,39 @@ CREATE TRIGGER IF NOT EXISTS results_add AFTER INSERT ON results
     BEGIN UPDATE meta SET value = value + new.size WHERE name = 'bytes'; END;
 CREATE TRIGGER IF NOT EXISTS results_remove AFTER DELETE ON results
     BEGIN UPDATE meta SET value = value - old.size WHERE name = 'bytes'; END;
+CREATE TRIGGER IF NOT EXISTS results_change AFTER UPDATE OF size ON results
+    BEGIN UPDATE meta SET value = value - old.size + new.size WHERE name = 'bytes'; END;
 """
 _BATCH = 500  # SQLite's variable limit is 999 on old builds
-ROW_OVERHEAD = 96  # bytes a row takes besides its value: key, columns, the two indexes (measured ~90)
+ROW_OVERHEAD = 112  # bytes a row takes besides its value: key, mac, columns, the two indexes
+PAGE_SIZE = 1 << 16
+WAL_BYTES = 16 << 20  # at most; a sixteenth of the cap for small caps
+ROWS_SHARE = 0.8  # of the cap, for the rows' counted bytes: the rest is the pages' slack and the log
+
+
+def _secret() -> bytes:
+    """The user's own key for the rows' digests (see Trust above), made on first use."""
+    named = os.environ.get("DISTILFRAME_CACHE_SECRET")
+    path = Path(named).expanduser() if named else Path.home() / ".config" / "distilframe" / "cache-secret"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it meanwhile
+            return path.read_bytes()[:64]
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+        data = path.read_bytes()
+    if len(data) < 16:
+        raise OSError(f"{path} holds {len(data)} bytes; a cache secret is at least 16: delete it to make a new one")
+    return data[:64]
+
+
+def _mac(secret: bytes, key: bytes, value: bytes, n_tokens: int) -> bytes:
+    return hashlib.blake2b(key + value + n_tokens.to_bytes(8, "little", signed=True), digest_size=16,
+                           key=secret).digest()
 
 
 def settings_key(**settings: Any) -> bytes:
@@ -83,6 +127,8 @@ class ResultCache:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._broken = False
+        self._secret: bytes | None = None
+        self._compact = False
 
     @property
     def max_bytes(self) -> int:
@@ -96,7 +142,22 @@ class ResultCache:
         if not self._broken:
             self._broken = True
             warn(f"The result cache {self.path} cannot be used ({type(e).__name__}: {e}); running without it. "
-                 "`distilframe cache clear` removes a damaged cache file.", CacheWarning)
+                 f"{self.advice(e)}", CacheWarning)
+
+    def advice(self, e: BaseException) -> str:
+        """What to do about an error of the cache file: depends on what it is."""
+        import errno
+
+        text = str(e).lower()
+        if self.path.is_dir():
+            return f"{self.path} is a folder, not a cache file: move it away, or set DISTILFRAME_HOME elsewhere."
+        if getattr(e, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or \
+                "read-only" in text or "unable to open" in text:
+            return ("The folder is not writable: point DISTILFRAME_HOME at a writable folder, or pass "
+                    "cache=False (--no-cache).")
+        if isinstance(e, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+            return "The file is damaged: `distilframe cache clear` removes it."
+        return "Pass cache=False (--no-cache) to skip it."
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -104,12 +165,41 @@ class ResultCache:
             # SQLite creates its file 0644 whatever the umask; made here first, it gets what the umask allows
             # (a group-shared cache stays writable by the group), and the -wal and -shm files follow it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o666))
+            self._secret = _secret()
             conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
-            conn.executescript(_SCHEMA)
+            try:
+                if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    self._create(conn)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+                conn.execute(f"PRAGMA wal_autocheckpoint={max(1, self._wal_bytes() // PAGE_SIZE)}")
+                conn.execute(f"PRAGMA journal_size_limit={self._wal_bytes()}")
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        """A new file, or one of an older layout: emptied, given 64 KiB pages and the schema."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:  # another process did it
+                conn.execute("ROLLBACK")
+                return
+            for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger')"
+                                           " AND name NOT LIKE 'sqlite_%'").fetchall():
+                conn.execute(f"DROP {kind} IF EXISTS {name}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA journal_mode=DELETE")  # the page size changes only outside WAL mode
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("VACUUM")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @staticmethod
     def keys(settings: bytes, texts: Sequence[str]) -> list[bytes]:
@@ -140,16 +230,19 @@ class ResultCache:
             for start in range(0, len(keys), _BATCH):
                 part = list(keys[start:start + _BATCH])
                 marks = ",".join("?" * len(part))
-                rows = db.execute(f"SELECT key, value, n_tokens FROM results WHERE key IN ({marks})", part).fetchall()
-                for key, value, tokens in rows:
+                rows = db.execute(f"SELECT key, value, n_tokens, mac FROM results WHERE key IN ({marks})",
+                                  part).fetchall()
+                trusted = []
+                for key, value, tokens, mac in rows:
                     vector = np.frombuffer(value, dtype=np.float32)
-                    if len(vector) != width:
-                        continue  # cannot happen with the same settings; never trust a row blindly
+                    if len(vector) != width or mac != _mac(self._secret, key, value, tokens):
+                        continue  # not written by this user's distilframe for this key: a miss
+                    trusted.append((key,))
                     i = where[key]
                     found[i], values[i], n_tokens[i] = True, vector, tokens
-                if rows:
-                    db.execute(f"UPDATE results SET used = ? WHERE key IN ({','.join('?' * len(rows))})",
-                               [now, *(r[0] for r in rows)])
+                if trusted:
+                    db.execute(f"UPDATE results SET used = ? WHERE key IN ({','.join('?' * len(trusted))})",
+                               [now, *(r[0] for r in trusted)])
         return found, values, n_tokens
 
     def put(self, keys: Sequence[bytes], values: np.ndarray, n_tokens: np.ndarray) -> None:
@@ -164,32 +257,51 @@ class ResultCache:
     def _put(self, keys: Sequence[bytes], values: np.ndarray, n_tokens: np.ndarray) -> None:
         now = time.time()
         values = np.ascontiguousarray(values, dtype=np.float32)
-        rows = [(k, values[i].tobytes(), int(n_tokens[i]), values[i].nbytes + ROW_OVERHEAD, now)
-                for i, k in enumerate(keys) if not np.isnan(values[i]).any()]
         with self._lock:
             db = self._db()
+            rows = []
+            for i, k in enumerate(keys):
+                if not np.isnan(values[i]).any():
+                    value = values[i].tobytes()
+                    rows.append((k, value, int(n_tokens[i]), len(value) + ROW_OVERHEAD, now,
+                                 _mac(self._secret, k, value, int(n_tokens[i]))))
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?) "
-                               "ON CONFLICT(key) DO UPDATE SET used = excluded.used", rows)
-                total = db.execute("SELECT value FROM meta WHERE name = 'bytes'").fetchone()[0]
-                if total > self.max_bytes:
-                    self._evict(db, total - int(0.9 * self.max_bytes))
+                # A row already there is rewritten: the same result, or one that did not pass its digest.
+                db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                               "value = excluded.value, n_tokens = excluded.n_tokens, size = excluded.size, "
+                               "used = excluded.used, mac = excluded.mac", rows)
+                self._evict(db)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            if self._compact:  # evicted rows left pages part-empty: rewrite the file (rare)
+                self._compact = False
+                db.execute("VACUUM")
 
-    @staticmethod
-    def _evict(db: sqlite3.Connection, excess: int) -> None:
-        cursor = db.execute("SELECT key, size FROM results ORDER BY used LIMIT 100000")
+    def _evict(self, db: sqlite3.Connection) -> None:
+        """Past the cap (the rows' counted bytes), delete the least recently used rows down to 90% of it."""
+        total = db.execute("SELECT value FROM meta WHERE name = 'bytes'").fetchone()[0]
+        if total <= ROWS_SHARE * self.max_bytes:
+            return
+        excess = total - int(0.9 * ROWS_SHARE * self.max_bytes)
         doomed, freed = [], 0
-        for key, size in cursor:
+        for key, size in db.execute("SELECT key, size FROM results ORDER BY used LIMIT 200000"):
             doomed.append((key,))
             freed += size
             if freed >= excess:
                 break
         db.executemany("DELETE FROM results WHERE key = ?", doomed)
+        self._compact = self._pages_in_use(db) + self._wal_bytes() > self.max_bytes
+
+    def _wal_bytes(self) -> int:
+        return min(WAL_BYTES, self.max_bytes // 16)
+
+    @staticmethod
+    def _pages_in_use(db: sqlite3.Connection) -> int:
+        pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        return pages * db.execute("PRAGMA page_size").fetchone()[0]
 
     def info(self) -> dict[str, Any]:
         """Rows, bytes stored, the cap and the file's path and size on disk."""
@@ -200,21 +312,24 @@ class ResultCache:
         disk = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         return {"path": str(self.path), "rows": rows, "bytes": stored, "max_bytes": self.max_bytes, "disk_bytes": disk}
 
-    def clear(self) -> int:
-        """Delete every stored result; return how many there were. A damaged cache file is removed."""
+    def clear(self) -> int | None:
+        """Delete every stored result; return how many there were, or None when the file was damaged (it is
+        removed, and its rows could not be counted). A read-only file raises (OSError, sqlite3.Error)."""
         with self._lock:
             try:
                 db = self._db()
                 rows = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
                 db.execute("DELETE FROM results")
                 db.execute("VACUUM")
-            except sqlite3.DatabaseError:
+            except sqlite3.DatabaseError as e:
+                if "not a database" not in str(e) and "malformed" not in str(e):
+                    raise  # read-only, locked, ...: nothing to remove, say why
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
                 for path in self.path.parent.glob(self.path.name + "*"):
                     path.unlink(missing_ok=True)
-                rows = 0
+                rows = None
             self._broken = False
         return rows
 

@@ -214,12 +214,26 @@ def _download(args: argparse.Namespace) -> int:
 
 def _cache(args: argparse.Namespace) -> int:
     from ._result_cache import default_cache
+    from .errors import FileError
+
+    import sqlite3
 
     store = default_cache()
-    if args.action == "clear":
-        print(f"removed {store.clear():,} cached results from {store.path}")
-        return 0
-    info = store.info()
+    if store.path.is_dir():
+        raise FileError(f"The result cache {store.path} is a folder, not a cache file: move it away, or set "
+                        "DISTILFRAME_HOME elsewhere.")
+    try:
+        if args.action == "clear":
+            removed = store.clear()
+            if removed is None:
+                print(f"removed the damaged cache file {store.path} (its rows could not be counted)")
+            else:
+                print(f"removed {removed:,} cached results from {store.path}")
+            return 0
+        info = store.info()
+    except (sqlite3.Error, OSError) as e:
+        raise FileError(f"The result cache {store.path} cannot be read ({type(e).__name__}: {e}). "
+                        f"{store.advice(e)}") from None
     print(f"path       {info['path']}")
     print(f"results    {info['rows']:,}")
     print(f"stored     {info['bytes'] / 2**20:,.1f} MB of {info['max_bytes'] / 2**20:,.0f} MB (DISTILFRAME_CACHE_SIZE)")

@@ -21,6 +21,7 @@ import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="distilframe-tests-"))
 os.environ["DISTILFRAME_HOME"] = str(_HOME / "home")
+os.environ["DISTILFRAME_CACHE_SECRET"] = str(_HOME / "cache-secret")  # not the user's own
 os.environ["DISTILFRAME_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: a download fails at once
 os.environ["DISTILFRAME_HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.pop("DISTILFRAME_OFFLINE", None)

@@ -255,3 +255,91 @@ def test_the_key_of_a_plain_model_with_default_options_is_what_it_always_was():
                         pooling="mean", normalize=True, max_length=512, long_text="truncate", stride=None,
                         precision=model.precision, multi_label=None)
     assert _run._settings(model, "embed", model.fill(DEFAULTS), 512) == want
+
+
+# ------------------------------------------------------------------- trust, size, damaged files
+
+def test_a_row_not_written_by_this_users_distilframe_is_a_miss(tmp_path, monkeypatch):
+    import sqlite3
+
+    cache = ResultCache(tmp_path / "r.sqlite")
+    keys = cache.keys(settings_key(n=2), ["a good film", "a bad film"])
+    cache.put(keys, np.ones((2, 4), np.float32), np.array([3, 4]))
+    assert cache.get(keys, 4)[0].all()
+    forged = np.full(4, 7.0, np.float32).tobytes()  # another user with write access to a shared folder
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:
+        db.execute("UPDATE results SET value = ? WHERE key = ?", (forged, keys[0]))
+    found, values, _ = cache.get(keys, 4)
+    assert found.tolist() == [False, True] and (values[1] == 1).all()
+    cache.put(keys[:1], np.full((1, 4), 2.0, np.float32), np.array([3]))  # computed again, overwritten
+    assert cache.get(keys, 4)[0].all() and (cache.get(keys, 4)[1][0] == 2).all()
+    monkeypatch.setenv("DISTILFRAME_CACHE_SECRET", str(tmp_path / "another-users-secret"))
+    other = ResultCache(tmp_path / "r.sqlite")  # another user's rows are not trusted either
+    assert not other.get(keys, 4)[0].any()
+    assert oct((tmp_path / "another-users-secret").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_cap_bounds_the_file_on_disk(tmp_path):
+    cap = 32 << 20
+    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=cap)
+    rng = np.random.default_rng(0)
+    settings = settings_key(n=3)
+    for start in range(0, 60_000, 2000):  # 92 MB of 384-float rows: three times the cap
+        keys = cache.keys(settings, [f"text {i}" for i in range(start, start + 2000)])
+        cache.put(keys, rng.standard_normal((2000, 384)).astype(np.float32), np.full(2000, 10))
+    info = cache.info()
+    assert info["bytes"] <= cap and info["disk_bytes"] <= 1.2 * cap, info  # it was 2.9x what was counted
+    assert info["rows"] > 10_000  # and most of the cap holds rows
+
+
+def test_cache_commands_on_a_damaged_read_only_or_misplaced_cache(tmp_path, monkeypatch):
+    import sqlite3
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DISTILFRAME_HOME", str(home))
+    folder = write_checkpoint(tmp_path / "ckpt", seed=88)
+    pd.Series(TEXTS[:5]).distil.embed(model=folder)
+    default_cache().close()
+    (home / "results.sqlite").write_bytes(b"garbage" * 1000)  # damaged, after holding 5 rows
+    for name in list(home.glob("results.sqlite-*")):
+        name.unlink()
+    run = run_cli("cache", "info", env={**os.environ, "DISTILFRAME_HOME": str(home)})
+    assert run.returncode == 2 and "damaged" in run.stderr and "cache clear" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    run = run_cli("cache", "clear", env={**os.environ, "DISTILFRAME_HOME": str(home)})
+    assert run.returncode == 0 and "removed the damaged cache file" in run.stdout
+    assert not (home / "results.sqlite").exists()
+
+    (home / "results.sqlite").mkdir()
+    run = run_cli("cache", "info", env={**os.environ, "DISTILFRAME_HOME": str(home)})
+    assert run.returncode == 2 and "is a folder, not a cache file" in run.stderr
+    run = run_cli("cache", "clear", env={**os.environ, "DISTILFRAME_HOME": str(home)})
+    assert run.returncode == 2 and (home / "results.sqlite").is_dir()  # a folder is never removed
+    (home / "results.sqlite").rmdir()
+
+    cache = ResultCache(home / "results.sqlite")
+    err = sqlite3.OperationalError("attempt to write a readonly database")
+    assert "not writable" in cache.advice(err) and "cache clear" not in cache.advice(err)
+
+
+def test_a_read_only_home_says_what_to_do_with_a_hugging_face_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from distilframe import _convert
+    from distilframe.errors import CheckpointError
+    from distilframe.testing import write_hf_checkpoint
+
+    folder = write_hf_checkpoint(tmp_path / "hf", seed=89)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(_convert, "_write", read_only)  # as on a read-only mount (root ignores chmod)
+    with pytest.raises(CheckpointError, match="not writable .*Read-only file system.*DISTILFRAME_HOME"):
+        _convert.convert(folder)
+
+
+def run_cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "distilframe", *args], capture_output=True, text=True,
+                          timeout=300, env=env)

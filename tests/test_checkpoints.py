@@ -185,3 +185,83 @@ def test_staging_folders_of_killed_downloads_are_removed(bos, empty_home, monkey
     finally:
         server.close()
     assert not stale.exists() and fresh.exists()  # a live download of another process is left alone
+
+
+class _Payload:
+    """What an attacker plants in a .pdparams: unpickling it runs a command."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(weights, marker):
+    import pickle
+
+    with open(weights, "rb") as f:
+        state = pickle.load(f)
+    state["evil"] = _Payload(marker)
+    weights.write_bytes(pickle.dumps(state, protocol=4))
+
+
+def test_weights_that_would_run_code_are_refused_and_nothing_runs(tmp_path, fresh_manager):
+    import pandas as pd
+
+    folder = write_checkpoint(tmp_path / "ckpt", seed=90)
+    marker = tmp_path / "it-ran"
+    _plant(folder / "model_state.pdparams", marker)
+    with pytest.raises(CheckpointError, match="posix.system.*could run code"):
+        pd.Series(["a good film"]).distil.embed(model=folder, cache=False)
+    assert not marker.exists()
+
+
+def test_a_payload_planted_in_the_shared_conversion_cache_is_refused(tmp_path, monkeypatch, fresh_manager):
+    import pandas as pd
+
+    from distilframe import _manager
+    from distilframe.testing import write_hf_checkpoint
+
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    folder = write_hf_checkpoint(tmp_path / "hf", seed=91)  # safetensors: converted into the shared cache
+    pd.Series(["a good film"]).distil.embed(model=folder, cache=False)
+    converted = list((tmp_path / "home/converted").glob("*/model_state.pdparams"))
+    assert len(converted) == 1
+    marker = tmp_path / "it-ran"
+    _plant(converted[0], marker)  # another user of a shared DISTILFRAME_HOME, who can also
+    from distilframe._fs import write_manifest
+
+    write_manifest(converted[0].parent, ["model_state.pdparams"])  # update the manifest
+    monkeypatch.setattr(_manager, "manager", _manager.ModelManager())
+    for export in (tmp_path / "home").glob("compiled/*"):  # so that the weights are read again
+        import shutil
+
+        shutil.rmtree(export)
+    with pytest.raises(CheckpointError, match="could run code"):
+        pd.Series(["a good film"]).distil.embed(model=folder, cache=False)
+    assert not marker.exists()
+
+
+def test_every_form_paddle_writes_a_state_dict_in_loads(tmp_path):
+    import collections
+    import pickle
+
+    from distilframe._paddle import load_state, save_state
+
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.float16)}
+    save_state(arrays, tmp_path / "now.pdparams")  # paddle.save, Paddle 3
+    old = collections.OrderedDict((k, (f"param_{k}", v)) for k, v in arrays.items())  # Paddle 2.x tensors
+    old["StructuredToParameterName@@"] = {"a": "param_a", "b": "param_b"}
+    (tmp_path / "old.pdparams").write_bytes(pickle.dumps(old, protocol=2))
+    big = {"a.0": arrays["a"].ravel()[:3], "a.1": arrays["a"].ravel()[3:], "b": arrays["b"],
+           "UnpackBigParamInfor@@": {"a": {"OriginShape": [2, 3], "slices": ["a.0", "a.1"]}}}
+    (tmp_path / "big.pdparams").write_bytes(pickle.dumps(big, protocol=4))
+    for name in ("now", "old", "big"):
+        got = load_state(tmp_path / f"{name}.pdparams")
+        assert sorted(got) == ["a", "b"], name
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(got[key], value)
+            assert got[key].dtype == value.dtype
