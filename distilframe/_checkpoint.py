@@ -97,6 +97,8 @@ def read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpo
         )
     if "hidden_size" not in cfg:
         raise CheckpointError(f"{config_path} has no hidden_size (or dim): is it a DistilBERT config?")
+    _check_config(cfg, config_path)
+    _check_vocab(path / VOCAB)
     tok_path = path / TOKENIZER_CONFIG
     tok_cfg = load_json(tok_path) if tok_path.is_file() else {}
     if spec is not None:
@@ -123,6 +125,33 @@ def read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpo
         added_tokens=tuple(_read_added_tokens(path)),
         sentence=read_head(path),
     )
+
+
+ACTIVATIONS = ("gelu", "relu")  # what DistilBERT's feed-forward layers use (Paddle's F.gelu, F.relu)
+_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings",
+          "vocab_size")
+
+
+def _check_config(cfg: dict[str, Any], config_path: Path) -> None:
+    """The config values the engine builds from, checked: a bad one is a one-line error, not a traceback."""
+    for key in _SIZES:
+        value = cfg.get(key)
+        if key in cfg and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise CheckpointError(f"{config_path} has {key}={value!r}; expected a positive integer.")
+    act = cfg.get("hidden_act", "gelu")
+    if act not in ACTIVATIONS:
+        raise CheckpointError(f"{config_path} has hidden_act={act!r}; distilframe runs DistilBERT's "
+                              f"{' and '.join(map(repr, ACTIVATIONS))}.")
+
+
+def _check_vocab(vocab: Path) -> None:
+    data = vocab.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise CheckpointError(f"{vocab} is not UTF-8 text: line {line} holds the bytes "
+                              f"{data[e.start:e.start + 4]!r}. A vocabulary has one UTF-8 token per line.") from None
 
 
 def _read_added_tokens(path: Path) -> list[dict]:

@@ -17,6 +17,7 @@ ValueError: Got max_length=2 but expected an integer of at least 3, such as 512.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -130,6 +131,10 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 raise ValueError(f"Got {name}={value!r} but expected a positive integer, or None for the default.")
+        cores = os.cpu_count() or 1
+        if self.num_threads is not None and self.num_threads > cores:
+            raise ValueError(f"Got num_threads={self.num_threads!r} but this machine has {cores} cores: pass at most "
+                             f"{cores}, or None for every core this process may use.")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -34,6 +34,13 @@ def resolve(model: str | os.PathLike) -> Checkpoint:
         return _local(Path(model).expanduser())
     if not isinstance(model, str):
         raise TypeError(f"Got model={model!r} ({type(model).__name__}) but expected a model name or a directory path.")
+    if not model.strip():
+        raise UnknownModelError(f"Got model={model!r}: expected a registered name (see distilframe.models()), "
+                                "'hf:<owner>/<repo>', or the path of a checkpoint folder.")
+    if len(model) > 4096 or any(len(part) > 255 for part in model.split("/")):
+        raise UnknownModelError(f"Got a model name of {len(model):,} characters ({model[:40]!r}...): it is neither a "
+                                "registered name nor a usable path. Pass a name from distilframe.models() or a "
+                                "folder's path.")
     if model[:3].lower() == "hf:":
         spec = hub_spec(model[3:])
         return read(convert(ensure_files(spec)), None, name=spec.name)
@@ -52,6 +59,9 @@ def resolve(model: str | os.PathLike) -> Checkpoint:
 
 
 def _local(path: Path) -> Checkpoint:
+    if path.is_file():
+        raise CheckpointError(f"{str(path)!r} is a file; a checkpoint is a folder (with {CONFIGS[0]}, {WEIGHTS} "
+                              f"and {VOCAB}, or a Hugging Face folder). Pass the folder that holds it.")
     if not path.is_dir():
         raise CheckpointError(
             f"Checkpoint directory {str(path)!r} does not exist. Pass the path of a folder with "

@@ -265,3 +265,34 @@ def test_every_form_paddle_writes_a_state_dict_in_loads(tmp_path):
         for key, value in arrays.items():
             np.testing.assert_array_equal(got[key], value)
             assert got[key].dtype == value.dtype
+
+
+@pytest.mark.parametrize("model,error,message", [
+    ("", UnknownModelError, "Got model=''"),
+    ("x" * 5000, UnknownModelError, "5,000 characters"),
+    ("FILE", CheckpointError, "is a file; a checkpoint is a folder"),
+])
+def test_names_that_are_no_model_say_what_came_in(tmp_path, model, error, message):
+    if model == "FILE":
+        model = tmp_path / "weights.bin"
+        model.write_bytes(b"x")
+    with pytest.raises(error, match=message):
+        checkpoints.resolve(str(model))
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda f: _edit_config(f, hidden_act="swishy"), "hidden_act='swishy'; distilframe runs DistilBERT's 'gelu'"),
+    (lambda f: _edit_config(f, max_position_embeddings="512a"), "max_position_embeddings='512a'; expected a positive"),
+    (lambda f: (f / "vocab.txt").write_bytes((f / "vocab.txt").read_bytes() + b"\xff\xfe\n"),
+     "vocab.txt is not UTF-8 text: line"),
+])
+def test_a_bad_config_or_vocabulary_is_a_one_line_error(tmp_path, edit, message):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=92)
+    edit(folder)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoints.resolve(folder)
+
+
+def _edit_config(folder, **changes):
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **changes}))

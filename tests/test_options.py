@@ -22,6 +22,7 @@ from distilframe.cli import build_parser
     (dict(max_length=512.0), "Got max_length=512.0"),
     (dict(batch_size=0), "Got batch_size=0 but expected a positive integer"),
     (dict(num_threads=0), "Got num_threads=0 but expected a positive integer"),  # was silently "default"
+    (dict(num_threads=100_000), "Got num_threads=100000 but this machine has"),  # was accepted silently
     (dict(num_threads=-2), "Got num_threads=-2"),
     (dict(progress="yes"), "Got progress='yes' but expected True, False or None"),
     (dict(pooling="maxi"), "Got pooling='maxi' but expected one of 'mean', 'cls', 'max'"),
