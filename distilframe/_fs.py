@@ -207,7 +207,10 @@ def exclusive(path: Path, owner: str) -> Iterator[None]:
             lock.release()
         return
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        except PermissionError:  # left by another user's killed job: flock works on a read-only descriptor
+            fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -224,8 +227,9 @@ def exclusive(path: Path, owner: str) -> Iterator[None]:
             break
         os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, owner.encode("utf-8"))
+        with contextlib.suppress(OSError):  # who holds it, for the error of a second job
+            os.ftruncate(fd, 0)
+            os.write(fd, owner.encode("utf-8"))
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -44,6 +44,7 @@ On by default: a hit costs microseconds, a miss about 2 ms of model time per row
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import sqlite3
 import threading
@@ -82,17 +83,21 @@ def _secret() -> bytes:
     """The user's own key for the rows' digests (see Trust above), made on first use."""
     named = os.environ.get("DISTILFRAME_CACHE_SECRET")
     path = Path(named).expanduser() if named else Path.home() / ".config" / "distilframe" / "cache-secret"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
+        import tempfile
+
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cache-secret.")  # 0600
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it meanwhile
-            return path.read_bytes()[:64]
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(32))
-        data = path.read_bytes()
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+            try:
+                os.link(tmp, path)  # appears whole, once: another process's link wins and is used
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    data = path.read_bytes()
     if len(data) < 16:
         raise OSError(f"{path} holds {len(data)} bytes; a cache secret is at least 16: delete it to make a new one")
     return data[:64]
@@ -182,24 +187,24 @@ class ResultCache:
 
     @staticmethod
     def _create(conn: sqlite3.Connection) -> None:
-        """A new file, or one of an older layout: emptied, given 64 KiB pages and the schema."""
+        """A new file (given 64 KiB pages), or one of an older layout (emptied; it keeps its page size),
+        given the schema: in one transaction, so that processes starting at once do it once."""
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect for a file with no page yet
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:  # another process did it
-                conn.execute("ROLLBACK")
-                return
-            for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger')"
-                                           " AND name NOT LIKE 'sqlite_%'").fetchall():
-                conn.execute(f"DROP {kind} IF EXISTS {name}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # else another process did it
+                for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', "
+                                               "'trigger') AND name NOT LIKE 'sqlite_%'").fetchall():
+                    conn.execute(f"DROP {kind} IF EXISTS {name}")
+                for statement in _SCHEMA.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("PRAGMA journal_mode=DELETE")  # the page size changes only outside WAL mode
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        conn.execute("VACUUM")
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @staticmethod
     def keys(settings: bytes, texts: Sequence[str]) -> list[bytes]:
@@ -234,9 +239,11 @@ class ResultCache:
                                   part).fetchall()
                 trusted = []
                 for key, value, tokens, mac in rows:
-                    vector = np.frombuffer(value, dtype=np.float32)
-                    if len(vector) != width or mac != _mac(self._secret, key, value, tokens):
+                    if not (type(value) is bytes and len(value) == 4 * width and type(tokens) is int
+                            and -2**63 <= tokens < 2**63 and type(mac) is bytes
+                            and hmac.compare_digest(mac, _mac(self._secret, key, value, tokens))):
                         continue  # not written by this user's distilframe for this key: a miss
+                    vector = np.frombuffer(value, dtype=np.float32)
                     trusted.append((key,))
                     i = where[key]
                     found[i], values[i], n_tokens[i] = True, vector, tokens

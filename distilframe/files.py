@@ -223,8 +223,9 @@ class _Job:
             with fs.exclusive(lock, owner):
                 return self._run(reader)
         except fs.Busy as busy:
-            raise FileError(f"Another distilframe job is writing {str(self.output)!r} ({busy.owner or 'holder unknown'})"
-                            f". Wait for it to finish, or write to another OUTPUT.") from None
+            holder = busy.owner or "holder unknown"
+            raise FileError(f"Another distilframe job is writing {str(self.output)!r} ({holder}). Wait for it to "
+                            "finish, or write to another OUTPUT.") from None
 
     def _run(self, reader: "_Reader") -> FileResult:
         start = time.perf_counter()
@@ -245,6 +246,7 @@ class _Job:
         # Before anything is written: a failure leaves nothing.
         loaded = load(self.task, self.model, self.options)
         meta = file_metadata(self.task, self.column, self.options, loaded)
+        self.outputs = list(OutputSchema.for_model(self.task, self.column, self.options, loaded).kinds)
         done = self._prepare_parts(meta)
 
         bar = _progress_bar(self.progress, reader.total_rows)
@@ -269,7 +271,8 @@ class _Job:
                 bar) -> tuple[int, int, int]:
         """Compute the chunks not done yet into parts: (rows, chunks, chunks resumed)."""
         rows = n_chunks = resumed = 0
-        for index, table in enumerate(reader.chunks(self.chunk_rows, [*dict.fromkeys([*keep, self.column])])):
+        include = [*dict.fromkeys([*keep, self.column])]
+        for index, table in enumerate(reader.chunks(self.chunk_rows, include, self.column)):
             n_chunks = index + 1
             part = self._part(index)
             if done.get(index) == len(table):  # finished by the interrupted run
@@ -420,8 +423,8 @@ class _Job:
                     for part in parts:
                         writer.write_table(read(part).replace_schema_metadata(None))
             elif reader.kind == "excel":  # the same workbook, with the new columns on its sheet
-                reader.write_workbook(tmp, pa.concat_tables([read(p) for p in parts]),
-                                      [n for n in schema.names if n not in reader.names])
+                reader.write_workbook(tmp, pa.concat_tables([pq.read_table(p, columns=self.outputs) for p in parts]),
+                                      self.outputs)
             else:  # .xlsx from another format: a spreadsheet is small; it is written whole
                 import pandas as pd
 
@@ -543,7 +546,7 @@ class _Reader:
         except Exception as e:
             raise self._fail(e) from e
 
-    def _csv(self, include: list[str]):
+    def _csv(self, include: list[str], text: str | None = None):
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
@@ -551,10 +554,10 @@ class _Reader:
         # pandas' reading (Arrow's list of null strings is pandas' list).
         nulls = pacsv.ConvertOptions().null_values if self.na_strings else [""]
         convert = pacsv.ConvertOptions(include_columns=include or None, strings_can_be_null=True, null_values=nulls)
-        if include:
+        if text is not None:
             # The text column is text whatever it looks like (read as bytes: invalid UTF-8 is found per row,
             # by _decoded); the others are inferred from the first block.
-            convert.column_types = {include[-1]: pa.binary()}
+            convert.column_types = {text: pa.binary()}
         parse = pacsv.ParseOptions(delimiter="\t" if self.kind == "tsv" else ",", newlines_in_values=True)
         return pacsv.open_csv(self.path, parse_options=parse, convert_options=convert,
                               read_options=pacsv.ReadOptions(block_size=1 << 22))
@@ -579,7 +582,9 @@ class _Reader:
             elif self.sheet not in self.sheets:
                 raise FileError(f"Got --sheet {self.sheet!r} but {self.path.name!r} has sheets "
                                 f"{', '.join(map(repr, self.sheets))}.")
-            rows = [list(r) for r in workbook[self.sheet].iter_rows(values_only=True)]
+            worksheet = workbook[self.sheet]
+            worksheet.reset_dimensions()  # a stored dimension may be stale: read every row there is
+            rows = [list(r) for r in worksheet.iter_rows(values_only=True)]
         finally:
             workbook.close()
         header = rows[0] if rows else []
@@ -599,7 +604,7 @@ class _Reader:
 
         workbook = openpyxl.load_workbook(self.path)  # formulas as formulas
         sheet = workbook[self.sheet]
-        width = len(self._excel().columns)
+        width = max(len(self._excel().columns), sheet.max_column)  # cells right of the last header are kept
         header = [c.value for c in sheet[1]] if sheet.max_row >= 1 else []
         for name in new:
             column = header.index(name) + 1 if name in header else width + 1
@@ -609,18 +614,20 @@ class _Reader:
                 sheet.cell(row=row, column=column, value=value)
         workbook.save(path)
 
-    def chunks(self, chunk_rows: int, include: list[str]) -> Iterator[Any]:
+    def chunks(self, chunk_rows: int, include: list[str], text: str) -> Iterator[Any]:
         import pyarrow as pa
 
         try:
-            for batch in self._batches(chunk_rows, include):
+            for batch in self._batches(chunk_rows, include, text):
                 yield batch
         except (FileError, ImportError):
             raise
+        except OSError:
+            raise  # an I/O error, not bad data: the finished parts are kept for --resume
         except (pa.ArrowException, ValueError, OSError) as e:
             raise self._fail(e) from e
 
-    def _batches(self, chunk_rows: int, include: list[str]) -> Iterator[Any]:
+    def _batches(self, chunk_rows: int, include: list[str], text: str) -> Iterator[Any]:
         import pyarrow as pa
 
         if self.kind == "parquet":
@@ -630,7 +637,7 @@ class _Reader:
             yield from _rechunk((pa.Table.from_batches([b]) for b in f.iter_batches(batch_size=chunk_rows,
                                                                                     columns=include)), chunk_rows)
         elif self.kind in ("csv", "tsv"):
-            reader = self._csv(include)
+            reader = self._csv(include, text)
             yield from _rechunk((pa.Table.from_batches([b]) for b in reader), chunk_rows)
         elif self.kind == "jsonl":
             import pandas as pd

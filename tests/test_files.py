@@ -394,3 +394,14 @@ def test_invalid_utf8_in_a_csv_names_the_row_or_is_replaced(tmp_path, errors):
     else:
         embed_file(source, out, column="text", errors="coerce", cache=False)
         assert pq.read_table(out).column("text").to_pylist() == ["a good film", "caf\ufffd au lait", "fine"]
+
+
+def test_only_the_text_column_of_a_csv_is_read_as_bytes(tmp_path):
+    # The text column is not the last one: the others keep their types, and the text column its UTF-8 check.
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"text,id,note\na good film,1,x\ncaf\xe9,2,y\n")
+    out = tmp_path / "out.parquet"
+    embed_file(source, out, column="text", errors="coerce", cache=False)
+    table = pq.read_table(out)
+    assert table.schema.field("note").type == pa.string() and table.schema.field("id").type == pa.int64()
+    assert table.column("text").to_pylist() == ["a good film", "caf\ufffd"]
