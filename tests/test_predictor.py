@@ -187,3 +187,48 @@ def test_bf16_long_texts_keep_their_positions(tmp_path):
 
     assert np.sum(run("fp32") * want, axis=1).min() >= 0.999999
     assert np.sum(run("bf16") * want, axis=1).min() >= 0.999  # 0.996 with the float count
+
+
+def test_two_models_of_one_shape_in_one_process_keep_their_own_weights(tmp_path):
+    # The predictor keeps oneDNN state (reordered weights) per input shape; two checkpoints of the same
+    # dimensions, run alternately on the same and on changing shapes, must each give their own results.
+    first = ModelManager().get(write_checkpoint(tmp_path / "a", seed=81))
+    second = ModelManager().get(write_checkpoint(tmp_path / "b", seed=82))
+    assert isinstance(first.engine, engine_mod.PredictorEngine)
+    rng = np.random.default_rng(0)
+    for batch, width in [(3, 8), (3, 8), (2, 16), (5, 8), (3, 8)]:
+        ids = rng.integers(5, 90, (batch, width))
+        mask = np.ones((batch, width), dtype=np.int64)
+        a, b = first.engine.hidden_states(ids, mask), second.engine.hidden_states(ids, mask)
+        assert not np.allclose(a, b, atol=1e-3)
+        np.testing.assert_allclose(a, first.engine.hidden_states(ids, mask), atol=0)
+        for loaded, got in ((first, a), (second, b)):
+            reference = engine_mod.PaddleEngine(loaded.checkpoint).hidden_states(ids, mask)
+            np.testing.assert_allclose(got, reference, atol=1e-5)
+
+
+MEMORY_CHILD = """
+import os, sys
+import numpy as np
+from distilframe._manager import ModelManager
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+engine = ModelManager().get(sys.argv[1]).engine
+engine.hidden_states(np.full((64, 8), 7), np.ones((64, 8), dtype=np.int64))
+start = rss()
+for batch in range(63, 55, -1):  # eight more shapes, as the last batches of a job's widths give
+    engine.hidden_states(np.full((batch, 8), 7), np.ones((batch, 8), dtype=np.int64))
+print(rss() - start)
+"""
+
+
+def test_memory_does_not_grow_with_the_number_of_input_shapes(tmp_path):
+    # Paddle's default kept ~10 shapes, each with its own copy of the reordered linear weights.
+    dims = dict(hidden=512, ffn=2048, layers=2, heads=8)
+    folder = write_checkpoint(tmp_path / "wide", seed=84, **dims)
+    weights = 2 * (4 * 512 * 512 + 2 * 512 * 2048) * 4  # bytes of the linear layers' weights: 25 MB
+    grown = int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(folder)], capture_output=True, text=True,
+                               check=True).stdout.split()[-1])
+    assert grown < 2 * weights, f"RSS grew by {grown / 2**20:.0f} MB over 8 input shapes"
