@@ -19,14 +19,18 @@ from .errors import UnsupportedTaskError
 
 __all__ = ["default_model", "reset_default_models", "set_default_model"]
 
-_BUILTIN = {"embed": DEFAULT_EMBEDDER, "classify": DEFAULT_CLASSIFIER}
+# search and zero-shot labels: a sentence model trained for similarity (README, Search)
+DEFAULT_SEARCHER = "sentence-transformers/all-MiniLM-L6-v2"
+_BUILTIN = {"embed": DEFAULT_EMBEDDER, "classify": DEFAULT_CLASSIFIER, "search": DEFAULT_SEARCHER}
 _session: dict[str, Any] = {}
 _lock = threading.Lock()
 
 
 def default_model(task: str) -> str | os.PathLike:
-    """The model ``task`` ("embed" or "classify") uses when none is given."""
-    check_task(task)
+    """The model ``task`` ("embed", "classify", or "search": search, duplicates and zero-shot labels) uses when
+    none is given."""
+    if task != "search":
+        check_task(task)
     with _lock:
         return _session.get(task, _BUILTIN[task])
 
@@ -35,7 +39,8 @@ def set_default_model(model: str | os.PathLike, task: str | None = None) -> dict
     """Make ``model`` this session's default for ``task``, or for every task it can do (``task=None``).
 
     Every model can embed; a model can classify when it has a trained classification head (a
-    registered sentiment model, or a checkpoint whose config names its labels). The name is checked
+    registered sentiment model, or a checkpoint whose config names its labels); ``task=None`` makes a
+    sentence model (one with a pooling of its own, such as ``minilm``) the default for search too. The name is checked
     (an unknown name or a folder that is not a checkpoint raises), but nothing is downloaded or loaded.
 
     Returns the defaults now in force, by task.
@@ -46,11 +51,12 @@ def set_default_model(model: str | os.PathLike, task: str | None = None) -> dict
     {'embed': 'distilbert-base-uncased-finetuned-sst-2-english', 'classify': '...sst-2-english'}
     """
     if task is not None and task not in _BUILTIN:
-        raise ValueError(f"Got task={task!r} but expected 'embed', 'classify' or None (every task it can do).")
-    name, can_classify = _check(model)
+        raise ValueError(f"Got task={task!r} but expected 'embed', 'classify', 'search' or None (every task it can "
+                         "do).")
+    name, can_classify, sentence = _check(model)
     if task == "classify" and not can_classify:
         raise UnsupportedTaskError(no_head_message(str(name)))
-    tasks = [task] if task else ["embed"] + (["classify"] if can_classify else [])
+    tasks = [task] if task else ["embed"] + (["classify"] if can_classify else []) + (["search"] if sentence else [])
     with _lock:
         for t in tasks:
             _session[t] = name
@@ -63,13 +69,14 @@ def reset_default_models() -> None:
         _session.clear()
 
 
-def _check(model: str | os.PathLike) -> tuple[str | os.PathLike, bool]:
-    """The canonical name (or the path) and whether it can classify, without downloading anything."""
+def _check(model: str | os.PathLike) -> tuple[str | os.PathLike, bool, bool]:
+    """The canonical name (or the path), whether it can classify and whether it is a sentence model, without
+    downloading anything."""
     if isinstance(model, str) and model[:3].lower() == "hf:":
         hub_spec(model[3:])  # validates owner/repo
-        return model, True  # known only once downloaded; classify() refuses a model without a head
+        return model, True, False  # known only once downloaded; classify() refuses a model without a head
     spec = find(model) if isinstance(model, str) else None
     if spec is not None:
-        return spec.name, spec.can_classify
+        return spec.name, spec.can_classify, spec.is_sentence_model
     checkpoint = resolve(model)  # a folder: read its config (raises for unknown names)
-    return model, bool(checkpoint.labels)
+    return model, bool(checkpoint.labels), checkpoint.sentence is not None

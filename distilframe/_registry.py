@@ -100,6 +100,11 @@ class ModelSpec:
         return bool(self.labels)
 
     @property
+    def is_sentence_model(self) -> bool:
+        """A sentence-transformers model (its own pooling and settings): trained for similarity and search."""
+        return any(f.local_name == "modules.json" for f in self.files)
+
+    @property
     def tasks(self) -> tuple[str, ...]:
         """What the model can do, in the one task vocabulary (``_options.TASKS``): every model embeds;
         one with a trained classification head (labels) classifies too."""

@@ -44,7 +44,32 @@ def _write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool
 
 def _added(task: str, series: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:
     """The output columns of ``task`` on ``series``, from a method's arguments (its ``locals()``)."""
+    if task == "classify" and (arguments.get("labels") is not None or arguments.get("template") is not None):
+        from ._similarity import check_labels, zero_shot
+
+        labels, template = check_labels(arguments.get("labels"), arguments.get("template"))
+        return zero_shot(series, arguments["model"], RunOptions.pick(arguments), labels, template)
     return pandas_result(task, series, arguments["model"], RunOptions.pick(arguments))
+
+
+def _search(frame: pd.DataFrame, texts: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:
+    from ._similarity import check_k, check_queries, search
+
+    queries, k = check_queries(arguments["query"]), check_k(arguments["k"])
+    return search(frame, _embedded(frame, texts, arguments), queries, k)
+
+
+def _embedded(frame: pd.DataFrame | None, texts: pd.Series, arguments: dict[str, Any]):
+    from ._similarity import frame_embeddings
+
+    return frame_embeddings(frame, texts, arguments["model"], RunOptions.pick(arguments), arguments["embeddings"])
+
+
+def _duplicates(frame: pd.DataFrame | None, texts: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:
+    from ._similarity import check_threshold, duplicates
+
+    threshold = check_threshold(arguments["threshold"])
+    return duplicates(texts, _embedded(frame, texts, arguments), threshold)
 
 
 _OPTIONS_DOC = f"""
@@ -156,6 +181,8 @@ class DistilDataFrameAccessor:
         column: Any = None,
         *,
         model: str | os.PathLike | None = None,
+        labels: list[str] | None = None,
+        template: str | None = None,
         max_length: int | None = DEFAULTS.max_length,
         all_scores: bool = DEFAULTS.all_scores,
         errors: str = DEFAULTS.errors,
@@ -172,12 +199,19 @@ class DistilDataFrameAccessor:
 
         The model must have a trained sequence-classification head; base models are refused.
         The default is ``distilbert-base-uncased-finetuned-sst-2-english`` (English sentiment:
-        NEGATIVE / POSITIVE).
+        NEGATIVE / POSITIVE). With ``labels=``, the labels are your own (zero-shot): see below.
 
         Parameters
         ----------
         column
             The text column; may be omitted when the frame has exactly one string column.
+        labels, template
+            Zero-shot labels: each row gets the label whose text (``template.format(label)``, default
+            the label itself) is most similar to it, with a sentence model (``model=None``: the session
+            default for search, all-MiniLM-L6-v2). The score is softmax(cosine / 0.05) over the labels:
+            near 1 for a clear winner, near 1/len(labels) for a tie; it is a similarity, not a
+            calibrated probability. Measured on examples/topics.csv (300 texts, 5 topics) with the trained
+            all-MiniLM-L6-v2: see the README, Search.
         all_scores
             Also add one probability column per label, ``<column>_score_<LABEL>``.
         {options}
@@ -194,6 +228,99 @@ class DistilDataFrameAccessor:
         >>> df.distil.classify("review")  # doctest: +SKIP
         """
         return with_columns(self._obj, _added("classify", select_column(self._obj, column), locals()))
+
+    def search(
+        self,
+        query: str | list[str],
+        column: Any = None,
+        *,
+        k: int = 10,
+        model: str | os.PathLike | None = None,
+        embeddings: Any = None,
+        pooling: str | None = DEFAULTS.pooling,
+        normalize: bool | None = DEFAULTS.normalize,
+        max_length: int | None = DEFAULTS.max_length,
+        prompt: str | None = DEFAULTS.prompt,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
+    ) -> pd.DataFrame:
+        """The ``k`` rows nearest to a query (or to each of a list of queries) by cosine similarity.
+
+        Exact: every row is scored, in blocks of 65,536 rows (memory beyond the embeddings stays under
+        ~30 MB per 100 queries). The column's embeddings come from, in this order: ``embeddings=`` (a column
+        name or a Series of vectors); an existing ``<column>_embedding`` column whose recorded model and
+        settings match (as ``embed`` leaves it); else the pipeline (the result cache, so a second search over
+        the same column runs the model only on the query). Missing and empty texts never match.
+
+        Parameters
+        ----------
+        query
+            A string, or a list of strings.
+        column
+            The text column; may be omitted when the frame has exactly one string column.
+        k
+            Rows per query (fewer when fewer rows have text).
+        model
+            As for :meth:`embed`; None: the model that made the existing embedding column, else the
+            session default for search (all-MiniLM-L6-v2: a sentence model trained for similarity).
+        embeddings
+            The column of embeddings to search, made by ``model`` with these settings.
+        pooling, normalize, max_length, prompt, errors, progress, precision, num_threads, cache
+            As for :meth:`embed`.
+
+        Returns
+        -------
+        DataFrame
+            The rows found, with their index and every column, plus ``score`` (float32 cosine), best first;
+            with several queries, also ``query``, in the order of the queries. Where the frame already has
+            a column of that name, these are ``search_score`` and ``search_query``.
+
+        Examples
+        --------
+        >>> df.distil.search("a refund for a broken item", "review", k=5)  # doctest: +SKIP
+        """
+        return _search(self._obj, select_column(self._obj, column), locals())
+
+    def duplicates(
+        self,
+        column: Any = None,
+        *,
+        threshold: float = 0.95,
+        model: str | os.PathLike | None = None,
+        embeddings: Any = None,
+        pooling: str | None = DEFAULTS.pooling,
+        normalize: bool | None = DEFAULTS.normalize,
+        max_length: int | None = DEFAULTS.max_length,
+        prompt: str | None = DEFAULTS.prompt,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
+    ) -> pd.DataFrame:
+        """Near-duplicate groups: a new frame with ``<column>_dup_group`` and ``<column>_dup_score`` added.
+
+        Groups are formed in row order: a row joins the first earlier group whose first row has a cosine of
+        at least ``threshold`` with it, else it starts a group. So every member is within ``threshold`` of
+        its group's first row. Rows of the same text are always one group. Exact (every pair of distinct
+        texts is compared, in blocks of 2,048 rows: O(n^2) arithmetic, bounded memory). Embeddings and
+        ``model`` as for :meth:`search`.
+
+        Returns
+        -------
+        DataFrame
+            Every original column, same index, plus ``<column>_dup_group`` (Int64: one number per group, in
+            order of the groups' first rows; null for a row in no group) and ``<column>_dup_score``
+            (float32: cosine to the group's first row, 1.0 for it; NaN for a row in no group).
+
+        Examples
+        --------
+        >>> df.distil.duplicates("question", threshold=0.9)  # doctest: +SKIP
+        """
+        return with_columns(self._obj, _duplicates(self._obj, select_column(self._obj, column), locals()))
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False,
                    write_index: bool | None = None) -> Path:
@@ -289,6 +416,8 @@ class DistilSeriesAccessor:
         self,
         *,
         model: str | os.PathLike | None = None,
+        labels: list[str] | None = None,
+        template: str | None = None,
         max_length: int | None = DEFAULTS.max_length,
         all_scores: bool = DEFAULTS.all_scores,
         errors: str = DEFAULTS.errors,
@@ -303,9 +432,54 @@ class DistilSeriesAccessor:
     ) -> pd.DataFrame:
         """Classify the texts; return a DataFrame of ``<name>_label`` and ``<name>_score`` with the same index.
 
-        Options and row rules as :meth:`DistilDataFrameAccessor.classify`.
+        Options, zero-shot ``labels`` and row rules as :meth:`DistilDataFrameAccessor.classify`.
         """
         return _added("classify", self._obj, locals())
+
+    def search(
+        self,
+        query: str | list[str],
+        *,
+        k: int = 10,
+        model: str | os.PathLike | None = None,
+        embeddings: Any = None,
+        pooling: str | None = DEFAULTS.pooling,
+        normalize: bool | None = DEFAULTS.normalize,
+        max_length: int | None = DEFAULTS.max_length,
+        prompt: str | None = DEFAULTS.prompt,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
+    ) -> pd.DataFrame:
+        """The ``k`` texts nearest to the query: a frame of the Series (same index) and ``score``.
+
+        ``embeddings`` is a Series of vectors with the same index. As :meth:`DistilDataFrameAccessor.search`.
+        """
+        frame = self._obj.to_frame(name=self._obj.name if self._obj.name is not None else "text")
+        frame.attrs = dict(self._obj.attrs)
+        return _search(frame, frame.iloc[:, 0], locals())
+
+    def duplicates(
+        self,
+        *,
+        threshold: float = 0.95,
+        model: str | os.PathLike | None = None,
+        embeddings: Any = None,
+        pooling: str | None = DEFAULTS.pooling,
+        normalize: bool | None = DEFAULTS.normalize,
+        max_length: int | None = DEFAULTS.max_length,
+        prompt: str | None = DEFAULTS.prompt,
+        errors: str = DEFAULTS.errors,
+        progress: bool | None = DEFAULTS.progress,
+        precision: str = DEFAULTS.precision,
+        num_threads: int | None = DEFAULTS.num_threads,
+        cache: bool = DEFAULTS.cache,
+    ) -> pd.DataFrame:
+        """Near-duplicate groups of the texts: ``<name>_dup_group`` and ``<name>_dup_score`` with the same
+        index. As :meth:`DistilDataFrameAccessor.duplicates`."""
+        return _duplicates(None, self._obj, locals())
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False,
                    write_index: bool | None = None) -> Path:

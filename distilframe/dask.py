@@ -61,6 +61,19 @@ def _run_series(part: pd.Series, task: str, model: Any, options: RunOptions) -> 
     return added.iloc[:, 0] if task == "embed" and not options.return_status else added
 
 
+def _search_part(part: pd.DataFrame, attrs: dict[str, Any], column: Any, queries: list[str], k: int, model: Any,
+                 embeddings: Any, options: RunOptions) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """One partition's k best rows per query: (those rows, their positions, row positions and scores per query)."""
+    from ._similarity import frame_embeddings, top_rows
+
+    part = part.copy(deep=False)
+    part.attrs = attrs  # the steps the client's frame records: which model made an existing embedding column
+    embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings)
+    rows, scores = top_rows(embedded, queries, k)
+    picked = np.unique(rows)
+    return part.iloc[picked], picked, rows, scores
+
+
 def _describe(task: str, model: Any, options: RunOptions) -> tuple[int, tuple[str, ...]]:
     """Dimension and labels of a model, from its checkpoint files where the work runs (a worker, under
     ``dask.distributed``); the model is loaded only for label names its config does not give."""
@@ -160,6 +173,49 @@ class DaskDistilDataFrameAccessor(_Base):
                  num_threads: int | None = DEFAULTS.num_threads, cache: bool = DEFAULTS.cache) -> dd.DataFrame:
         """Lazily add ``<column>_label`` and ``<column>_score``; arguments as ``pandas.DataFrame.distil.classify``."""
         return self._map("classify", column, model, RunOptions.pick(locals()))
+
+    def search(self, query: str | list[str], column: Any = None, *, k: int = 10,
+               model: str | os.PathLike | None = None, embeddings: str | None = None,
+               pooling: str | None = DEFAULTS.pooling, normalize: bool | None = DEFAULTS.normalize,
+               max_length: int | None = DEFAULTS.max_length, prompt: str | None = DEFAULTS.prompt,
+               errors: str = DEFAULTS.errors, precision: str = DEFAULTS.precision,
+               num_threads: int | None = DEFAULTS.num_threads, cache: bool = DEFAULTS.cache) -> pd.DataFrame:
+        """The ``k`` rows nearest to the query (or queries), computed now: a pandas DataFrame, the same rows,
+        index, columns and order as ``pandas.DataFrame.distil.search`` on the whole frame.
+
+        Each partition finds its own k best rows (with its embeddings, computed where it runs); the client
+        merges them (by score, then by row order). ``embeddings`` is a column name.
+        """
+        from ._similarity import check_k, check_queries, result_names, results_frame
+
+        ddf = self._obj
+        queries, k = check_queries(query), check_k(k)
+        options = RunOptions.pick(locals()).replace(progress=False)
+        series = select_column(ddf._meta_nonempty, column)
+        name = series.name.item() if isinstance(series.name, np.generic) else series.name
+        result_names(ddf._meta)
+        attrs = dict(ddf._meta.attrs)
+        if model is None and not (embeddings is not None or f"{name}_embedding" in ddf.columns):
+            model = _model("search", None)  # the client's session default, made explicit for the workers
+        tasks = [dask.delayed(_search_part)(part, attrs, name, queries, k, _portable(model), embeddings, options)
+                 for part in ddf.to_delayed()]
+        parts = dask.compute(*tasks)
+        found, scores = [], []
+        for i in range(len(queries)):
+            candidates = [(-float(s), p, int(r)) for p, (_, _, rows, sc) in enumerate(parts)
+                          for r, s in zip(rows[i], sc[i])]
+            best = sorted(candidates)[:k]
+            found.append(pd.concat([parts[p][0].iloc[[int(np.searchsorted(parts[p][1], r))]] for _, p, r in best])
+                         if best else ddf._meta)
+            scores.append(np.array([-s for s, _, _ in best], dtype=np.float32))
+        return results_frame(found, scores, queries, attrs)
+
+    def duplicates(self, *args: Any, **kwargs: Any) -> None:
+        """Not supported on Dask: grouping compares every pair of rows across partitions."""
+        raise NotImplementedError(
+            "ddf.distil.duplicates is not supported: near-duplicate groups compare every pair of rows across "
+            "partitions. Embed with ddf.distil.embed(...), then run .compute().distil.duplicates(...) on a "
+            "pandas frame (it uses the existing embedding column, in blocks of bounded memory).")
 
     def _map(self, task: str, column: Any, model: Any, options: RunOptions) -> dd.DataFrame:
         ddf = self._obj

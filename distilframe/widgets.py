@@ -9,7 +9,9 @@
   panel shows rows done, rows/s and the ETA, then a preview, and keeps the output frame in
   ``panel.result``. Stop ends the run after the batch in progress: the rows finished until then
   (a prefix of the frame, in slices of ``slice_rows``) stay in ``panel.result``, and the panel
-  says how many.
+  says how many. Its search box finds the rows nearest to a query (press Enter): over the embedded
+  column of ``panel.result`` after an embed run (with the model that made it), else over the column
+  with the chosen model; the rows found are in ``panel.found``.
 * Errors (no text column, a model not on disk while offline, a bad option) are shown in the
   widget as one readable line; the exception is kept in ``.error``.
 
@@ -342,6 +344,12 @@ class RunPanel(w.VBox, _Background):
         self.progress_text = w.HTML()
         self.message = w.HTML()
         self.preview = w.HTML()
+        self.found: pd.DataFrame | None = None
+        self.query = w.Text(placeholder="a query, then Enter", description="Search", continuous_update=False)
+        self.k = w.BoundedIntText(value=PREVIEW_ROWS, min=1, max=1000, description="Rows")
+        self.search_message = w.HTML()
+        self.search_results = w.HTML()
+        self.query.observe(lambda change: self.search(change["new"]), names="value")
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.task.observe(lambda _: self._on_task(), names="value")
@@ -349,12 +357,15 @@ class RunPanel(w.VBox, _Background):
         children = [w.HTML("<b>distilframe</b>"), self.column, self.task, self.picker,
                     w.HBox([self.pooling, self.normalize]), w.HBox([self.max_length, self.long_text]),
                     w.HBox([self.run_button, self.stop_button]), w.HBox([self.progress, self.progress_text]),
-                    self.message, self.preview]
+                    self.message, self.preview, w.HBox([self.query, self.k]), self.search_message,
+                    self.search_results]
         super().__init__(children)
         self.add_class("distilframe-panel")
         for widget, name in ((self.run_button, "run"), (self.stop_button, "stop"), (self.progress, "progress"),
                              (self.progress_text, "progress-text"), (self.message, "message"),
-                             (self.preview, "preview"), (self.column, "column"), (self.task, "task")):
+                             (self.preview, "preview"), (self.column, "column"), (self.task, "task"),
+                             (self.query, "search"), (self.search_message, "search-message"),
+                             (self.search_results, "search-results")):
             widget.add_class(f"distilframe-{name}")  # stable hooks for styling and browser tests
         self._controls = (self.column, self.task, self.pooling, self.normalize, self.max_length, self.long_text)
         if not positions:
@@ -363,14 +374,14 @@ class RunPanel(w.VBox, _Background):
             shown = ", ".join(f"{c!r} ({df.iloc[:, i].dtype})" for i, c in enumerate(list(df.columns)[:10])) or "none"
             self.message.value = _message("error", f"This frame has no text column (columns: {shown}). Convert one "
                                                    "with df[col].astype('string'), then open the panel again.")
-            for control in (*self._controls, self.run_button):
+            for control in (*self._controls, self.run_button, self.query):
                 control.disabled = True
             self.picker.set_enabled(False)
 
     def run(self) -> None:
         """Start a run with the current settings (as the Run button does); returns at once."""
         with self._lock:
-            if self.state == "running" or self.run_button.disabled:
+            if self.state == "running" or self.run_button.disabled or self.busy:
                 return
             position, task, model = self.column.value, self.task.value, self.picker.value
             try:
@@ -400,7 +411,42 @@ class RunPanel(w.VBox, _Background):
                 self.stop_button.disabled = True
                 self.message.value = _message("warn", "Stopping after the current batch…")
 
+    def search(self, query: str) -> None:
+        """Find the rows nearest to ``query`` (as pressing Enter in the search box does); returns at once."""
+        with self._lock:
+            if not isinstance(query, str) or not query.strip():
+                self.search_results.value = self.search_message.value = ""
+                return
+            if self.busy:
+                self.search_message.value = _message("warn", "Busy: search again when the run has finished.")
+                return
+            name = self.df.columns[self.column.value]
+            embedded = out_name(name, "embedding")
+            frame, model = ((self.result, None) if self.result is not None and embedded in self.result.columns
+                            else (self.df, self.picker.value))
+            self.search_message.value = _message("info", f"Searching {len(frame):,} rows…")
+            self._start(lambda: self._search_work(frame, name, model, query, int(self.k.value)))
+
     # -- internals
+
+    def _search_work(self, frame: pd.DataFrame, name: Any, model: Any, query: str, k: int) -> None:
+        from ._similarity import check_queries, frame_embeddings, search
+
+        start = time.perf_counter()
+        try:
+            texts = frame[name]
+            found = search(frame, frame_embeddings(frame, texts, model, RunOptions(progress=False)),
+                           check_queries(query), k)
+            with self._lock:
+                self.found = found
+                self.search_message.value = _message(
+                    "ok", f"{len(found)} nearest rows to {query!r} in {time.perf_counter() - start:.2f} s "
+                          "(score: cosine). They are in panel.found.")
+                self.search_results.value = _preview(found, rows=k, kind="search")
+        except Exception as e:
+            with self._lock:
+                self.found, self.search_results.value = None, ""
+                self.search_message.value = _message("error", _one_line(e))
 
     def _on_task(self) -> None:
         self._on_task_controls()
@@ -513,8 +559,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def _preview(frame: pd.DataFrame) -> str:
-    head = frame.head(PREVIEW_ROWS).copy()
+def _preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS, kind: str = "preview") -> str:
+    head = frame.head(rows).copy()
     for i in range(head.shape[1]):
         column = head.iloc[:, i]
         if str(column.dtype).startswith("fixed_size_list"):
@@ -526,6 +572,6 @@ def _preview(frame: pd.DataFrame) -> str:
         elif pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
             head.isetitem(i, [v[:PREVIEW_CHARS] + "…" if isinstance(v, str) and len(v) > PREVIEW_CHARS else v
                               for v in column])
-    table = head.to_html(classes="distilframe-preview-table", border=0, escape=True, na_rep="—")
-    return f"<div style='overflow-x:auto'>Preview ({min(len(frame), PREVIEW_ROWS)} of {len(frame):,} rows)" \
-           f"{table}</div>"
+    table = head.to_html(classes=f"distilframe-{kind}-table", border=0, escape=True, na_rep="—")
+    title = f"Preview ({min(len(frame), rows)} of {len(frame):,} rows)" if kind == "preview" else ""
+    return f"<div style='overflow-x:auto'>{title}{table}</div>"

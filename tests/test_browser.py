@@ -42,6 +42,10 @@ BAR = f"{PANEL} .distilframe-progress .progress-bar"  # its style.width goes 0% 
 PROGRESS_TEXT = f"{PANEL} .distilframe-progress-text"
 MESSAGE = f"{PANEL} .distilframe-message"
 PREVIEW_ROWS = f"{PANEL} table.distilframe-preview-table tbody tr"
+SEARCH = f"{PANEL} .distilframe-search input"
+SEARCH_ROWS = f"{PANEL} table.distilframe-search-table tbody tr"
+SEARCH_MESSAGE = f"{PANEL} .distilframe-search-message"
+QUERY = "Great sound and the battery lasts all week. Very happy with them."  # row 1 of examples/reviews.csv
 
 # Every change of the bar, recorded in the page: proof that the kernel thread's updates arrive.
 OBSERVE = """([bar]) => {
@@ -193,7 +197,15 @@ def test_run_panel_in_jupyterlab_in_headless_chromium(chromium, tmp_path):
                     assert "headphones" in first and any(cell.startswith("[") for cell in first), first
                     widths = page.evaluate("window.__widths")
                     assert widths and widths[-1] == "100%", widths
-                    page.locator(PANEL).scroll_into_view_if_needed()
+
+                    # the search box: type a query, press Enter, the nearest rows of the embedded column appear
+                    page.locator(SEARCH).fill(QUERY)
+                    page.locator(SEARCH).press("Enter")
+                    page.wait_for_function("r => document.querySelectorAll(r).length === 5", arg=SEARCH_ROWS)
+                    nearest = page.locator(SEARCH_ROWS).first.locator("td").all_inner_texts()
+                    assert QUERY in nearest and "headphones" in nearest, nearest
+                    assert "nearest rows" in page.locator(SEARCH_MESSAGE).inner_text()
+                    page.locator(SEARCH_ROWS).last.scroll_into_view_if_needed()  # the run and the search
                     SCREENSHOT.parent.mkdir(exist_ok=True)
                     page.screenshot(path=str(SCREENSHOT))
                 except BaseException:

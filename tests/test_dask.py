@@ -269,3 +269,22 @@ def test_a_broken_accessor_module_never_breaks_importing_dask():
             "print(hasattr(dd, 'from_pandas'), [str(w.message)[:60] for w in seen if 'distilframe' in str(w.message)])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("True ['distilframe could not give Dask DataFrames the .distil")
+
+
+def test_search_equals_pandas_and_duplicates_say_what_to_do(tmp_path):
+    from distilframe.testing import write_sentence_checkpoint
+
+    model = write_sentence_checkpoint(tmp_path / "st", seed=32)
+    texts = [f"the cat {i % 7}" if i % 5 else None for i in range(60)] + ["a good film"] * 3
+    df = pd.DataFrame({"text": texts, "n": range(63)}, index=[f"r{i}" for i in range(63)])
+    ddf = dd.from_pandas(df, npartitions=4, sort=False)  # the frame's row order (sort=True would sort the index)
+    for query in ("the cat 3", ["a good film", "the cat 1"]):
+        want = df.distil.search(query, "text", k=7, model=model)
+        got = ddf.distil.search(query, "text", k=7, model=model)
+        assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+        np.testing.assert_allclose(got["score"], want["score"], rtol=1e-5)
+    embedded = ddf.distil.embed("text", model=model)
+    found = embedded.distil.search("the cat 3", k=3)  # the existing column and its model, on every partition
+    assert list(found.index) == list(df.distil.search("the cat 3", "text", k=3, model=model).index)
+    with pytest.raises(NotImplementedError, match=r"\.compute\(\)\.distil\.duplicates"):
+        ddf.distil.duplicates("text")

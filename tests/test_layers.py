@@ -23,8 +23,8 @@ LAYERS = {
     0: ["errors", "_version", "_config", "_fs", "_options", "_paddle"],
     1: ["_registry", "_sentence", "_checkpoint"],
     2: ["_convert", "_download", "_resolve", "_result_cache"],
-    3: ["_text", "_tokens", "_batches", "_engine", "_pool", "_manager"],
-    4: ["_run", "_pipeline", "_frame", "_defaults"],
+    3: ["_text", "_tokens", "_batches", "_engine", "_pool", "_manager", "_search"],
+    4: ["_run", "_pipeline", "_frame", "_defaults", "_similarity"],
     5: ["accessor", "files", "cli", "widgets", "dask", "_dask_hook", "testing", "__init__", "__main__"],
 }
 LAYER = {module: level for level, modules in LAYERS.items() for module in modules}

@@ -342,3 +342,29 @@ def test_duplicate_column_names_and_a_failed_download_can_be_retried(monkeypatch
     picker.wait(60)
     assert "distilframe-error" in picker.status.value
     assert picker.download_button.disabled is False  # the user can try again
+
+
+def test_the_search_box_finds_the_nearest_rows_of_the_embedded_column(frame, count_runs):
+    from distilframe._manager import get_model
+
+    panel = frame.distil.panel()
+    panel.query.value = "   "  # blank: nothing happens
+    assert panel.search_results.value == "" and not panel.busy
+    query = frame["text"].iloc[3]
+    panel.k.value = 3
+    panel.query.value = query  # before a run: the column with the chosen model
+    panel.wait()
+    assert panel.found is not None and len(panel.found) == 3, panel.search_message.value
+    assert panel.found["text"].iloc[0] == query and panel.found.index[0] == frame.index[3]
+    pd.testing.assert_frame_equal(panel.found, frame.distil.search(query, "text", k=3, model=panel.picker.value))
+    finish(panel.run() or panel)
+    seen = count_runs(get_model(panel.picker.value))
+    query = f"a query no test ran {time.time()}"
+    panel.query.value = query  # after an embed run: panel.result's column; only the query runs
+    panel.wait()
+    assert seen == [1], panel.search_message.value
+    pd.testing.assert_frame_equal(panel.found, panel.result.distil.search(query, "text", k=3))
+    assert panel.search_results.value.count("<tr") == 1 + 3 and "panel.found" in shown(panel.search_message)
+    panel.query.value = "x" * 3  # any text is a query; an error shows as one line
+    panel.wait()
+    assert panel.found is not None

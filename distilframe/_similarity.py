@@ -1,0 +1,313 @@
+"""Search, near-duplicates and zero-shot labels on a text column: the pipeline's embeddings, then ``_search``.
+
+    column of texts ─► embeddings (an existing ``<column>_embedding`` of the same model and settings, the
+                       ``embeddings=`` given, or the pipeline: result cache, then the model)
+                    ─► _search (exact, blocked) ─► frames with the original index
+
+Front ends (the pandas and Dask accessors, the notebook panel) call these with the column and one
+:class:`~distilframe._options.RunOptions`; nothing here knows about them.
+
+The model is, in this order: ``model=``; the model recorded in the existing embedding column's metadata;
+the session default for search (``default_model("search")``: all-MiniLM-L6-v2, a sentence model trained
+for similarity; distilbert-base-uncased's mean-pooled vectors are not, and rank poorly).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from . import _search
+from . import _text
+from ._defaults import default_model
+from ._frame import STEPS_KEY, OutputSchema, file_metadata, out_name, to_numpy
+from ._manager import LoadedModel
+from ._options import RunOptions
+from ._pipeline import load, run
+from ._run import Result
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "check_k", "check_labels", "check_queries", "check_threshold",
+           "column_embeddings", "duplicates", "frame_embeddings", "query_vectors",
+           "result_names", "results_frame", "search", "top_rows", "zero_shot"]
+
+DEFAULT_TEMPLATE = "{}"
+# Zero-shot scores are softmax(cosine / TEMPERATURE) over the labels. 0.05 keeps a clear winner near 1 and a
+# tie near 1/len(labels) (benchmarks/search.py prints the accuracy on examples/topics.csv).
+TEMPERATURE = 0.05
+# Settings that shape an embedding: an existing column is used only when these match.
+_SHAPING = ("checkpoint_hash", "pooling", "normalize", "max_length", "prompt", "dim")
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A column's unit embeddings, which rows may match, and the model that made them (for the queries)."""
+
+    matrix: np.ndarray
+    valid: np.ndarray
+    model: LoadedModel
+    options: RunOptions
+
+
+def check_queries(query: Any) -> list[str]:
+    queries = [query] if isinstance(query, str) else query
+    if not isinstance(queries, (list, tuple)) or not queries:
+        raise ValueError(f"Got query={query!r} but expected a string or a non-empty list of strings.")
+    for q in queries:
+        if not isinstance(q, str) or not q.strip():
+            raise ValueError(f"Got the query {q!r} but expected a non-empty string: an empty query matches nothing.")
+    return list(queries)
+
+
+def check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"Got k={k!r} but expected a positive integer, such as 10.")
+    return int(k)
+
+
+def check_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
+            or not 0 < threshold <= 1:
+        raise ValueError(f"Got threshold={threshold!r} but expected a cosine in (0, 1], such as 0.95.")
+    return float(threshold)
+
+
+def _step_metadata(frame: "pd.DataFrame | pd.Series", name: Any) -> dict[str, str] | None:
+    for step in reversed(frame.attrs.get(STEPS_KEY, [])):
+        if step.get("task") == "embed" and name in [tuple(c) if isinstance(c, list) else c for c in step["outputs"]]:
+            if "metadata" in step:
+                return step["metadata"]
+            # a Dask step records its model and options: what the metadata is made of
+            options = step["options"]
+            return file_metadata("embed", step["column"], options, load("embed", step["model"], options))
+    return None
+
+
+def _recorded_options(meta: dict[str, str], options: RunOptions) -> RunOptions:
+    """``options`` with the recorded embedding settings where none were given."""
+    given = {}
+    for key in ("pooling", "normalize", "max_length", "prompt"):
+        if key in meta and getattr(options, key) is None:
+            value = meta[key]
+            given[key] = value if key in ("pooling", "prompt") else json.loads(value)
+    return options.replace(**given) if given else options
+
+
+def _shaping(meta: dict[str, str]) -> dict[str, str]:
+    return {k: meta.get(k, "") for k in _SHAPING}
+
+
+def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
+                      existing: "pd.Series | None" = None, given: bool = False,
+                      frame: "pd.DataFrame | None" = None) -> Embedded:
+    """The unit embeddings of ``texts``.
+
+    ``existing`` is an embedding column (``given``: passed as ``embeddings=``, else found as
+    ``<column>_embedding``); its metadata comes from ``frame``'s (or its own) recorded steps.
+    """
+    meta = None
+    if existing is not None:
+        meta = _step_metadata(frame if frame is not None else existing, existing.name)
+        if meta is None and existing.attrs:
+            meta = _step_metadata(existing, existing.name)
+    if existing is not None and meta is not None:
+        loaded = load("embed", meta["model"] if model is None else model, options)
+        filled = loaded.fill(_recorded_options(meta, options))
+        wanted = file_metadata("embed", texts.name, filled, loaded)
+        if _shaping(wanted) == _shaping(meta):
+            return _from_column(existing, loaded, filled)
+        if given:
+            differs = [k for k in _SHAPING if wanted.get(k, "") != meta.get(k, "")]
+            raise ValueError(f"The embeddings column {existing.name!r} was made by {meta['model']!r} with other "
+                             f"settings ({', '.join(differs)} differ) than {loaded.name!r} as asked: pass "
+                             f"model={meta['model']!r}, or drop embeddings= to compute them with {loaded.name!r}.")
+    elif existing is not None and given:  # no record of what made it: trust the caller, check the dimension
+        loaded = load("embed", default_model("search") if model is None else model, options)
+        filled = loaded.fill(options)
+        return _from_column(existing, loaded, filled)
+    if model is None:
+        model = meta["model"] if meta is not None else default_model("search")
+    loaded = load("embed", model, options)
+    filled = loaded.fill(options)
+    outcome = run("embed", _text.texts(texts, options.errors), loaded, filled)
+    return Embedded(_search.unit(outcome.result.values, outcome.result.valid), outcome.result.valid, loaded, filled)
+
+
+def _from_column(column: "pd.Series", loaded: LoadedModel, options: RunOptions) -> Embedded:
+    matrix = to_numpy(column)
+    dim = loaded.dim_for(options)
+    if matrix.shape[1] != dim and len(matrix):
+        raise ValueError(f"The embeddings column {column.name!r} holds {matrix.shape[1]}-dimensional vectors but "
+                         f"{loaded.name!r} makes {dim}-dimensional ones: pass the model that made the column as "
+                         "model=, or drop embeddings= to compute them.")
+    valid = ~np.isnan(matrix).any(axis=1) & (np.abs(matrix).sum(axis=1) > 0)
+    return Embedded(_search.unit(matrix, valid), valid, loaded, options)
+
+
+def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: str | os.PathLike | None,
+                     options: RunOptions, embeddings: Any = None) -> Embedded:
+    """The embeddings of the text column ``texts`` of ``frame`` for search and duplicates: ``embeddings`` (a
+    column name or a Series of vectors with the same index), else an existing ``<column>_embedding`` column,
+    else the pipeline."""
+    import pandas as pd
+
+    existing = None
+    if isinstance(embeddings, pd.Series):
+        if len(embeddings) != len(texts) or not embeddings.index.equals(texts.index):
+            raise ValueError(f"Got embeddings= a Series of {len(embeddings)} rows whose index is not the text "
+                             f"column's ({len(texts)} rows): pass a column of the same frame, or its name.")
+        existing = embeddings
+    elif embeddings is not None:
+        if frame is None or embeddings not in frame.columns:
+            raise _text.missing_column(embeddings, [] if frame is None else list(frame.columns))
+        existing = frame[embeddings]
+    elif frame is not None and out_name(texts.name, "embedding") in frame.columns:
+        existing = frame[out_name(texts.name, "embedding")]
+    return column_embeddings(texts, model, options, existing=existing, given=embeddings is not None, frame=frame)
+
+
+def query_vectors(queries: Sequence[str], embedded: Embedded) -> np.ndarray:
+    """Unit embeddings of the queries, with the column's model and settings."""
+    outcome = run("embed", list(queries), embedded.model, embedded.options.replace(progress=False))
+    if not outcome.result.valid.all():
+        bad = [q for q, ok in zip(queries, outcome.result.valid) if not ok]
+        raise ValueError(f"The query {bad[0]!r} has no token for {embedded.model.name!r}: it matches nothing.")
+    return _search.unit(outcome.result.values)
+
+
+def result_names(frame: "pd.DataFrame") -> tuple[Any, Any]:
+    """The names of the columns search results add: ``score`` and ``query``, or ``search_score`` and
+    ``search_query`` where the frame already has a column of that name."""
+    names = []
+    for name in ("score", "query"):
+        for candidate in (name, f"search_{name}"):
+            if candidate not in frame.columns:
+                names.append(candidate)
+                break
+        else:
+            raise ValueError(f"The frame has columns {name!r} and 'search_{name}', the names search results add: "
+                             "rename one of them first.")
+    return names[0], names[1]
+
+
+def top_rows(embedded: Embedded, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers and cosines of the ``k`` best rows for each query, best first (``_search.top_k``)."""
+    return _search.top_k(embedded.matrix, embedded.valid, query_vectors(queries, embedded), k)
+
+
+def results_frame(found: list["pd.DataFrame"], scores: list[np.ndarray], queries: list[str],
+                  attrs: dict[str, Any]) -> "pd.DataFrame":
+    """Search results: each query's rows (``found``) with ``score`` and, for several queries, ``query``
+    (:func:`result_names`)."""
+    import pandas as pd
+
+    score_name, query_name = result_names(found[0])
+    parts = []
+    for rows, score, q in zip(found, scores, queries):
+        part = rows.copy()
+        part[score_name] = np.asarray(score, dtype=np.float32)
+        if len(queries) > 1:
+            part[query_name] = pd.array([q] * len(part), dtype=pd.StringDtype())
+        parts.append(part)
+    out = pd.concat(parts) if len(parts) > 1 else parts[0]
+    out.attrs = dict(attrs)
+    return out
+
+
+def search(frame: "pd.DataFrame", embedded: Embedded, queries: list[str], k: int) -> "pd.DataFrame":
+    """The ``k`` rows of ``frame`` nearest to each query, best first: every column of ``frame``, its index,
+    ``score`` (cosine) and, for several queries, ``query``."""
+    result_names(frame)  # before any work
+    rows, scores = top_rows(embedded, queries, k)
+    return results_frame([frame.iloc[r] for r in rows], list(scores), queries, frame.attrs)
+
+
+def duplicates(texts: "pd.Series", embedded: Embedded, threshold: float) -> "pd.DataFrame":
+    """``<column>_dup_group`` (the same number for the rows of one group, in order of their first rows; null
+    for a row in none) and ``<column>_dup_score`` (cosine to the group's first row). Rows of one text are
+    always one group; missing and empty texts are in none."""
+    import pandas as pd
+
+    values = _text.texts(texts, "coerce")
+    valid = np.asarray(embedded.valid, dtype=bool)
+    first_of: dict[str, int] = {}
+    first = np.arange(len(values))
+    for i, t in enumerate(values):
+        if valid[i]:
+            first[i] = first_of.setdefault(t, i)
+    distinct = np.flatnonzero(valid & (first == np.arange(len(values))))
+    leader, score = _search.duplicate_groups(embedded.matrix[distinct], np.ones(len(distinct), dtype=bool),
+                                             threshold)
+    copies = np.bincount(first[valid], minlength=len(values))[distinct]
+    alone = (leader < 0) & (copies > 1)  # a text that occurs twice is a group of its own
+    leader[alone] = np.flatnonzero(alone)
+    score[alone] = 1.0
+    row_leader = np.full(len(values), -1, dtype=np.int64)
+    row_score = np.full(len(values), np.nan, dtype=np.float32)
+    at = np.full(len(values), -1, dtype=np.int64)
+    at[distinct] = np.arange(len(distinct))
+    pos = at[first[valid]]
+    grouped = leader[pos] >= 0
+    rows = np.flatnonzero(valid)
+    row_leader[rows[grouped]] = distinct[leader[pos[grouped]]]
+    row_score[rows[grouped]] = score[pos[grouped]]
+    heads = np.unique(row_leader[row_leader >= 0])  # first rows, in row order
+    number = np.full(len(values), -1, dtype=np.int64)
+    number[heads] = np.arange(len(heads))
+    group = pd.array(np.where(row_leader >= 0, number[row_leader], 0), dtype="Int64")
+    group[row_leader < 0] = pd.NA
+    name = texts.name
+    out = pd.DataFrame({0: group, 1: row_score}, index=texts.index)
+    out.columns = pd.MultiIndex.from_tuples([out_name(name, "dup_group"), out_name(name, "dup_score")]) \
+        if isinstance(name, tuple) else [out_name(name, "dup_group"), out_name(name, "dup_score")]
+    return out
+
+
+def check_labels(labels: Any, template: Any) -> tuple[list[str], str]:
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels:
+        raise ValueError(f"Got labels={labels!r} but expected a non-empty list of label names, such as "
+                         "['shipping', 'quality', 'price'].")
+    for label in labels:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"Got the label {label!r} but expected a non-empty string.")
+    seen = {label for label in labels if labels.count(label) > 1}
+    if seen:
+        raise ValueError(f"Got labels={list(labels)!r} with {sorted(seen)!r} more than once: each label once.")
+    template = DEFAULT_TEMPLATE if template is None else template
+    if not isinstance(template, str) or template.count("{}") != 1:
+        raise ValueError(f"Got template={template!r} but expected a string with one '{{}}' for the label, such as "
+                         "'This review is about {}.'.")
+    return list(labels), template
+
+
+def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunOptions, labels: list[str],
+              template: str) -> "pd.DataFrame":
+    """``<column>_label`` and ``<column>_score`` (softmax over the labels of cosine / TEMPERATURE; with
+    ``all_scores``, one column per label) by similarity to the labels put in ``template``."""
+    loaded = load("embed", default_model("search") if model is None else model, options)
+    filled = loaded.fill(options)
+    outcome = run("embed", _text.texts(texts, options.errors), loaded, filled)
+    rows = _search.unit(outcome.result.values, outcome.result.valid)
+    label_vectors = query_vectors([template.format(label) for label in labels],
+                                  Embedded(rows, outcome.result.valid, loaded, filled))
+    logits = (rows @ label_vectors.T) / TEMPERATURE
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[~outcome.result.valid] = np.nan
+    result = Result(values=probs.astype(np.float32), valid=outcome.result.valid, n_tokens=outcome.result.n_tokens,
+                    status=outcome.result.status, max_length=outcome.result.max_length)
+    schema = OutputSchema.of("classify", texts.name, options, labels=labels)
+    frame = schema.to_pandas(result, texts.index)
+    meta = {**file_metadata("embed", texts.name, filled, loaded), "task": "classify", "labels": json.dumps(labels),
+            "zero_shot_template": template, "zero_shot_temperature": str(TEMPERATURE)}
+    meta.pop("dim", None)
+    frame.attrs[STEPS_KEY] = [{"task": "classify", "column": texts.name, "outputs": schema.names, "metadata": meta}]
+    return frame
+

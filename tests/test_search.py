@@ -1,0 +1,201 @@
+"""Search, near-duplicates and zero-shot labels: the blocked numpy core against brute force, and the accessors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import distilframe
+from distilframe import _search
+from distilframe._manager import get_model
+from distilframe.testing import write_checkpoint, write_sentence_checkpoint
+
+TEXTS = ["the cat is happy", "a good film", "the dog was sad", None, "", "i love the movie", "a bad film",
+         "the cat is happy", "hello world", "thanks ok bye"]
+
+
+@pytest.fixture(scope="module")
+def sentence(tmp_path_factory):
+    return write_sentence_checkpoint(tmp_path_factory.mktemp("st") / "model", seed=31)
+
+
+def brute_top_k(corpus, valid, queries, k):
+    scores = np.round(queries @ corpus.T, 6)  # as top_k: 6 decimals, the same in any block
+    scores[:, ~valid] = -np.inf
+    rows = [sorted(np.flatnonzero(valid), key=lambda j: (-scores[i, j], j))[:k] for i in range(len(queries))]
+    return np.array(rows), np.take_along_axis(scores, np.array(rows), axis=1)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, _search.BLOCK])
+def test_top_k_is_exact_whatever_the_block(block):
+    rng = np.random.default_rng(0)
+    corpus = _search.unit(rng.normal(size=(300, 16)))
+    corpus[50] = corpus[10]  # a tie: the lower row number first
+    valid = rng.random(300) > 0.2
+    valid[[10, 50]] = True
+    queries = _search.unit(rng.normal(size=(5, 16)))
+    queries[0] = corpus[10]
+    rows, scores = _search.top_k(corpus, valid, queries, 12, block=block)
+    want_rows, want_scores = brute_top_k(corpus, valid, queries, 12)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_allclose(scores, want_scores, atol=1.5e-6)
+    assert rows[0, 0] == 10 and rows[0, 1] == 50
+    few = np.zeros(300, dtype=bool)
+    few[[3, 4]] = True
+    assert _search.top_k(corpus, few, queries, 10, block=block)[0].shape == (5, 2)  # k beyond the valid rows
+
+
+def first_fit(matrix, valid, threshold):
+    """The grouping rule, one row at a time."""
+    leaders, leader, score = [], np.full(len(matrix), -1), np.full(len(matrix), np.nan)
+    for i in range(len(matrix)):
+        if not valid[i]:
+            continue
+        for head in leaders:
+            s = float(matrix[i] @ matrix[head])
+            if s >= threshold - 1e-6:
+                leader[i], score[i] = head, s
+                break
+        else:
+            leaders.append(i)
+    for head in leaders:
+        if (leader == head).any():
+            leader[head], score[head] = head, 1.0
+    return leader, score
+
+
+@pytest.mark.parametrize("block", [1, 5, 32, _search.DUP_BLOCK])
+def test_duplicate_groups_follow_the_first_fit_rule_whatever_the_block(block):
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(12, 8))
+    matrix = _search.unit(centres[rng.integers(0, 12, 200)] + rng.normal(scale=0.25, size=(200, 8)))
+    valid = rng.random(200) > 0.1
+    leader, score = _search.duplicate_groups(matrix, valid, 0.9, block=block)
+    want_leader, want_score = first_fit(matrix, valid, 0.9)
+    np.testing.assert_array_equal(leader, want_leader)
+    np.testing.assert_allclose(score, want_score, rtol=1e-5)
+    assert (leader[~valid] == -1).all() and 0 < (leader >= 0).sum() < valid.sum()
+    assert (score[leader >= 0] >= 0.9 - 1e-6).all()
+
+
+def test_search_rows_index_columns_and_scores(sentence):
+    df = pd.DataFrame({"text": TEXTS, "n": range(len(TEXTS))}, index=pd.Index(list("abcdefghij"), name="key"))
+    out = df.distil.search("the cat is happy", "text", k=4, model=sentence)
+    embedded = df.distil.embed("text", model=sentence)
+    matrix = distilframe.to_numpy(embedded["text_embedding"])
+    valid = ~np.isnan(matrix).any(axis=1)
+    query = distilframe.to_numpy(pd.Series(["the cat is happy"]).distil.embed(model=sentence))
+    rows, scores = brute_top_k(_search.unit(matrix, valid), valid, _search.unit(query), 4)
+    assert list(out.index) == list(df.index[rows[0]]) and out.index.name == "key"
+    assert list(out.columns) == ["text", "n", "score"] and out["score"].dtype == np.float32
+    np.testing.assert_allclose(out["score"], scores[0], rtol=1e-5)
+    assert out["score"].is_monotonic_decreasing and out["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    assert set(out.index[:2]) == {"a", "h"}  # both rows of the query's own text
+    everything = df.distil.search("a film", "text", k=100, model=sentence)
+    assert len(everything) == 8 and not everything["text"].isin(["", None]).any()  # null, empty: never
+    many = df.distil.search(["a good film", "hello world"], "text", k=2, model=sentence)
+    assert list(many["query"]) == ["a good film"] * 2 + ["hello world"] * 2
+    assert many["text"].iloc[0] == "a good film" and many["text"].iloc[2] == "hello world"
+    series = df["text"].distil.search("hello world", k=1, model=sentence)
+    assert list(series.index) == ["i"] and list(series.columns) == ["text", "score"]
+
+
+def test_a_second_search_runs_the_model_only_on_the_query(sentence, count_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    seen = count_runs(get_model(sentence))
+    df = pd.DataFrame({"text": [f"the cat {i}" for i in range(30)]})
+    df.distil.search("a cat", model=sentence)
+    assert sum(seen) == 31
+    seen.clear()
+    df.distil.search("a dog", model=sentence)
+    assert seen == [1]
+
+
+def test_an_existing_embedding_column_is_used_when_its_model_and_settings_match(sentence, count_runs, tmp_path):
+    df = pd.DataFrame({"text": ["the cat", "a dog", "hello"]})
+    embedded = df.distil.embed("text", model=sentence, cache=False)
+    seen = count_runs(get_model(sentence))
+    found = embedded.distil.search("the cat", k=1, cache=False)  # model=None: the column's own model
+    assert seen == [1] and found["text"].iloc[0] == "the cat"
+    seen.clear()
+    embedded.distil.search("the cat", k=1, cache=False, pooling="cls")  # other settings: computed afresh
+    assert sum(seen) == 4
+    other = write_checkpoint(tmp_path / "other", seed=5)
+    with pytest.raises(ValueError, match="made by .* with other settings"):
+        embedded.distil.search("the cat", embeddings="text_embedding", model=other)
+    plain = embedded.copy()
+    plain.attrs = {}  # no record of what made the column: only its dimension can be checked
+    wide = write_checkpoint(tmp_path / "wide", seed=5, hidden=48)
+    with pytest.raises(ValueError, match="holds 32-dimensional vectors but .* makes 48-dimensional"):
+        plain.distil.search("the cat", embeddings="text_embedding", model=wide)
+    with pytest.raises(KeyError, match="Did you mean 'text_embedding'"):
+        embedded.distil.search("the cat", embeddings="text_embeding")
+
+
+def test_duplicates_groups_near_and_exact_copies(sentence):
+    texts = ["the cat is happy", "the cat is happy!", "a bad film", None, "a bad film", "", "hello world",
+             "the cat is happy"]
+    df = pd.DataFrame({"text": texts}, index=[10, 11, 12, 13, 14, 15, 16, 17])
+    out = df.distil.duplicates("text", threshold=1.0, model=sentence)
+    group, score = out["text_dup_group"], out["text_dup_score"]
+    assert group.dtype == "Int64" and score.dtype == np.float32
+    assert group[10] == group[17] and group[12] == group[14] and group[10] != group[12]  # exact copies
+    assert group[[13, 15, 16]].isna().all() and score[[13, 15, 16]].isna().all()
+    assert list(group.dropna().unique()) == [0, 1]  # numbered in order of the groups' first rows
+    loose = df.distil.duplicates("text", threshold=0.05, model=sentence)["text_dup_group"]
+    assert loose[10] == loose[11] == 0  # near: every text with one first row
+    assert list(df.columns) == ["text"]  # the input is not changed
+
+
+def test_zero_shot_labels(sentence):
+    df = pd.DataFrame({"review": ["the cat is happy", None, "a bad film"]})
+    out = df.distil.classify("review", labels=["cat", "film"], model=sentence, all_scores=True)
+    assert list(out.columns) == ["review", "review_label", "review_score", "review_score_cat", "review_score_film"]
+    probs = out[["review_score_cat", "review_score_film"]].to_numpy()
+    np.testing.assert_allclose(np.nansum(probs, axis=1)[[0, 2]], 1.0, rtol=1e-5)
+    assert out["review_label"].isna()[1] and np.isnan(out["review_score"][1])
+    rows = distilframe.to_numpy(pd.Series(["the cat is happy", "a bad film"]).distil.embed(model=sentence))
+    labels = distilframe.to_numpy(pd.Series(["about cat", "about film"]).distil.embed(model=sentence))
+    cos = _search.unit(rows) @ _search.unit(labels).T
+    templated = df.distil.classify("review", labels=["cat", "film"], template="about {}", model=sentence)
+    want = np.exp(cos / 0.05) / np.exp(cos / 0.05).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(templated["review_score"].to_numpy()[[0, 2]], want.max(axis=1), rtol=1e-4)
+    assert list(templated["review_label"][[0, 2]]) == [["cat", "film"][j] for j in cos.argmax(axis=1)]
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda df, m: df.distil.search("", model=m), "empty query"),
+    (lambda df, m: df.distil.search([], model=m), "non-empty list"),
+    (lambda df, m: df.distil.search("a", k=0, model=m), "k=0"),
+    (lambda df, m: df.distil.search("a", k=2.5, model=m), "k=2.5"),
+    (lambda df, m: df.distil.duplicates(threshold=0, model=m), "threshold=0"),
+    (lambda df, m: df.distil.duplicates(threshold=1.5, model=m), "threshold=1.5"),
+    (lambda df, m: df.distil.classify(labels=[], model=m), "labels=\\[\\]"),
+    (lambda df, m: df.distil.classify(labels="price", model=m), "labels='price'"),
+    (lambda df, m: df.distil.classify(labels=["a", "b", "a"], model=m), "more than once"),
+    (lambda df, m: df.distil.classify(labels=["a", ""], model=m), "non-empty string"),
+    (lambda df, m: df.distil.classify(labels=["a", "b"], template="about", model=m), "one '\\{\\}'"),
+])
+def test_bad_arguments_are_clear_errors(sentence, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(pd.DataFrame({"text": ["a cat", "a dog"]}), sentence)
+
+
+def test_a_column_named_score_is_not_overwritten(sentence):
+    df = pd.DataFrame({"text": ["a cat", "a dog"], "score": [1, 2], "query": ["x", "y"]})
+    out = df.distil.search(["cat", "dog"], "text", model=sentence, k=1)
+    assert list(out.columns) == ["text", "score", "query", "search_score", "search_query"]
+    assert list(out["score"]) == [1, 2] or sorted(out["score"]) == [1, 2]
+    with pytest.raises(ValueError, match="columns 'score' and 'search_score'"):
+        df.assign(search_score=0).distil.search("cat", "text", model=sentence)
+
+
+def test_the_default_search_model_is_a_sentence_model():
+    assert distilframe.default_model("search") == "sentence-transformers/all-MiniLM-L6-v2"
+    df = pd.DataFrame({"text": ["the cat is happy", "a bad film", "hello world"]})
+    assert df.distil.search("the cat is happy", k=1)["text"].iloc[0] == "the cat is happy"
+    try:
+        multi_qa = "sentence-transformers/multi-qa-distilbert-cos-v1"
+        assert distilframe.set_default_model("multi-qa")["search"] == multi_qa
+        assert distilframe.set_default_model("uncased")["search"] == multi_qa  # not a sentence model: unchanged
+    finally:
+        distilframe.reset_default_models()
