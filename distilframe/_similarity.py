@@ -33,7 +33,8 @@ from ._run import Result
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "check_k", "check_labels", "check_queries", "check_threshold",
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "check_k", "check_labels", "check_queries",
+           "check_threshold",
            "column_embeddings", "duplicates", "frame_embeddings", "query_vectors",
            "result_names", "results_frame", "search", "top_rows", "zero_shot"]
 
@@ -226,6 +227,46 @@ def search(frame: "pd.DataFrame", embedded: Embedded, queries: list[str], k: int
     result_names(frame)  # before any work
     rows, scores = top_rows(embedded, queries, k)
     return results_frame([frame.iloc[r] for r in rows], list(scores), queries, frame.attrs)
+
+
+class SearchIndex:
+    """One text column's embeddings, held for repeated searches (``df.distil.search_index``).
+
+    ``approximate=True`` builds faiss's inverted file once (extra ``ann``; ``_ann``): for tables where exact
+    search is too slow per query. Scores are exact cosines either way; approximate search may miss rows
+    (its recall@10 against exact search is measured in benchmarks/search.py).
+    """
+
+    def __init__(self, frame: "pd.DataFrame", embedded: Embedded, *, approximate: bool = False) -> None:
+        if not isinstance(approximate, bool):
+            raise ValueError(f"Got approximate={approximate!r} but expected True or False.")
+        result_names(frame)
+        self.frame, self.embedded, self.approximate = frame, embedded, approximate
+        self._graph = None
+        if approximate:
+            from ._ann import InvertedFile
+
+            self._graph = InvertedFile(embedded.matrix, embedded.valid, threads=embedded.options.num_threads)
+
+    def __len__(self) -> int:
+        return int(self.embedded.valid.sum())
+
+    def __repr__(self) -> str:
+        kind = (f"approximate: {self._graph.probes} of {self._graph.lists} clusters probed" if self._graph is not None
+                else "exact")
+        return (f"SearchIndex({len(self):,} rows with text of {len(self.frame):,}, {self.embedded.model.name}, "
+                f"{self.embedded.matrix.shape[1]} dimensions, {kind})")
+
+    def search(self, query: str | list[str], k: int = 10) -> "pd.DataFrame":
+        """The ``k`` rows nearest to the query (or queries): as ``df.distil.search``."""
+        queries, k = check_queries(query), check_k(k)
+        vectors = query_vectors(queries, self.embedded)
+        if self._graph is not None:
+            rows, scores = self._graph.top_k(vectors, k)
+        else:
+            rows, scores = _search.top_k(self.embedded.matrix, self.embedded.valid, vectors, k)
+        found = [self.frame.iloc[r[r >= 0]] for r in rows]
+        return results_frame(found, [s[r >= 0] for r, s in zip(rows, scores)], queries, self.frame.attrs)
 
 
 def duplicates(texts: "pd.Series", embedded: Embedded, threshold: float) -> "pd.DataFrame":

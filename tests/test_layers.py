@@ -23,7 +23,7 @@ LAYERS = {
     0: ["errors", "_version", "_config", "_fs", "_options", "_paddle"],
     1: ["_registry", "_sentence", "_checkpoint"],
     2: ["_convert", "_download", "_resolve", "_result_cache"],
-    3: ["_text", "_tokens", "_batches", "_engine", "_pool", "_manager", "_search"],
+    3: ["_text", "_tokens", "_batches", "_engine", "_pool", "_manager", "_search", "_ann"],
     4: ["_run", "_pipeline", "_frame", "_defaults", "_similarity"],
     5: ["accessor", "files", "cli", "widgets", "dask", "_dask_hook", "testing", "__init__", "__main__"],
 }
@@ -148,7 +148,7 @@ def test_import_distilframe_stays_light():
     # Heavy packages distilframe itself would bring in (pandas 3 imports pyarrow on its own: not counted).
     code = ("import sys, pandas; before = set(sys.modules); import distilframe; "
             "heavy = ('paddle', 'paddlenlp', 'pyarrow', 'ipywidgets', 'dask', 'polars', 'sklearn', 'torch', "
-            "'tokenizers', 'joblib', 'tqdm', 'filelock', 'requests', 'huggingface_hub'); "
+            "'tokenizers', 'joblib', 'tqdm', 'filelock', 'requests', 'huggingface_hub', 'faiss'); "
             "print(sorted(m for m in heavy if m in sys.modules and m not in before))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

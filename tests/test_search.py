@@ -199,3 +199,37 @@ def test_the_default_search_model_is_a_sentence_model():
         assert distilframe.set_default_model("uncased")["search"] == multi_qa  # not a sentence model: unchanged
     finally:
         distilframe.reset_default_models()
+
+
+def test_a_search_index_gives_the_exact_results_or_approximate_ones_with_exact_scores(sentence):
+    texts = [f"the cat {i}" for i in range(40)] + [None, ""] + [f"a good film {i}" for i in range(40)]
+    df = pd.DataFrame({"text": texts}, index=np.arange(82) * 3)
+    exact = df.distil.search_index("text", model=sentence)
+    assert len(exact) == 80 and "exact" in repr(exact)
+    for query in ("the cat 7", ["a good film 3", "the cat 1"]):
+        pd.testing.assert_frame_equal(exact.search(query, k=5), df.distil.search(query, "text", k=5, model=sentence))
+    approximate = df.distil.search_index("text", model=sentence, approximate=True)
+    found = approximate.search("the cat 7", k=10)
+    want = df.distil.search("the cat 7", "text", k=10, model=sentence)
+    assert len(set(found.index) & set(want.index)) >= 9  # recall@10 on 80 rows: 1 of 2 clusters probed
+    assert found["score"].is_monotonic_decreasing and found["text"].notna().all() and "" not in set(found["text"])
+    np.testing.assert_allclose(found.loc[want.index.intersection(found.index), "score"],
+                               want.loc[want.index.intersection(found.index), "score"], atol=2e-6)  # exact cosines
+    with pytest.raises(ValueError, match="approximate='yes'"):
+        df.distil.search_index("text", model=sentence, approximate="yes")
+
+
+def test_inverted_file_recall_on_clustered_vectors():
+    pytest.importorskip("faiss")
+    from distilframe._ann import InvertedFile
+
+    rng = np.random.default_rng(3)
+    matrix = _search.unit(rng.normal(size=(50, 32))[rng.integers(0, 50, 5000)] + rng.normal(size=(5000, 32)) * 0.5)
+    valid = rng.random(5000) > 0.05
+    queries = _search.unit(rng.normal(size=(20, 32)))
+    index = InvertedFile(matrix, valid)
+    assert index.lists == min(int(4 * np.sqrt(valid.sum())), valid.sum() // 39)  # about 4 sqrt(n)
+    rows, _ = index.top_k(queries, 10, probes=index.lists // 2)
+    want, _ = _search.top_k(matrix, valid, queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)])
+    assert recall >= 0.95 and valid[rows].all()

@@ -68,7 +68,8 @@ def finish(panel: RunPanel) -> RunPanel:
 def test_session_defaults_are_what_embed_and_classify_use(frame, checkpoint_dir):
     assert default_model("embed") == distilframe.DEFAULT_EMBEDDER
     now = distilframe.set_default_model("cased")
-    assert now == {"embed": "distilbert-base-cased", "classify": distilframe.DEFAULT_CLASSIFIER}
+    assert now == {"embed": "distilbert-base-cased", "classify": distilframe.DEFAULT_CLASSIFIER,
+                   "search": "sentence-transformers/all-MiniLM-L6-v2"}  # not a sentence model: search keeps its own
     small = frame.iloc[:4]
     np.testing.assert_array_equal(distilframe.to_numpy(small.distil.embed("text")["text_embedding"]),
                                   distilframe.to_numpy(small.distil.embed("text", model="cased")["text_embedding"]))
