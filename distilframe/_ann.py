@@ -58,7 +58,8 @@ class InvertedFile:
         self.index.nprobe = min(self.lists, int(probes or self.probes))
         _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         rows = np.where(found >= 0, self.rows[np.maximum(found, 0)], -1)
-        scores = np.round(np.einsum("qd,qkd->qk", queries, self.matrix[np.maximum(rows, 0)]), 6)
+        picked = self.matrix[np.maximum(rows, 0)].astype(np.float64)  # as _search: exact in float64, 6 decimals
+        scores = np.round(np.einsum("qd,qkd->qk", np.asarray(queries, dtype=np.float64), picked), 6)
         scores[rows < 0] = -np.inf
         order = np.lexsort((rows, -scores), axis=1)
         return np.take_along_axis(rows, order, axis=1), np.take_along_axis(scores, order, axis=1)

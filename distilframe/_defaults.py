@@ -48,7 +48,7 @@ def set_default_model(model: str | os.PathLike, task: str | None = None) -> dict
     Examples
     --------
     >>> distilframe.set_default_model("sst2")  # doctest: +SKIP
-    {'embed': 'distilbert-base-uncased-finetuned-sst-2-english', 'classify': '...sst-2-english'}
+    {'embed': 'distilbert-base-uncased-finetuned-sst-2-english', 'classify': '...sst-2-english', 'search': '...'}
     """
     if task is not None and task not in _BUILTIN:
         raise ValueError(f"Got task={task!r} but expected 'embed', 'classify', 'search' or None (every task it can "

@@ -26,9 +26,10 @@ DUP_BLOCK = 2_048  # rows compared at once by duplicate_groups (block x block sc
 TOLERANCE = 1e-6  # a cosine this close below the threshold counts (1.0 for identical vectors can be 0.9999999)
 
 
-def unit(matrix: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Rows scaled to unit length, float32; a row that is not valid, or of length zero, is all zeros."""
-    out = np.array(matrix, dtype=np.float32, copy=True)
+def unit(matrix: np.ndarray, valid: np.ndarray | None = None, *, copy: bool = True) -> np.ndarray:
+    """Rows scaled to unit length, float32; a row that is not valid, or of length zero, is all zeros.
+    ``copy=False`` scales a float32 matrix in place (no second copy of a large table)."""
+    out = np.array(matrix, dtype=np.float32, copy=copy or matrix.dtype != np.float32)
     if valid is not None:
         out[~np.asarray(valid, dtype=bool)] = 0.0
     out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
@@ -37,15 +38,10 @@ def unit(matrix: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _best(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column numbers of the ``k`` largest scores of each row, in column order; among equal scores, the
-    lower columns (so that ties are decided by row number, whatever the blocks)."""
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-    above = scores > kth
-    level = scores == kth
-    room = k - above.sum(axis=1, keepdims=True)
-    keep = above | (level & (np.cumsum(level, axis=1) <= room))
-    return np.nonzero(keep)[1].reshape(len(scores), k)
+def _exact(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosines rounded to 6 decimals, computed in float64: products of float32 values are exact there, so
+    the same vectors score the same whatever the matrix shape (float32 products differ in the last bits)."""
+    return np.round(rows.astype(np.float64) @ query.astype(np.float64), 6)
 
 
 def top_k(corpus: np.ndarray, valid: np.ndarray, queries: np.ndarray, k: int,
@@ -54,33 +50,35 @@ def top_k(corpus: np.ndarray, valid: np.ndarray, queries: np.ndarray, k: int,
     (queries, min(k, valid rows)), best first; ties go to the lower row number.
 
     ``corpus`` and ``queries`` are unit rows (:func:`unit`); ``valid`` marks the rows that may match.
-    Scores are rounded to 6 decimals, so that the same vectors score the same in any block (a matrix
-    product's last bits depend on its shape) and ties are exact.
+    Each block is scored in float32; the candidates within 1e-5 of its k-th best score are scored again in
+    float64 and rounded to 6 decimals (:func:`_exact`), so results are the same in any block, on any
+    partition, and ties are exact.
     """
     valid = np.asarray(valid, dtype=bool)
     k = min(int(k), int(valid.sum()))
     q = len(queries)
-    best_rows = np.empty((q, 0), dtype=np.int64)
-    best_scores = np.empty((q, 0), dtype=np.float32)
     if k == 0 or q == 0:
-        return best_rows, best_scores
+        return np.empty((q, 0), dtype=np.int64), np.empty((q, 0), dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    best_rows = [np.empty(0, dtype=np.int64) for _ in range(q)]
+    best_scores = [np.empty(0, dtype=np.float64) for _ in range(q)]
     for start in range(0, len(corpus), block):
-        scores = np.round(queries @ corpus[start:start + block].T, 6)  # (q, block) float32
-        scores[:, ~valid[start:start + block]] = -np.inf
-        columns = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-        if scores.shape[1] > k:
-            columns = _best(scores, k)
-            scores = np.take_along_axis(scores, columns, axis=1)
-        # the candidates so far (rows before this block) then this block's: in row order
-        best_rows = np.concatenate([best_rows, columns + start], axis=1)
-        best_scores = np.concatenate([best_scores, scores], axis=1)
-        if best_rows.shape[1] > k:
-            keep = _best(best_scores, k)
-            best_rows = np.take_along_axis(best_rows, keep, axis=1)
-            best_scores = np.take_along_axis(best_scores, keep, axis=1)
-    order = np.lexsort((best_rows, -best_scores), axis=1)  # by score, then row number
-    return np.take_along_axis(best_rows, order, axis=1), np.take_along_axis(best_scores, order, axis=1)
+        rows = corpus[start:start + block]
+        ok = valid[start:start + block]
+        if not ok.any():
+            continue
+        scores = queries @ rows.T  # (q, block) float32
+        scores[:, ~ok] = -np.inf
+        m = min(k, int(ok.sum()))
+        kth = -np.partition(-scores, m - 1, axis=1)[:, m - 1]
+        for i in range(q):
+            cand = np.flatnonzero(scores[i] >= kth[i] - 1e-5)
+            cand = cand[ok[cand]]
+            merged_rows = np.concatenate([best_rows[i], cand + start])
+            merged = np.concatenate([best_scores[i], _exact(rows[cand], queries[i])])
+            order = np.lexsort((merged_rows, -merged))[:k]
+            best_rows[i], best_scores[i] = merged_rows[order], merged[order]
+    return np.stack(best_rows), np.stack(best_scores).astype(np.float32)
 
 
 def duplicate_groups(matrix: np.ndarray, valid: np.ndarray, threshold: float,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -106,12 +107,14 @@ def _shaping(meta: dict[str, str]) -> dict[str, str]:
 
 def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
                       existing: "pd.Series | None" = None, given: bool = False,
-                      frame: "pd.DataFrame | None" = None) -> Embedded:
+                      frame: "pd.DataFrame | None" = None, fallback: str | os.PathLike | None = None) -> Embedded:
     """The unit embeddings of ``texts``.
 
     ``existing`` is an embedding column (``given``: passed as ``embeddings=``, else found as
-    ``<column>_embedding``); its metadata comes from ``frame``'s (or its own) recorded steps.
+    ``<column>_embedding``); its metadata comes from ``frame``'s (or its own) recorded steps. ``fallback``:
+    the model when neither ``model`` nor a record names one (default: ``default_model("search")``).
     """
+    fallback = default_model("search") if fallback is None else fallback
     meta = None
     if existing is not None:
         meta = _step_metadata(frame if frame is not None else existing, existing.name)
@@ -122,37 +125,44 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         filled = loaded.fill(_recorded_options(meta, options))
         wanted = file_metadata("embed", texts.name, filled, loaded)
         if _shaping(wanted) == _shaping(meta):
-            return _from_column(existing, loaded, filled)
+            return _from_column(existing, loaded, filled, texts)
         if given:
             differs = [k for k in _SHAPING if wanted.get(k, "") != meta.get(k, "")]
             raise ValueError(f"The embeddings column {existing.name!r} was made by {meta['model']!r} with other "
                              f"settings ({', '.join(differs)} differ) than {loaded.name!r} as asked: pass "
                              f"model={meta['model']!r}, or drop embeddings= to compute them with {loaded.name!r}.")
     elif existing is not None and given:  # no record of what made it: trust the caller, check the dimension
-        loaded = load("embed", default_model("search") if model is None else model, options)
+        loaded = load("embed", fallback if model is None else model, options)
         filled = loaded.fill(options)
-        return _from_column(existing, loaded, filled)
+        return _from_column(existing, loaded, filled, texts)
     if model is None:
-        model = meta["model"] if meta is not None else default_model("search")
+        model = meta["model"] if meta is not None else fallback
     loaded = load("embed", model, options)
     filled = loaded.fill(options)
     outcome = run("embed", _text.texts(texts, options.errors), loaded, filled)
-    return Embedded(_search.unit(outcome.result.values, outcome.result.valid), outcome.result.valid, loaded, filled)
+    return Embedded(_search.unit(outcome.result.values, outcome.result.valid, copy=False), outcome.result.valid,
+                    loaded, filled)
 
 
-def _from_column(column: "pd.Series", loaded: LoadedModel, options: RunOptions) -> Embedded:
+def _has_text(texts: "pd.Series") -> np.ndarray:
+    """Rows whose text is present and not blank: only these may match, whatever their vectors."""
+    return np.array([isinstance(t, str) and bool(t.strip()) for t in _text.texts(texts, "coerce")], dtype=bool)
+
+
+def _from_column(column: "pd.Series", loaded: LoadedModel, options: RunOptions, texts: "pd.Series") -> Embedded:
     matrix = to_numpy(column)
     dim = loaded.dim_for(options)
     if matrix.shape[1] != dim and len(matrix):
         raise ValueError(f"The embeddings column {column.name!r} holds {matrix.shape[1]}-dimensional vectors but "
                          f"{loaded.name!r} makes {dim}-dimensional ones: pass the model that made the column as "
                          "model=, or drop embeddings= to compute them.")
-    valid = ~np.isnan(matrix).any(axis=1) & (np.abs(matrix).sum(axis=1) > 0)
-    return Embedded(_search.unit(matrix, valid), valid, loaded, options)
+    valid = ~np.isnan(matrix).any(axis=1) & (np.abs(matrix).sum(axis=1) > 0) & _has_text(texts)
+    return Embedded(_search.unit(matrix, valid, copy=False), valid, loaded, options)
 
 
 def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: str | os.PathLike | None,
-                     options: RunOptions, embeddings: Any = None) -> Embedded:
+                     options: RunOptions, embeddings: Any = None,
+                     fallback: str | os.PathLike | None = None) -> Embedded:
     """The embeddings of the text column ``texts`` of ``frame`` for search and duplicates: ``embeddings`` (a
     column name or a Series of vectors with the same index), else an existing ``<column>_embedding`` column,
     else the pipeline."""
@@ -170,7 +180,8 @@ def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: st
         existing = frame[embeddings]
     elif frame is not None and out_name(texts.name, "embedding") in frame.columns:
         existing = frame[out_name(texts.name, "embedding")]
-    return column_embeddings(texts, model, options, existing=existing, given=embeddings is not None, frame=frame)
+    return column_embeddings(texts, model, options, existing=existing, given=embeddings is not None, frame=frame,
+                             fallback=fallback)
 
 
 def query_vectors(queries: Sequence[str], embedded: Embedded) -> np.ndarray:
@@ -241,7 +252,8 @@ class SearchIndex:
         if not isinstance(approximate, bool):
             raise ValueError(f"Got approximate={approximate!r} but expected True or False.")
         result_names(frame)
-        self.frame, self.embedded, self.approximate = frame, embedded, approximate
+        # a snapshot: a later in-place change to the user's frame must not shift the rows found
+        self.frame, self.embedded, self.approximate = frame.copy(deep=False), embedded, approximate
         self._graph = None
         if approximate:
             from ._ann import InvertedFile
@@ -311,8 +323,8 @@ def duplicates(texts: "pd.Series", embedded: Embedded, threshold: float) -> "pd.
 
 
 def check_labels(labels: Any, template: Any) -> tuple[list[str], str]:
-    if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels:
-        raise ValueError(f"Got labels={labels!r} but expected a non-empty list of label names, such as "
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or len(labels) < 2:
+        raise ValueError(f"Got labels={labels!r} but expected a list of at least two label names, such as "
                          "['shipping', 'quality', 'price'].")
     for label in labels:
         if not isinstance(label, str) or not label.strip():
@@ -321,9 +333,15 @@ def check_labels(labels: Any, template: Any) -> tuple[list[str], str]:
     if seen:
         raise ValueError(f"Got labels={list(labels)!r} with {sorted(seen)!r} more than once: each label once.")
     template = DEFAULT_TEMPLATE if template is None else template
-    if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(f"Got template={template!r} but expected a string with one '{{}}' for the label, such as "
-                         "'This review is about {}.'.")
+    fields = None
+    if isinstance(template, str):
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError:
+            fields = None
+    if fields != [""]:
+        raise ValueError(f"Got template={template!r} but expected a string with one '{{}}' for the label (write "
+                         "'{{{{' and '}}}}' for braces), such as 'This review is about {}.'.")
     return list(labels), template
 
 

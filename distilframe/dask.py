@@ -62,16 +62,24 @@ def _run_series(part: pd.Series, task: str, model: Any, options: RunOptions) -> 
 
 
 def _search_part(part: pd.DataFrame, attrs: dict[str, Any], column: Any, queries: list[str], k: int, model: Any,
-                 embeddings: Any, options: RunOptions) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+                 embeddings: Any, options: RunOptions, fallback: Any
+                 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """One partition's k best rows per query: (those rows, their positions, row positions and scores per query)."""
     from ._similarity import frame_embeddings, top_rows
 
     part = part.copy(deep=False)
     part.attrs = attrs  # the steps the client's frame records: which model made an existing embedding column
-    embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings)
+    embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings, fallback)
     rows, scores = top_rows(embedded, queries, k)
     picked = np.unique(rows)
     return part.iloc[picked], picked, rows, scores
+
+
+def _zero_shot_frame(part: pd.DataFrame, column: Any, model: Any, options: RunOptions, labels: list[str],
+                     template: str) -> pd.DataFrame:
+    from ._similarity import zero_shot
+
+    return with_columns(part, zero_shot(select_column(part, column), model, options, labels, template))
 
 
 def _describe(task: str, model: Any, options: RunOptions) -> tuple[int, tuple[str, ...]]:
@@ -165,14 +173,30 @@ class DaskDistilDataFrameAccessor(_Base):
         return self._map("embed", column, model, RunOptions.pick(locals()))
 
     def classify(self, column: Any = None, *, model: str | os.PathLike | None = None,
+                 labels: list[str] | None = None, template: str | None = None,
                  max_length: int | None = DEFAULTS.max_length,
                  all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
                  progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
                  long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,
                  return_status: bool = DEFAULTS.return_status, precision: str = DEFAULTS.precision,
                  num_threads: int | None = DEFAULTS.num_threads, cache: bool = DEFAULTS.cache) -> dd.DataFrame:
-        """Lazily add ``<column>_label`` and ``<column>_score``; arguments as ``pandas.DataFrame.distil.classify``."""
+        """Lazily add ``<column>_label`` and ``<column>_score``; arguments as ``pandas.DataFrame.distil.classify``
+        (zero-shot ``labels=`` included)."""
+        if labels is not None or template is not None:
+            return self._zero_shot(column, model, RunOptions.pick(locals()), labels, template)
         return self._map("classify", column, model, RunOptions.pick(locals()))
+
+    def _zero_shot(self, column: Any, model: Any, options: RunOptions, labels: Any, template: Any) -> dd.DataFrame:
+        from ._similarity import check_labels
+
+        labels, template = check_labels(labels, template)
+        ddf = self._obj
+        name = select_column(ddf._meta_nonempty, column).name
+        name = name.item() if isinstance(name, np.generic) else name
+        self._prepare("embed", ddf._meta[name], name, _model("search", model), options)  # the client's checks
+        meta = with_columns(ddf._meta, OutputSchema.of("classify", name, options, labels=labels).empty_pandas())
+        return ddf.map_partitions(_zero_shot_frame, name, _model("search", model), options.replace(progress=False),
+                                  labels, template, meta=meta, align_dataframes=False)
 
     def search(self, query: str | list[str], column: Any = None, *, k: int = 10,
                model: str | os.PathLike | None = None, embeddings: str | None = None,
@@ -195,10 +219,9 @@ class DaskDistilDataFrameAccessor(_Base):
         name = series.name.item() if isinstance(series.name, np.generic) else series.name
         result_names(ddf._meta)
         attrs = dict(ddf._meta.attrs)
-        if model is None and not (embeddings is not None or f"{name}_embedding" in ddf.columns):
-            model = _model("search", None)  # the client's session default, made explicit for the workers
-        tasks = [dask.delayed(_search_part)(part, attrs, name, queries, k, _portable(model), embeddings, options)
-                 for part in ddf.to_delayed()]
+        fallback = _model("search", None)  # the client's session default, for workers where no record names one
+        tasks = [dask.delayed(_search_part)(part, attrs, name, queries, k, _portable(model), embeddings, options,
+                                            fallback) for part in ddf.to_delayed()]
         parts = dask.compute(*tasks)
         found, scores = [], []
         for i in range(len(queries)):

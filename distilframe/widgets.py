@@ -347,6 +347,8 @@ class RunPanel(w.VBox, _Background):
         self.found: pd.DataFrame | None = None
         self.query = w.Text(placeholder="a query, then Enter", description="Search", continuous_update=False)
         self.k = w.BoundedIntText(value=PREVIEW_ROWS, min=1, max=1000, description="Rows")
+        self.search_button = w.Button(description="Search", icon="search")
+        self.search_button.on_click(lambda _: self.search(self.query.value))
         self.search_message = w.HTML()
         self.search_results = w.HTML()
         self.query.observe(lambda change: self.search(change["new"]), names="value")
@@ -357,14 +359,15 @@ class RunPanel(w.VBox, _Background):
         children = [w.HTML("<b>distilframe</b>"), self.column, self.task, self.picker,
                     w.HBox([self.pooling, self.normalize]), w.HBox([self.max_length, self.long_text]),
                     w.HBox([self.run_button, self.stop_button]), w.HBox([self.progress, self.progress_text]),
-                    self.message, self.preview, w.HBox([self.query, self.k]), self.search_message,
+                    self.message, self.preview, w.HBox([self.query, self.k, self.search_button]), self.search_message,
                     self.search_results]
         super().__init__(children)
         self.add_class("distilframe-panel")
         for widget, name in ((self.run_button, "run"), (self.stop_button, "stop"), (self.progress, "progress"),
                              (self.progress_text, "progress-text"), (self.message, "message"),
                              (self.preview, "preview"), (self.column, "column"), (self.task, "task"),
-                             (self.query, "search"), (self.search_message, "search-message"),
+                             (self.query, "search"), (self.search_button, "search-button"),
+                             (self.search_message, "search-message"),
                              (self.search_results, "search-results")):
             widget.add_class(f"distilframe-{name}")  # stable hooks for styling and browser tests
         self._controls = (self.column, self.task, self.pooling, self.normalize, self.max_length, self.long_text)
@@ -381,7 +384,10 @@ class RunPanel(w.VBox, _Background):
     def run(self) -> None:
         """Start a run with the current settings (as the Run button does); returns at once."""
         with self._lock:
-            if self.state == "running" or self.run_button.disabled or self.busy:
+            if self.state == "running" or self.run_button.disabled:
+                return
+            if self.busy:  # a search
+                self.message.value = _message("warn", "A search is running: press Run again when it has finished.")
                 return
             position, task, model = self.column.value, self.task.value, self.picker.value
             try:
@@ -420,21 +426,23 @@ class RunPanel(w.VBox, _Background):
             if self.busy:
                 self.search_message.value = _message("warn", "Busy: search again when the run has finished.")
                 return
-            name = self.df.columns[self.column.value]
-            embedded = out_name(name, "embedding")
-            frame, model = ((self.result, None) if self.result is not None and embedded in self.result.columns
-                            else (self.df, self.picker.value))
+            position = self.column.value
+            embedded = out_name(self.df.columns[position], "embedding")
+            if self.result is not None and embedded in self.result.columns:
+                frame, model = self.result, None  # the embedded column, with the model that made it
+            else:  # the model picked here, else the session's search model (a sentence model)
+                frame, model = self.df, self.picker.value if self._picked else default_model("search")
             self.search_message.value = _message("info", f"Searching {len(frame):,} rows…")
-            self._start(lambda: self._search_work(frame, name, model, query, int(self.k.value)))
+            self._start(lambda: self._search_work(frame, position, model, query, int(self.k.value)))
 
     # -- internals
 
-    def _search_work(self, frame: pd.DataFrame, name: Any, model: Any, query: str, k: int) -> None:
+    def _search_work(self, frame: pd.DataFrame, position: int, model: Any, query: str, k: int) -> None:
         from ._similarity import check_queries, frame_embeddings, search
 
         start = time.perf_counter()
         try:
-            texts = frame[name]
+            texts = frame.iloc[:, position]  # by position: column names may repeat
             found = search(frame, frame_embeddings(frame, texts, model, RunOptions(progress=False)),
                            check_queries(query), k)
             with self._lock:

@@ -288,3 +288,16 @@ def test_search_equals_pandas_and_duplicates_say_what_to_do(tmp_path):
     assert list(found.index) == list(df.distil.search("the cat 3", "text", k=3, model=model).index)
     with pytest.raises(NotImplementedError, match=r"\.compute\(\)\.distil\.duplicates"):
         ddf.distil.duplicates("text")
+
+
+def test_zero_shot_labels_equal_pandas(tmp_path):
+    from distilframe.testing import write_sentence_checkpoint
+
+    model = write_sentence_checkpoint(tmp_path / "st", seed=33)
+    df = pd.DataFrame({"text": ["the cat is happy", None, "a bad film", "hello"] * 3})
+    want = df.distil.classify("text", labels=["cat", "film"], template="about {}", model=model, all_scores=True)
+    got = dd.from_pandas(df, npartitions=3, sort=False).distil.classify(
+        "text", labels=["cat", "film"], template="about {}", model=model, all_scores=True).compute()
+    assert list(got.columns) == list(want.columns) and list(got.index) == list(want.index)
+    assert list(got["text_label"].astype(object)) == list(want["text_label"].astype(object))
+    np.testing.assert_allclose(got["text_score"], want["text_score"], rtol=1e-5)

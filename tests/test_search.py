@@ -19,7 +19,7 @@ def sentence(tmp_path_factory):
 
 
 def brute_top_k(corpus, valid, queries, k):
-    scores = np.round(queries @ corpus.T, 6)  # as top_k: 6 decimals, the same in any block
+    scores = np.round(queries.astype(np.float64) @ corpus.T.astype(np.float64), 6)  # as top_k
     scores[:, ~valid] = -np.inf
     rows = [sorted(np.flatnonzero(valid), key=lambda j: (-scores[i, j], j))[:k] for i in range(len(queries))]
     return np.array(rows), np.take_along_axis(scores, np.array(rows), axis=1)
@@ -42,6 +42,15 @@ def test_top_k_is_exact_whatever_the_block(block):
     few = np.zeros(300, dtype=bool)
     few[[3, 4]] = True
     assert _search.top_k(corpus, few, queries, 10, block=block)[0].shape == (5, 2)  # k beyond the valid rows
+
+
+def test_copies_of_one_vector_tie_and_the_first_row_wins_whatever_the_query():
+    # float32 products of the same vector differ in their last bits with its position: ties must not
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        corpus = np.repeat(_search.unit(rng.normal(size=(1, 384))), 5, axis=0)
+        rows, scores = _search.top_k(corpus, np.ones(5, dtype=bool), _search.unit(rng.normal(size=(1, 384))), 2)
+        assert list(rows[0]) == [0, 1] and scores[0, 0] == scores[0, 1]
 
 
 def first_fit(matrix, valid, threshold):
@@ -174,6 +183,8 @@ def test_zero_shot_labels(sentence):
     (lambda df, m: df.distil.classify(labels=["a", "b", "a"], model=m), "more than once"),
     (lambda df, m: df.distil.classify(labels=["a", ""], model=m), "non-empty string"),
     (lambda df, m: df.distil.classify(labels=["a", "b"], template="about", model=m), "one '\\{\\}'"),
+    (lambda df, m: df.distil.classify(labels=["a", "b"], template="about {} ({x})", model=m), "one '\\{\\}'"),
+    (lambda df, m: df.distil.classify(labels=["a"], model=m), "at least two"),
 ])
 def test_bad_arguments_are_clear_errors(sentence, call, message):
     with pytest.raises(ValueError, match=message):
@@ -233,3 +244,26 @@ def test_inverted_file_recall_on_clustered_vectors():
     want, _ = _search.top_k(matrix, valid, queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)])
     assert recall >= 0.95 and valid[rows].all()
+
+
+def test_rows_without_text_never_match_even_with_vectors_of_their_own(sentence):
+    df = pd.DataFrame({"t": [None, None, "a cat", "", "a dog"]})
+    df["e"] = list(np.random.default_rng(0).normal(size=(5, 32)).astype("float32"))
+    found = df.distil.search("a", "t", embeddings="e", k=5, model=sentence)
+    assert sorted(found.index) == [2, 4]
+    groups = df.distil.duplicates("t", embeddings="e", threshold=0.99, model=sentence)["t_dup_group"]
+    assert groups.isna().all()  # two missing texts are not copies of one text
+
+
+def test_a_search_index_is_a_snapshot_of_the_frame(sentence):
+    df = pd.DataFrame({"text": ["the cat", "a dog", "hello world"]})
+    index = df.distil.search_index("text", model=sentence)
+    df.drop(index=0, inplace=True)
+    df.sort_values("text", inplace=True)
+    assert index.search("the cat", k=1).index[0] == 0
+
+
+def test_a_template_may_hold_escaped_braces(sentence):
+    out = pd.DataFrame({"text": ["the cat"]}).distil.classify(labels=["cat", "dog"], template="{{x}} {}",
+                                                               model=sentence)
+    assert out["text_label"].iloc[0] in ("cat", "dog")
