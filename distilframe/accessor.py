@@ -251,9 +251,10 @@ class DistilDataFrameAccessor:
 
         Exact: every row is scored, in blocks of 65,536 rows (memory beyond the embeddings: about 75 MB
         for 100 queries at once, 1 MB for one). The column's embeddings come from, in this order:
-        ``embeddings=`` (a column name or a Series of vectors); an existing ``<column>_embedding`` column whose recorded model and
-        settings match (as ``embed`` leaves it); else the pipeline (the result cache, so a second search over
-        the same column runs the model only on the query). Missing and empty texts never match.
+        ``embeddings=`` (a column name or a Series of vectors); an existing ``<column>_embedding`` column
+        whose recorded model and settings match (as ``embed`` leaves it); else the pipeline (the result
+        cache, so a second search over the same column runs the model only on the query). Missing and
+        empty texts never match.
 
         Parameters
         ----------
