@@ -83,8 +83,8 @@ def approximate(n: int) -> None:
     matrix = np.empty((n, 768), dtype=np.float32)
     for start in range(0, n, 50_000):
         m = min(50_000, n - start)
-        noise = 0.025 * rng.standard_normal((m, 768))
-        matrix[start:start + m] = _search.unit(centres[rng.integers(0, 2000, m)] + noise)
+        picked = centres[rng.integers(0, 2000, m)]  # the same draws, in the same order, as the measured run
+        matrix[start:start + m] = _search.unit(picked + 0.025 * rng.standard_normal((m, 768)))
     valid = np.ones(n, dtype=bool)
     picks = rng.integers(0, n, 100)
     queries = _search.unit(matrix[picks] + 0.025 * rng.standard_normal((100, 768)))
