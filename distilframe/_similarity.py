@@ -137,11 +137,16 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         return _from_column(existing, loaded, filled, texts)
     if model is None:
         model = meta["model"] if meta is not None else fallback
+    return _pipeline_embeddings(texts, model, options)[0]
+
+
+def _pipeline_embeddings(texts: "pd.Series", model: str | os.PathLike,
+                         options: RunOptions) -> tuple[Embedded, Result]:
+    """The texts' unit embeddings from the pipeline (result cache, then the model), and the run's result."""
     loaded = load("embed", model, options)
     filled = loaded.fill(options)
-    outcome = run("embed", _text.texts(texts, options.errors), loaded, filled)
-    return Embedded(_search.unit(outcome.result.values, outcome.result.valid, copy=False), outcome.result.valid,
-                    loaded, filled)
+    result = run("embed", _text.texts(texts, options.errors), loaded, filled).result
+    return Embedded(_search.unit(result.values, result.valid, copy=False), result.valid, loaded, filled), result
 
 
 def _has_text(texts: "pd.Series") -> np.ndarray:
@@ -234,10 +239,8 @@ def results_frame(found: list["pd.DataFrame"], scores: list[np.ndarray], queries
 
 def search(frame: "pd.DataFrame", embedded: Embedded, queries: list[str], k: int) -> "pd.DataFrame":
     """The ``k`` rows of ``frame`` nearest to each query, best first: every column of ``frame``, its index,
-    ``score`` (cosine) and, for several queries, ``query``."""
-    result_names(frame)  # before any work
-    rows, scores = top_rows(embedded, queries, k)
-    return results_frame([frame.iloc[r] for r in rows], list(scores), queries, frame.attrs)
+    ``score`` (cosine) and, for several queries, ``query`` (an exact :class:`SearchIndex`, used once)."""
+    return SearchIndex(frame, embedded).search(queries, k)
 
 
 class SearchIndex:
@@ -273,10 +276,9 @@ class SearchIndex:
         """The ``k`` rows nearest to the query (or queries): as ``df.distil.search``."""
         queries, k = check_queries(query), check_k(k)
         vectors = query_vectors(queries, self.embedded)
-        if self._graph is not None:
-            rows, scores = self._graph.top_k(vectors, k)
-        else:
-            rows, scores = _search.top_k(self.embedded.matrix, self.embedded.valid, vectors, k)
+        graph = self._graph
+        rows, scores = (graph.top_k(vectors, k) if graph is not None
+                        else _search.top_k(self.embedded.matrix, self.embedded.valid, vectors, k))
         found = [self.frame.iloc[r[r >= 0]] for r in rows]
         return results_frame(found, [s[r >= 0] for r, s in zip(rows, scores)], queries, self.frame.attrs)
 
@@ -349,23 +351,19 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
               template: str) -> "pd.DataFrame":
     """``<column>_label`` and ``<column>_score`` (softmax over the labels of cosine / TEMPERATURE; with
     ``all_scores``, one column per label) by similarity to the labels put in ``template``."""
-    loaded = load("embed", default_model("search") if model is None else model, options)
-    filled = loaded.fill(options)
-    outcome = run("embed", _text.texts(texts, options.errors), loaded, filled)
-    rows = _search.unit(outcome.result.values, outcome.result.valid)
-    label_vectors = query_vectors([template.format(label) for label in labels],
-                                  Embedded(rows, outcome.result.valid, loaded, filled))
-    logits = (rows @ label_vectors.T) / TEMPERATURE
+    embedded, done = _pipeline_embeddings(texts, default_model("search") if model is None else model, options)
+    label_vectors = query_vectors([template.format(label) for label in labels], embedded)
+    logits = (embedded.matrix @ label_vectors.T) / TEMPERATURE
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
-    probs[~outcome.result.valid] = np.nan
-    result = Result(values=probs.astype(np.float32), valid=outcome.result.valid, n_tokens=outcome.result.n_tokens,
-                    status=outcome.result.status, max_length=outcome.result.max_length)
+    probs[~done.valid] = np.nan
+    result = Result(values=probs.astype(np.float32), valid=done.valid, n_tokens=done.n_tokens,
+                    status=done.status, max_length=done.max_length)
     schema = OutputSchema.of("classify", texts.name, options, labels=labels)
     frame = schema.to_pandas(result, texts.index)
-    meta = {**file_metadata("embed", texts.name, filled, loaded), "task": "classify", "labels": json.dumps(labels),
-            "zero_shot_template": template, "zero_shot_temperature": str(TEMPERATURE)}
+    meta = {**file_metadata("embed", texts.name, embedded.options, embedded.model), "task": "classify",
+            "labels": json.dumps(labels), "zero_shot_template": template, "zero_shot_temperature": str(TEMPERATURE)}
     meta.pop("dim", None)
     frame.attrs[STEPS_KEY] = [{"task": "classify", "column": texts.name, "outputs": schema.names, "metadata": meta}]
     return frame
