@@ -10,7 +10,7 @@ imported when a model is first loaded.
 
 from __future__ import annotations
 
-from . import _dask_hook
+from . import _hooks
 from . import accessor as _accessor  # noqa: F401  (registers the .distil accessors)
 from ._convert import convert
 from ._defaults import default_model, reset_default_models, set_default_model
@@ -36,7 +36,7 @@ from .errors import (
 )
 from .files import classify_file, embed_file
 
-_dask_hook.install()  # ddf.distil once dask.dataframe is imported (without importing it here)
+_hooks.install()  # ddf.distil and pl.DataFrame.distil once Dask or Polars is imported (not imported here)
 
 __all__ = [
     "CacheWarning",

@@ -26,7 +26,7 @@ from ._run import run as execute
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Outcome", "load", "pandas_result", "run"]
+__all__ = ["Outcome", "describe", "load", "pandas_result", "run"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,22 @@ def load(task: str, model: str | os.PathLike | None, options: RunOptions) -> Loa
     check_task(task)
     return load_for(task, default_model(task) if model is None else model, precision=options.precision,
                     num_threads=options.num_threads)
+
+
+def describe(task: str, model: str | os.PathLike, options: RunOptions) -> tuple[int, tuple[str, ...]]:
+    """The output's dimension and label names for ``task``, read from the checkpoint's files without loading
+    the model (it is loaded only for label names its config does not give): what a lazy front end (Dask,
+    Polars LazyFrames) declares before any row is run, and scikit-learn's feature names."""
+    from ._resolve import resolve
+    from ._sentence import output_dim
+
+    checkpoint = resolve(model)
+    labels = checkpoint.labels
+    if task == "classify" and options.all_scores and not labels:
+        labels = load(task, model, options).labels
+    head = checkpoint.sentence
+    pooling = options.pooling or (head.pooling if head is not None else "mean")
+    return output_dim(checkpoint.hidden_size, head, pooling), tuple(labels)
 
 
 def run(task: str, texts: Sequence[str | None], model: str | os.PathLike | LoadedModel | None, options: RunOptions,

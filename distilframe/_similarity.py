@@ -28,16 +28,16 @@ from ._defaults import default_model
 from ._frame import STEPS_KEY, OutputSchema, file_metadata, out_name, to_numpy
 from ._manager import LoadedModel
 from ._options import RunOptions
-from ._pipeline import load, run
+from ._pipeline import load, pandas_result, run
 from ._run import Result
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "check_k", "check_labels", "check_queries",
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k", "check_labels", "check_queries",
            "check_threshold",
            "column_embeddings", "duplicates", "frame_embeddings", "query_vectors",
-           "result_names", "results_frame", "search", "top_rows", "zero_shot"]
+           "result_names", "results_frame", "search", "top_rows", "zero_shot", "zero_shot_metadata"]
 
 DEFAULT_TEMPLATE = "{}"
 # Zero-shot scores are softmax(cosine / TEMPERATURE) over the labels. 0.05 keeps a clear winner near 1 and a
@@ -362,9 +362,27 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
                     status=done.status, max_length=done.max_length)
     schema = OutputSchema.of("classify", texts.name, options, labels=labels)
     frame = schema.to_pandas(result, texts.index)
-    meta = {**file_metadata("embed", texts.name, embedded.options, embedded.model), "task": "classify",
-            "labels": json.dumps(labels), "zero_shot_template": template, "zero_shot_temperature": str(TEMPERATURE)}
-    meta.pop("dim", None)
+    meta = zero_shot_metadata(texts.name, embedded.options, embedded.model, labels, template)
     frame.attrs[STEPS_KEY] = [{"task": "classify", "column": texts.name, "outputs": schema.names, "metadata": meta}]
     return frame
 
+
+def zero_shot_metadata(column: Any, options: RunOptions, model: LoadedModel, labels: list[str],
+                       template: str) -> dict[str, str]:
+    """What a file of zero-shot labels records: the sentence model and its settings, the labels, the template."""
+    meta = {**file_metadata("embed", column, options, model), "task": "classify", "labels": json.dumps(labels),
+            "zero_shot_template": template, "zero_shot_temperature": str(TEMPERATURE)}
+    meta.pop("dim", None)
+    return meta
+
+
+
+def added_columns(task: str, texts: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
+                  labels: Any = None, template: Any = None) -> "pd.DataFrame":
+    """The output columns of ``task`` on a Series of texts, with its index: the pipeline's (the model's head
+    for classify), or zero-shot labels by similarity when ``labels`` or ``template`` is given. What every
+    front end adds to a frame."""
+    if task == "classify" and (labels is not None or template is not None):
+        labels, template = check_labels(labels, template)
+        return zero_shot(texts, model, options, labels, template)
+    return pandas_result(task, texts, model, options)

@@ -20,7 +20,6 @@ import pandas as pd
 from ._batches import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, PACK_WIDTH
 from ._frame import with_columns
 from ._options import DEFAULTS, RunOptions
-from ._pipeline import pandas_result
 from ._text import select_column
 
 __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
@@ -44,12 +43,10 @@ def _write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool
 
 def _added(task: str, series: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:
     """The output columns of ``task`` on ``series``, from a method's arguments (its ``locals()``)."""
-    if task == "classify" and (arguments.get("labels") is not None or arguments.get("template") is not None):
-        from ._similarity import check_labels, zero_shot
+    from ._similarity import added_columns
 
-        labels, template = check_labels(arguments.get("labels"), arguments.get("template"))
-        return zero_shot(series, arguments["model"], RunOptions.pick(arguments), labels, template)
-    return pandas_result(task, series, arguments["model"], RunOptions.pick(arguments))
+    return added_columns(task, series, arguments["model"], RunOptions.pick(arguments), labels=arguments.get("labels"),
+                         template=arguments.get("template"))
 
 
 def _search(frame: pd.DataFrame, texts: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:

@@ -40,9 +40,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from ._defaults import default_model
 from ._frame import OutputSchema, file_metadata, output_target, parquet_table, step_to_write, with_columns, with_step
 from ._options import DEFAULTS, RunOptions
-from ._pipeline import load, pandas_result
+from ._pipeline import describe, load, pandas_result
 from ._registry import find, no_head_message
-from ._sentence import output_dim
 from ._text import select_column
 from .errors import UnsupportedTaskError
 
@@ -77,23 +76,10 @@ def _search_part(part: pd.DataFrame, attrs: dict[str, Any], column: Any, queries
 
 def _zero_shot_frame(part: pd.DataFrame, column: Any, model: Any, options: RunOptions, labels: list[str],
                      template: str) -> pd.DataFrame:
-    from ._similarity import zero_shot
+    from ._similarity import added_columns
 
-    return with_columns(part, zero_shot(select_column(part, column), model, options, labels, template))
-
-
-def _describe(task: str, model: Any, options: RunOptions) -> tuple[int, tuple[str, ...]]:
-    """Dimension and labels of a model, from its checkpoint files where the work runs (a worker, under
-    ``dask.distributed``); the model is loaded only for label names its config does not give."""
-    from ._resolve import resolve
-
-    checkpoint = resolve(model)
-    labels = checkpoint.labels
-    if task == "classify" and options.all_scores and not labels:
-        labels = load(task, model, options).labels
-    head = checkpoint.sentence
-    pooling = options.pooling or (head.pooling if head is not None else "mean")
-    return output_dim(checkpoint.hidden_size, head, pooling), tuple(labels)
+    return with_columns(part, added_columns("classify", select_column(part, column), model, options, labels=labels,
+                                            template=template))
 
 
 def _write_part(part: pd.DataFrame, path: str, step: dict[str, Any], created_at: str, write_index: bool) -> int:
@@ -128,8 +114,8 @@ class _Base:
         if task == "classify" and spec is not None and not spec.can_classify:
             raise UnsupportedTaskError(no_head_message(spec.name))
         # Read where the work runs: the client may have no copy of the model.
-        describe = dask.delayed(_describe, pure=False)(task, _portable(model), options)
-        dim, labels = dask.compute(describe)[0]
+        described = dask.delayed(describe, pure=False)(task, _portable(model), options)
+        dim, labels = dask.compute(described)[0]
         meta = OutputSchema.of(task, name, options, dim=dim, labels=labels).empty_pandas()
         step = {"task": task, "column": name, "model": _portable(model), "options": options,
                 "outputs": list(meta.columns)}
