@@ -25,7 +25,7 @@ LAYERS = {
     2: ["_convert", "_download", "_resolve", "_result_cache"],
     3: ["_text", "_tokens", "_batches", "_engine", "_pool", "_manager", "_search", "_ann"],
     4: ["_run", "_pipeline", "_frame", "_defaults", "_similarity"],
-    5: ["accessor", "files", "cli", "widgets", "dask", "_hooks", "testing", "__init__", "__main__"],
+    5: ["accessor", "files", "cli", "widgets", "dask", "polars", "sklearn", "_hooks", "testing", "__init__", "__main__"],
 }
 LAYER = {module: level for level, modules in LAYERS.items() for module in modules}
 FRONT_ENDS = set(LAYERS[5])
