@@ -13,7 +13,7 @@ import os
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _config as config
 from ._checkpoint import Checkpoint, content_hash
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ._engine import PaddleEngine, PredictorEngine
     from ._tokens import WordPieceTokenizer
 
-__all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models"]
+__all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models", "refuse_early"]
 
 _warned: set[str] = set()  # test models already warned about in this process
 
@@ -215,14 +215,20 @@ def get_model(model: str | os.PathLike, *, precision: str | None = "auto",
 def load_for(task: str, model: str | os.PathLike, *, precision: str | None = "auto",
              num_threads: int | None = None) -> LoadedModel:
     """The loaded model, refused early (before any download) if it cannot do ``task``."""
-    if task == "classify":
-        spec = find(model) if isinstance(model, str) else None
-        if spec is not None and not spec.can_classify:
-            raise UnsupportedTaskError(no_head_message(spec.name))
+    refuse_early(task, model)
     loaded = get_model(model, precision=precision, num_threads=num_threads)
     if task == "classify" and not loaded.engine.has_classifier:
         raise UnsupportedTaskError(no_head_message(loaded.name))
     return loaded
+
+
+def refuse_early(task: str, model: Any) -> None:
+    """UnsupportedTaskError for a registered model that cannot do ``task`` (a base model asked to classify),
+    from the registry alone: before any download or load."""
+    if task == "classify":
+        spec = find(model) if isinstance(model, str) else None
+        if spec is not None and not spec.can_classify:
+            raise UnsupportedTaskError(no_head_message(spec.name))
 
 
 def models() -> "pd.DataFrame":

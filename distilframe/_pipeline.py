@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from . import _text
 from ._defaults import default_model
 from ._frame import STEPS_KEY, OutputSchema, file_metadata
-from ._manager import LoadedModel, load_for
+from ._manager import LoadedModel, load_for, refuse_early
 from ._options import RunOptions, check_task
 from ._run import Result
 from ._run import run as execute
@@ -54,9 +54,11 @@ def describe(task: str, model: str | os.PathLike, options: RunOptions) -> tuple[
     from ._resolve import resolve
     from ._sentence import output_dim
 
+    check_task(task)
+    refuse_early(task, model)
     checkpoint = resolve(model)
     labels = checkpoint.labels
-    if task == "classify" and options.all_scores and not labels:
+    if task == "classify" and not labels:  # the head's labels; a model without a head is refused here
         labels = load(task, model, options).labels
     head = checkpoint.sentence
     pooling = options.pooling or (head.pooling if head is not None else "mean")

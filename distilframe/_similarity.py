@@ -34,8 +34,8 @@ from ._run import Result
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k", "check_labels", "check_queries",
-           "check_threshold",
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k", "check_labels",
+           "check_queries", "check_threshold",
            "column_embeddings", "duplicates", "frame_embeddings", "query_vectors",
            "result_names", "results_frame", "search", "top_rows", "zero_shot", "zero_shot_metadata"]
 

@@ -3,10 +3,10 @@
 Thin and stateless: pick the column, build the options, call the pipeline, and add
 its columns with the original index (whatever its shape: default, non-unique, MultiIndex).
 
-The row rules (missing values, non-strings, invalid Unicode) are those of ``_text``, and
-the output columns those of ``_frame``, shared with every other entry point. A text longer than ``max_length`` tokens is truncated, with one
-warning per call, unless ``long_text="chunk"``. An output column replaces a
-column of that name in the returned frame; the input frame is never modified.
+The row rules (missing values, non-strings, invalid Unicode) are those of ``_text``, and the output
+columns those of ``_frame``, shared with every other entry point. A text longer than ``max_length``
+tokens is truncated, with one warning per call, unless ``long_text="chunk"``. An output column replaces
+a column of that name in the returned frame; the input frame is never modified.
 """
 
 from __future__ import annotations

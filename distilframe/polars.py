@@ -3,17 +3,19 @@
     df.distil.embed("text")              a DataFrame with ``text_embedding``: pl.Array(pl.Float32, dim)
     df.distil.classify("review")         ``review_label`` (String) and ``review_score`` (Float32)
     df.distil.search("late parcel", "review", k=5)
-    lf.distil.embed("text")              a LazyFrame: the model runs batch by batch when it is collected
+    lf.distil.embed("text")              a LazyFrame: the model runs batch by batch when it is streamed
     lf.distil.sink_parquet(path)         streamed to one Parquet file with the file pipeline's metadata
 
 * Each column goes through the same pipeline, options object, row rules and output schema as the pandas
   accessor, so results are equal row for row; missing texts give nulls (not NaN), row order is kept.
   ``n_tokens`` is Int64 and ``status`` a ``pl.Enum`` of the statuses.
-* LazyFrames: the outputs are one ``map_batches`` expression, elementwise, so Polars runs it on each
-  batch of the query (about 75,000 rows at a time in the streaming engine, measured with Polars 2.1) and
-  ``sink_parquet`` never holds the whole table. The output schema (the embedding's dimension, the
-  labels) is read from the checkpoint when the query is built, without loading the model. ``search``
-  needs every row at once and is not offered on a LazyFrame: collect first.
+* LazyFrames: the outputs are one ``map_batches`` expression, elementwise, so the streaming engine runs
+  it on each batch of the query (about 75,000 rows at a time, measured with Polars 2.1):
+  ``sink_parquet`` never holds the whole table, and ``collect(engine="streaming")`` runs the model batch
+  by batch (``collect(engine="in-memory")`` passes the whole column in one call). The output schema (the
+  embedding's dimension, the labels) is read from the checkpoint when the query is built; the model is
+  loaded then only for a classifier whose config names no labels. ``search`` needs every row at once
+  and is not offered on a LazyFrame: collect first.
 * Polars frames carry no metadata, so the step that made a result is recorded beside the frame that
   ``embed``/``classify`` returned (until it is garbage collected): ``write_parquet`` / ``sink_parquet``
   on that frame write the file pipeline's ``distilframe.*`` metadata. A frame derived from it by any
@@ -31,7 +33,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 try:
@@ -82,15 +83,17 @@ def _remember(frame: Any, source: Any, step: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------------------ columns and types
 
-def _is_text_dtype(dtype: Any) -> bool:
-    return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.Null
+def _is_text_dtype(dtype: Any, *, named: bool = True) -> bool:
+    """A column of texts: String, Categorical or Enum; an all-null column too when named (never picked alone,
+    as pandas never picks an all-missing column)."""
+    return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)) or (named and dtype == pl.Null)
 
 
 def _column(schema: Any, column: Any, errors: str) -> str:
     """The text column ``column`` names (or the only text column), with the pandas accessor's errors."""
     names = list(schema.names())
     if column is None:
-        texts = [n for n in names if _is_text_dtype(schema[n])]
+        texts = [n for n in names if _is_text_dtype(schema[n], named=False)]
         if len(texts) != 1:
             listed = ", ".join(map(repr, texts)) or "none"
             raise ValueError(f"column= is needed: the frame has {len(texts)} string columns ({listed}). Name the "
@@ -109,7 +112,10 @@ def _column(schema: Any, column: Any, errors: str) -> str:
 
 def _to_pandas(series: Any) -> pd.Series:
     """A Polars column as the pandas Series the pipeline takes: Arrow-backed, so nulls stay nulls and numbers
-    keep their own text (an integer column with nulls does not become floats)."""
+    keep their own text (an integer column with nulls does not become floats); a float NaN is missing, as in
+    pandas, not the text "nan"."""
+    if series.dtype.is_float():
+        series = series.fill_nan(None)
     return series.to_pandas(use_pyarrow_extension_array=True).rename(series.name)
 
 
@@ -149,11 +155,12 @@ def _write(frame: Any, path: str | os.PathLike, overwrite: bool, kind: str,
     if not record.attrs.get(STEPS_KEY):
         raise ValueError(f"This {kind} has no record of a distilframe step: Polars frames carry no metadata, so only "
                          f"the frame .distil.embed(...) or .distil.classify(...) returned can be written with its "
-                         "metadata. Write it before other operations (or use distilframe.embed_file), or use "
-                         f"{kind}.write_parquet for a file without it.")
+                         f"metadata. Write it before other operations (or use distilframe.embed_file), or use "
+                         f"Polars' own {'sink_parquet' if isinstance(frame, pl.LazyFrame) else 'write_parquet'} for "
+                         "a file without it.")
     step = step_to_write(record.attrs, columns, kind)
+    target, _ = output_target(path, overwrite, pd.RangeIndex(0), False)  # refused before the model is loaded
     metadata = step["metadata"] if "metadata" in step else _lazy_metadata(step)
-    target, _ = output_target(path, overwrite, pd.RangeIndex(0), False)
     meta = {**metadata, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with fs.staged_file(target) as tmp:
         write(frame, tmp, {f"{META_PREFIX}{k}": v for k, v in meta.items()})
@@ -191,7 +198,10 @@ class _Eager:
         wanted = embeddings if isinstance(embeddings, str) else f"{name}_embedding"
         if wanted in frame.columns:
             table[wanted] = _to_pandas(frame.get_column(wanted))
-        if isinstance(embeddings, pl.Series):
+        if isinstance(embeddings, pl.Series):  # no index to align by: it must be this frame's rows, in order
+            if len(embeddings) != len(frame):
+                raise ValueError(f"Got embeddings= a Series of {len(embeddings)} rows for a frame of {len(frame)}: "
+                                 "pass a column of this frame (its name, or the Series in the same row order).")
             embeddings = pd.Series(_to_pandas(embeddings).array, index=table.index, name=embeddings.name)
         embedded = frame_embeddings(table, table[name], arguments["model"], options, embeddings)
         rows, scores = top_rows(embedded, queries, k)
@@ -313,7 +323,7 @@ class DistilPolarsSeriesNamespace(_Eager):
 @pl.api.register_lazyframe_namespace("distil")
 class DistilLazyFrameNamespace:
     """DistilBERT on a Polars LazyFrame: ``lf.distil.embed("text")`` is a LazyFrame whose model runs batch by
-    batch when it is collected or sunk (``lf.distil.sink_parquet(path)``), never on the whole table at once."""
+    batch in the streaming engine (``lf.distil.sink_parquet(path)``, ``collect(engine="streaming")``)."""
 
     def __init__(self, lf: Any) -> None:
         self._lf = lf

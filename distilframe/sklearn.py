@@ -44,6 +44,8 @@ from ._pipeline import describe, pandas_result
 
 __all__ = ["DistilEmbedder"]
 
+_FITTED = ("n_features_in_", "feature_names_in_", "model_", "dim_")
+
 
 class DistilEmbedder(TransformerMixin, BaseEstimator):
     """Embed text columns for scikit-learn: one float32 feature per embedding dimension and column.
@@ -54,8 +56,10 @@ class DistilEmbedder(TransformerMixin, BaseEstimator):
         As for ``df.distil.embed``: a registered name or alias, ``hf:<owner>/<repo>``, or a checkpoint
         folder. None: the session's default embedding model when ``fit`` runs (``distilframe.set_default_model``);
         with ``n_jobs>1`` the workers are fresh processes, so name the model.
-    pooling, normalize, max_length, prompt, prompt_name, long_text, stride, batch_size, errors, progress, precision, num_threads, cache
+    pooling, normalize, max_length, prompt, prompt_name, long_text, stride, batch_size, errors, progress
         As for ``df.distil.embed``. ``errors="coerce"`` reads non-string values (numbers) as text.
+    precision, num_threads, cache
+        As for ``df.distil.embed``.
 
     Attributes
     ----------
@@ -112,19 +116,30 @@ class DistilEmbedder(TransformerMixin, BaseEstimator):
         return RunOptions.pick(self.get_params())
 
     def fit(self, X: Any, y: Any = None) -> "DistilEmbedder":
-        """Check the options and the input's columns, and record the model and its dimension (no text is run)."""
-        options = self._options()
-        columns = _columns(X, self, reset=True)
-        shape = (len(columns[0]) if columns else len(X), len(columns))
-        for size, what in ((shape[0], "sample(s)"), (shape[1], "feature(s)")):
-            if size == 0:  # scikit-learn's own wording, then what to do
-                raise ValueError(f"Found array with 0 {what} (shape={shape}) while a minimum of 1 is required: fit "
-                                 "needs at least one row of one text column.")
-        for series in columns:
-            _text.texts(series, options.errors)  # non-strings and invalid Unicode are refused here, not later
-        model = default_model("embed") if self.model is None else self.model
-        self.model_ = os.fspath(model) if isinstance(model, os.PathLike) else model
-        self.dim_ = describe("embed", self.model_, options)[0]
+        """Check the options and the input's columns, and record the model and its dimension (no text is run, no
+        model is loaded). A failed fit leaves the estimator unfitted."""
+        for name in _FITTED:  # a refit starts from nothing: a failure must not leave the old model with new columns
+            if hasattr(self, name):
+                delattr(self, name)
+        try:
+            options = self._options()
+            columns = _columns(X, self, reset=True)
+            shape = (len(columns[0]) if columns else len(X), len(columns))
+            for size, what in ((shape[0], "sample(s)"), (shape[1], "feature(s)")):
+                if size == 0:  # scikit-learn's own wording, then what to do
+                    raise ValueError(f"Found array with 0 {what} (shape={shape}) while a minimum of 1 is required: "
+                                     "fit needs at least one row of one text column.")
+            for series in columns:
+                _text.texts(series, options.errors)  # non-strings and invalid Unicode are refused here, not later
+            model = default_model("embed") if self.model is None else self.model
+            model = os.fspath(model) if isinstance(model, os.PathLike) else model
+            dim = describe("embed", model, options)[0]
+        except BaseException:
+            for name in _FITTED:
+                if hasattr(self, name):
+                    delattr(self, name)
+            raise
+        self.model_, self.dim_ = model, dim
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -179,6 +194,11 @@ def _columns(X: Any, estimator: DistilEmbedder, *, reset: bool) -> list[pd.Serie
             raise ValueError(f"X has 1 feature (a 1-D input), but DistilEmbedder is expecting "
                              f"{estimator.n_features_in_} features as input. Reshape your data: pass a frame or a "
                              f"2-D array of the {estimator.n_features_in_} text columns it was fitted on.")
+        else:
+            fitted = getattr(estimator, "feature_names_in_", None)
+            if fitted is not None and isinstance(one_d.name, str) and one_d.name and one_d.name != fitted[0]:
+                raise ValueError(f"The feature names should match those that were passed during fit: got a column "
+                                 f"named {one_d.name!r}, fitted on {fitted[0]!r}.")
         return [one_d]
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise TypeError(f"Got a sparse {type(X).__name__} but DistilEmbedder embeds text: pass a frame or an array of "
@@ -190,6 +210,8 @@ def _columns(X: Any, estimator: DistilEmbedder, *, reset: bool) -> list[pd.Serie
         validate_data(estimator, X, reset=reset, skip_check_array=True)
         return [X.iloc[:, i] for i in range(X.shape[1])]
     array = np.asarray(X, dtype=object)
+    if array.ndim == 1:  # a pandas Index or array, an Arrow array...: one column
+        return _columns(pd.Series(array, dtype=object), estimator, reset=reset)
     if array.ndim != 2:
         raise ValueError(f"Got an input of {array.ndim} dimensions (shape {array.shape}) but expected a frame of text "
                          "columns, a Series, or a 1-D or 2-D array of strings.")
@@ -220,4 +242,6 @@ def _is_polars(X: Any) -> bool:
 def _from_polars(series: Any) -> pd.Series:
     """A Polars column as the pandas Series the pipeline takes: Arrow-backed, so nulls stay nulls and numbers
     keep their own text (an integer column with nulls does not become floats)."""
+    if series.dtype.is_float():
+        series = series.fill_nan(None)  # a NaN is missing, as in pandas, not the text "nan"
     return series.to_pandas(use_pyarrow_extension_array=True).rename(series.name or None)

@@ -207,3 +207,34 @@ def test_without_polars_the_error_says_what_to_install():
             "try:\n    import distilframe.polars\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 'pip install "distilframe[polars]"' in out
+
+
+def test_nan_and_all_null_columns_as_pandas_reads_them(model):
+    frame = pl.DataFrame({"x": [1.5, float("nan"), None], "text": ["a", "b", None], "none": [None, None, None]})
+    got = frame.distil.embed("x", model=model, errors="coerce")
+    assert got["x_embedding"].is_null().to_list() == [False, True, True]  # NaN is missing, not the text "nan"
+    want = frame.to_pandas().distil.embed("x", model=model, errors="coerce")
+    assert_equal_to_pandas(got.select("x_embedding"), want[["x_embedding"]])
+    assert frame.distil.embed(model=model).columns[-1] == "text_embedding"  # the all-null column is not a candidate
+
+
+def test_lazy_collect_streams_and_a_base_model_cannot_classify_lazily(df, model, monkeypatch):
+    sizes = []
+    real = dfp._outputs
+    monkeypatch.setattr(dfp, "_outputs", lambda task, series, *a, **k: (sizes.append(len(series)),
+                                                                          real(task, series, *a, **k))[1])
+    rows = 200_000
+    out = pl.LazyFrame({"text": [f"text {i % 5}" for i in range(rows)]}).distil.classify(
+        "text", model=TINY_SST2, all_scores=True, return_status=True).collect(engine="streaming")
+    assert len(out) == rows and len(sizes) > 1 and max(sizes) < rows
+    assert out.columns[1:4] == ["text_label", "text_score", "text_score_NEGATIVE"]
+    with pytest.raises(distilframe.UnsupportedTaskError):
+        df.lazy().distil.classify("text", model="distilbert-base-uncased")  # refused when the query is built
+
+
+def test_a_polars_series_of_embeddings_must_have_the_frames_rows(df, model):
+    vectors = df.distil.embed("text", model=model)["text_embedding"]
+    got = df.distil.search("a happy cat", "text", model=model, embeddings=vectors, k=2)
+    assert got["text"].to_list() == ["a happy cat", "a happy cat"]
+    with pytest.raises(ValueError, match="a Series of 3 rows for a frame of 8"):
+        df.distil.search("a happy cat", "text", model=model, embeddings=vectors.head(3))

@@ -1,4 +1,5 @@
-"""distilframe.sklearn.DistilEmbedder: equal to the pandas accessor, scikit-learn's checks, pipelines, workers, pickles."""
+"""distilframe.sklearn.DistilEmbedder: equal to the pandas accessor; scikit-learn's checks, pipelines, workers,
+pickles."""
 
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def test_features_equal_the_pandas_accessor_row_for_row(model, frame):
 
 def test_inputs_of_every_kind_give_the_same_features(model, frame):
     want = DistilEmbedder(model=model).fit_transform(frame[["review"]])
-    for X in (frame["review"], frame["review"].tolist(), frame["review"].to_numpy(), frame[["review"]].to_numpy(),
-              pl.from_pandas(frame[["review"]].reset_index(drop=True)), pl.from_pandas(frame["review"].reset_index(drop=True))):
+    for X in (frame["review"], frame["review"].tolist(), frame["review"].to_numpy(),
+              frame[["review"]].to_numpy(), pl.from_pandas(frame[["review"]].reset_index(drop=True)),
+              pl.from_pandas(frame["review"].reset_index(drop=True))):
         np.testing.assert_array_equal(DistilEmbedder(model=model).fit_transform(X), want, err_msg=type(X).__name__)
     assert list(DistilEmbedder(model=model).fit(frame[["review"]].to_numpy()).get_feature_names_out()[:1]) == ["x0_0"]
     assert list(DistilEmbedder(model=model).fit(frame["review"]).get_feature_names_out()[:1]) == ["review_0"]
@@ -160,7 +162,8 @@ def test_a_pickled_pipeline_predicts_the_same_in_a_fresh_process(model, tmp_path
     import joblib
 
     X, y = _labelled()
-    pipe = make_pipeline(DistilEmbedder(model=model, cache=False), LogisticRegression(max_iter=1000)).fit(X[["review"]], y)
+    pipe = make_pipeline(DistilEmbedder(model=model, cache=False), LogisticRegression(max_iter=1000))
+    pipe.fit(X[["review"]], y)
     joblib.dump(pipe, tmp_path / "pipe.joblib")
     X[["review"]].to_parquet(tmp_path / "X.parquet")
     code = ("import joblib, numpy as np, pandas as pd, sys\n"
@@ -185,3 +188,35 @@ def test_without_scikit_learn_the_error_says_what_to_install():
             "try:\n    import distilframe.sklearn\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 'pip install "distilframe[sklearn]"' in out
+
+
+def test_fit_loads_no_model_and_a_failed_fit_leaves_it_unfitted(model, frame, tmp_path):
+    from distilframe._manager import manager
+
+    manager.clear()
+    embedder = DistilEmbedder(model=model).fit(frame[["review"]])
+    assert distilframe.models().query("loaded").empty and embedder.dim_ == 32
+    other = write_sentence_checkpoint(tmp_path / "other", seed=43)
+    embedder.set_params(model=str(other))
+    with pytest.raises(TypeError):
+        embedder.fit(pd.DataFrame({"n": [1, 2]}))  # the old model_ must not survive with the new columns
+    with pytest.raises(NotFittedError):
+        embedder.transform(frame[["review"]])
+
+
+def test_one_dimensional_inputs_are_one_column_and_names_are_checked(model, frame):
+    want = DistilEmbedder(model=model).fit_transform(frame[["review"]])
+    np.testing.assert_array_equal(DistilEmbedder(model=model).fit_transform(pd.Index(frame["review"])), want)
+    fitted = DistilEmbedder(model=model).fit(frame[["review"]])
+    with pytest.raises(ValueError, match="feature names should match.*'title'"):
+        fitted.transform(frame["title"])
+    out = DistilEmbedder(model=model).set_output(transform="pandas").fit_transform(frame["review"])
+    assert out.index.equals(frame.index)
+
+
+def test_a_polars_nan_is_missing_as_in_pandas(model):
+    values = [1.5, float("nan"), None, 2.0]
+    got = DistilEmbedder(model=model, errors="coerce").fit_transform(pl.DataFrame({"x": values}))
+    want = DistilEmbedder(model=model, errors="coerce").fit_transform(pd.DataFrame({"x": values}))
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[1:3]).all() and not np.isnan(got[[0, 3]]).any()
