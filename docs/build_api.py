@@ -18,7 +18,7 @@ import pdoc.render
 HERE = Path(__file__).resolve().parent
 # The public modules: the package (its __all__) and the documented front ends.
 MODULES = ["distilframe", "distilframe.accessor", "distilframe.files", "distilframe.testing", "distilframe.errors",
-           "distilframe.widgets", "distilframe.dask"]
+           "distilframe.widgets", "distilframe.dask", "distilframe.polars", "distilframe.sklearn"]
 
 
 def build(output: Path) -> None:
