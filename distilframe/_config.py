@@ -15,7 +15,9 @@ variable                        meaning                                    defau
 ``DISTILFRAME_OFFLINE``         ``1`` never touches the network            ``0``
 ``DISTILFRAME_MAX_LOADED_MODELS`` models kept in memory per process (LRU)  ``2``
 ``DISTILFRAME_PRECISION``       what precision="auto" means: auto, fp32,   ``auto`` (bf16 where the CPU
-                                bf16                                       has it natively, else fp32)
+                                bf16 or int8                               has it natively, else fp32)
+``DISTILFRAME_EMULATED_BF16``   ``1`` allows precision="bf16" on a CPU      ``0`` (refused: emulated
+                                without native bf16 (to test that path)    bf16 is very slow)
 ``DISTILFRAME_ENGINE``          ``inference`` (Paddle Inference) or        ``inference``
                                 ``dygraph``
 ``DISTILFRAME_CACHE_SIZE``      size cap of the result cache, in bytes     ``1073741824`` (1 GiB)
@@ -32,8 +34,9 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["available_cores", "cache_size", "converted_dir", "endpoint", "engine", "hf_endpoint", "home",
-           "max_loaded_models", "models_dir", "native_bf16", "num_threads", "offline", "precision"]
+__all__ = ["BF16_FLAGS", "available_cores", "cache_size", "converted_dir", "cpu_flags", "cpu_name", "emulated_bf16",
+           "endpoint", "engine", "hf_endpoint", "home", "max_loaded_models", "models_dir", "native_bf16", "num_threads",
+           "offline", "precision"]
 
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
 # told apart from Paddle's before paddle is imported: remember it when distilframe is imported.
@@ -97,10 +100,10 @@ def max_loaded_models() -> int:
 
 
 def precision() -> str:
-    """What ``precision="auto"`` means: ``DISTILFRAME_PRECISION`` (auto, fp32 or bf16), default auto."""
+    """What ``precision="auto"`` means: ``DISTILFRAME_PRECISION`` (auto, fp32, bf16 or int8), default auto."""
     value = os.environ.get("DISTILFRAME_PRECISION", "auto").strip().lower() or "auto"
-    if value not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"Got DISTILFRAME_PRECISION={value!r} but expected auto, fp32 or bf16.")
+    if value not in ("auto", "fp32", "bf16", "int8"):
+        raise ValueError(f"Got DISTILFRAME_PRECISION={value!r} but expected auto, fp32, bf16 or int8.")
     return value
 
 
@@ -169,19 +172,43 @@ def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
     return None
 
 
-def native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow.
-
-    ``cpuinfo`` is the file to read the CPU's flags from (tests pass another CPU's)."""
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (``avx2``, ``avx512_vnni``, ``amx_bf16``...) from ``cpuinfo``; empty if unknown."""
     try:
         with open(cpuinfo) as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU's model name, for messages (``"this CPU"`` if unknown)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "this CPU"
+
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16: without one of these, oneDNN emulates bf16 (or ignores it)
+
+
+def native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow.
+
+    ``cpuinfo`` is the file to read the CPU's flags from (tests pass another CPU's)."""
+    return bool(cpu_flags(cpuinfo) & set(BF16_FLAGS))
+
+
+def emulated_bf16() -> bool:
+    """True when ``DISTILFRAME_EMULATED_BF16`` allows bf16 on a CPU without native bf16 (to test that path)."""
+    return _flag("DISTILFRAME_EMULATED_BF16")
 
 
 def _positive_int(raw: str | None) -> int | None:

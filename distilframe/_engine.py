@@ -48,22 +48,46 @@ from ._config import available_cores, native_bf16
 from ._options import PRECISIONS
 from .errors import CheckpointError
 
-__all__ = ["GRAPH_VERSION", "PaddleEngine", "PredictorEngine", "export", "resolve_precision"]
+__all__ = ["GRAPH_VERSION", "PREFIX", "PaddleEngine", "PredictorEngine", "check_bf16", "export", "load_state",
+           "paddlenlp_config", "resolve_precision"]
 
-_PREFIX = "distilbert."
+PREFIX = "distilbert."
 _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
 
 
 def resolve_precision(precision: str | None) -> str:
-    """``"fp32"`` or ``"bf16"``: ``"auto"`` is DISTILFRAME_PRECISION if set, else bf16 on a CPU with native
-    bf16 and no GPU, else fp32."""
+    """``"fp32"``, ``"bf16"`` or ``"int8"``: ``"auto"`` is DISTILFRAME_PRECISION if set, else bf16 on a CPU with native
+    bf16 and no GPU, else fp32. bf16 asked for on a CPU without native bf16 is refused (see :func:`check_bf16`)."""
+    source = f"precision={precision!r}"
     if precision is None or precision == "auto":
         precision = config.precision()
+        source = f"DISTILFRAME_PRECISION={precision!r}"
         if precision == "auto":
             precision = "bf16" if native_bf16() and not _paddle.gpu_visible() else "fp32"
+            source = ""
     if precision not in PRECISIONS[1:]:
-        raise ValueError(f"Got precision={precision!r} but expected 'auto', 'fp32' or 'bf16'.")
+        raise ValueError(f"Got precision={precision!r} but expected 'auto', 'fp32', 'bf16' or 'int8'.")
+    if precision == "bf16" and source:
+        check_bf16(source)
     return precision
+
+
+def check_bf16(source: str = "precision='bf16'") -> None:
+    """ValueError when bf16 would not run natively: no AVX512-BF16 or AMX flag (and no GPU), unless
+    ``DISTILFRAME_EMULATED_BF16=1``. oneDNN does not refuse it: on AVX-512 it emulates bf16 (the engines
+    benchmark's bf16 row took over 10 minutes where fp32 takes 4 s, on a Xeon with AVX-512 VNNI), and on
+    AVX2 it computes in fp32 (no speed-up, measured on an AMD EPYC)."""
+    if native_bf16() or _paddle.gpu_visible() or config.emulated_bf16():
+        return
+    flags = config.cpu_flags()
+    has = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
+    what = ("over 100x slower than fp32 (emulated on AVX-512)" if "avx512f" in flags
+            else "computed in fp32 anyway (oneDNN ignores bf16 on AVX2): no faster")
+    raise ValueError(
+        f"Got {source} but {config.cpu_name()} has no native bf16: it lacks the {' and '.join(config.BF16_FLAGS)} "
+        f"flags (it has {', '.join(has) or 'neither AVX2 nor AVX-512'}), so bf16 would be {what}. Use "
+        "precision='fp32' (exact) or 'auto' (bf16 only on CPUs that have it). DISTILFRAME_EMULATED_BF16=1 allows it "
+        "anyway, to test the bf16 path.")
 
 
 def _packed_encoder(paddle: Any, model: Any) -> Any:
@@ -117,13 +141,13 @@ class PaddleEngine:
 
         self.checkpoint = checkpoint
         self.paddle_version = paddle.__version__
-        state = _load_state(checkpoint)
+        state = load_state(checkpoint)
         architectures = " ".join(checkpoint.config.get("architectures") or [])
         if "pre_classifier.weight" not in state or any(
                 kind in architectures for kind in ("TokenClassification", "QuestionAnswering", "MultipleChoice")):
             # Another kind of head (token classification, QA, multiple choice): not a sentence
             # classifier; embed() ignores it.
-            state = {k: v for k, v in state.items() if k.startswith(_PREFIX)}
+            state = {k: v for k, v in state.items() if k.startswith(PREFIX)}
         head = [k for k in _HEAD_KEYS if k in state]
         if head and len(head) != len(_HEAD_KEYS):
             raise CheckpointError(
@@ -132,7 +156,7 @@ class PaddleEngine:
             )
         self.has_classifier = bool(head)
         self.num_labels = int(state["classifier.weight"].shape[1]) if self.has_classifier else 0
-        cfg = _paddlenlp_config(checkpoint, state, self.num_labels)
+        cfg = paddlenlp_config(checkpoint, state, self.num_labels)
 
         # LazyGuard: the layers are built without PaddleNLP's random initialisation, which the
         # checkpoint's weights would overwrite anyway (measured: 1.1 GB -> see benchmarks, and faster).
@@ -142,7 +166,7 @@ class PaddleEngine:
                 encoder = model.distilbert
             else:
                 model = encoder = DistilBertModel(DistilBertConfig(**cfg))
-                state = {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX) and k not in _IGNORED}
+                state = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX) and k not in _IGNORED}
         with paddle.no_grad():
             _check_and_set(model, state, checkpoint)
         del state
@@ -178,7 +202,7 @@ class PaddleEngine:
             return np.asarray(out.numpy(), dtype=np.float32)
 
 
-def _load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+def load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     """The weights with encoder keys under ``distilbert.``, whatever prefix the file used."""
     try:
         raw = _paddle.load_state(checkpoint.weights_path)
@@ -197,31 +221,31 @@ def _load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     state: dict[str, np.ndarray] = {}
     for key, value in raw.items():
         if key.startswith(("embeddings.", "encoder.")):
-            key = _PREFIX + key
+            key = PREFIX + key
         state[key] = np.asarray(value)
     return state
 
 
 # Tensors some conversions carry that DistilBERT does not use (BERT's token types).
-_IGNORED = (f"{_PREFIX}embeddings.token_type_embeddings.weight", f"{_PREFIX}embeddings.position_ids")
+_IGNORED = (f"{PREFIX}embeddings.token_type_embeddings.weight", f"{PREFIX}embeddings.position_ids")
 
 
-def _paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_labels: int) -> dict[str, Any]:
+def paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_labels: int) -> dict[str, Any]:
     """PaddleNLP config arguments; sizes the config leaves out are read from the weights."""
     cfg = checkpoint.config
     keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
             "hidden_act", "max_position_embeddings", "pad_token_id")
     out = {k: cfg[k] for k in keys if k in cfg}
     shapes = {
-        "vocab_size": (f"{_PREFIX}embeddings.word_embeddings.weight", 0),
-        "max_position_embeddings": (f"{_PREFIX}embeddings.position_embeddings.weight", 0),
-        "intermediate_size": (f"{_PREFIX}encoder.layers.0.linear1.weight", 1),
+        "vocab_size": (f"{PREFIX}embeddings.word_embeddings.weight", 0),
+        "max_position_embeddings": (f"{PREFIX}embeddings.position_embeddings.weight", 0),
+        "intermediate_size": (f"{PREFIX}encoder.layers.0.linear1.weight", 1),
     }
     for key, (name, axis) in shapes.items():
         if key not in out and name in state:
             out[key] = int(state[name].shape[axis])
     if "num_hidden_layers" not in out:
-        out["num_hidden_layers"] = len({k.split(".")[3] for k in state if k.startswith(f"{_PREFIX}encoder.layers.")})
+        out["num_hidden_layers"] = len({k.split(".")[3] for k in state if k.startswith(f"{PREFIX}encoder.layers.")})
     hidden, heads = int(out["hidden_size"]), int(out.get("num_attention_heads", 12))
     if heads < 1 or hidden % heads:
         raise CheckpointError(
@@ -236,7 +260,7 @@ def _paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_
 
 def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpoint) -> None:
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
-    prefix = _PREFIX if any(k.startswith(_PREFIX) for k in expected) else ""
+    prefix = PREFIX if any(k.startswith(PREFIX) for k in expected) else ""
     missing = [k for k in expected if k not in state]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs config {shape}"
              for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]

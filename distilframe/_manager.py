@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ._engine import PaddleEngine, PredictorEngine
+    from ._onnx import OnnxInt8Engine
     from ._tokens import WordPieceTokenizer
 
 __all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models", "refuse_early"]
@@ -40,7 +41,7 @@ class LoadedModel:
     """A model ready to run: its checkpoint, its Paddle engine and its tokenizer."""
 
     checkpoint: Checkpoint
-    engine: "PaddleEngine | PredictorEngine"
+    engine: "PaddleEngine | PredictorEngine | OnnxInt8Engine"
     tokenizer: "WordPieceTokenizer"
     labels: tuple[str, ...]
     precision: str = "fp32"
@@ -157,7 +158,11 @@ class ModelManager:
                 "Use a real fine-tuned checkpoint for real work.",
                 TestModelWarning,
             )
-        if config.engine() == "dygraph":
+        if precision == "int8":  # ONNX Runtime (extra int8): Paddle 3's predictor has no CPU int8 pass
+            from ._onnx import OnnxInt8Engine
+
+            engine = OnnxInt8Engine(checkpoint, num_threads=num_threads)
+        elif config.engine() == "dygraph":
             engine, precision = PaddleEngine(checkpoint, num_threads=num_threads), "fp32"
         else:
             try:

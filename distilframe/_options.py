@@ -30,7 +30,7 @@ TASKS = ("embed", "classify")
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 LONG_TEXT = ("truncate", "chunk")
 ERRORS = ("raise", "coerce")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 CHOICES: dict[str, tuple[str, ...]] = {"long_text": LONG_TEXT, "errors": ERRORS, "precision": PRECISIONS}
 _FLAGS = ("all_scores", "return_status", "cache")
 
@@ -77,7 +77,8 @@ class RunOptions:
     return_status
         Add ``<column>_n_tokens`` and ``<column>_status``.
     precision
-        ``"auto"``, ``"fp32"`` or ``"bf16"``.
+        ``"auto"``, ``"fp32"``, ``"bf16"`` (refused where the CPU has no native bf16) or ``"int8"`` (ONNX
+        Runtime, extra ``int8``; opt-in: its error is larger).
     num_threads
         CPU threads for the model; None: every core available to the process.
     cache

@@ -338,6 +338,7 @@ class RunPanel(w.VBox, _Background):
         shown = {"truncate": "truncate", "chunk": "read whole (chunks)"}
         self.long_text = w.Dropdown(options=[(shown[mode], mode) for mode in LONG_TEXT], value=DEFAULTS.long_text,
                                     description="Long texts")
+        self.precision = w.Dropdown(options=_precisions(), value=DEFAULTS.precision, description="Precision")
         self.run_button = w.Button(description="Run", icon="play", button_style="success")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=max(1, len(df)), description="Rows")
@@ -357,7 +358,7 @@ class RunPanel(w.VBox, _Background):
         self.task.observe(lambda _: self._on_task(), names="value")
         self.picker.on_change(lambda _: setattr(self, "_picked", True))
         children = [w.HTML("<b>distilframe</b>"), self.column, self.task, self.picker,
-                    w.HBox([self.pooling, self.normalize]), w.HBox([self.max_length, self.long_text]),
+                    w.HBox([self.pooling, self.normalize]), w.HBox([self.max_length, self.long_text]), self.precision,
                     w.HBox([self.run_button, self.stop_button]), w.HBox([self.progress, self.progress_text]),
                     self.message, self.preview, w.HBox([self.query, self.k, self.search_button]), self.search_message,
                     self.search_results]
@@ -370,7 +371,8 @@ class RunPanel(w.VBox, _Background):
                              (self.search_message, "search-message"),
                              (self.search_results, "search-results")):
             widget.add_class(f"distilframe-{name}")  # stable hooks for styling and browser tests
-        self._controls = (self.column, self.task, self.pooling, self.normalize, self.max_length, self.long_text)
+        self._controls = (self.column, self.task, self.pooling, self.normalize, self.max_length, self.long_text,
+                          self.precision)
         if not positions:
             self.state = "error"
             self.error = ValueError("This frame has no text column.")
@@ -397,7 +399,7 @@ class RunPanel(w.VBox, _Background):
                 # Status is read back for the truncation count; the panel shows its own progress.
                 options = RunOptions(max_length=self.max_length.value or None, long_text=self.long_text.value,
                                      pooling=self.pooling.value, normalize=self.normalize.value, progress=False,
-                                     return_status=True)
+                                     return_status=True, precision=self.precision.value)
             except Exception as e:
                 self._fail(e)
                 return
@@ -443,7 +445,8 @@ class RunPanel(w.VBox, _Background):
         start = time.perf_counter()
         try:
             texts = frame.iloc[:, position]  # by position: column names may repeat
-            found = search(frame, frame_embeddings(frame, texts, model, RunOptions(progress=False)),
+            found = search(frame, frame_embeddings(frame, texts, model, RunOptions(progress=False,
+                                                                              precision=self.precision.value)),
                            check_queries(query), k)
             with self._lock:
                 self.found = found
@@ -547,6 +550,17 @@ class RunPanel(w.VBox, _Background):
         eta = f" · ETA {_duration((total - rows) / rate)}" if running and rate > 0 and rows < total else ""
         self.progress_text.value = (f"<span class='distilframe-progress'>{rows:,} / {total:,} rows · "
                                     f"{rate:,.0f} rows/s{eta}</span>")
+
+
+def _precisions() -> list[tuple[str, str]]:
+    """The precision choices for this CPU: bf16 only where it is native (elsewhere it is refused)."""
+    from ._config import native_bf16
+
+    auto = "auto (bf16 here)" if native_bf16() else "auto (fp32 here)"
+    choices = [(auto, "auto"), ("fp32 (exact)", "fp32")]
+    if native_bf16():
+        choices.append(("bf16 (cosine to fp32 ~0.9999)", "bf16"))
+    return choices + [("int8 (faster without bf16; cosine >= 0.99)", "int8")]
 
 
 def _text_positions(df: pd.DataFrame) -> list[int]:

@@ -30,7 +30,7 @@ from distilframe.cli import build_parser
     (dict(prompt=3), "Got prompt=3 but expected a string"),
     (dict(long_text="split"), "Got long_text='split' but expected 'truncate' or 'chunk'"),
     (dict(errors="ignore"), "Got errors='ignore' but expected 'raise' or 'coerce'"),
-    (dict(precision="fp16"), "Got precision='fp16' but expected 'auto', 'fp32' or 'bf16'"),
+    (dict(precision="fp16"), "Got precision='fp16' but expected 'auto', 'fp32', 'bf16' or 'int8'"),
     (dict(normalize="yes"), "Got normalize='yes' but expected True or False"),
     (dict(cache=1), "Got cache=1 but expected True or False"),
 ])

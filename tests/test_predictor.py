@@ -55,7 +55,8 @@ def test_the_export_is_made_once_and_reused_by_new_processes_without_paddlenlp(t
     assert label in ("LABEL_0", "LABEL_1") and imported == "False"  # no PaddleNLP, no model build: fast start
 
 
-def test_bf16_is_close_to_fp32(tmp_path):
+def test_bf16_is_close_to_fp32(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")  # the bf16 path on any CPU (refused by default without it)
     folder = write_checkpoint(tmp_path / "ckpt", seed=72, weight_std=0.05)
     fp32, bf16 = embed(folder, precision="fp32"), embed(folder, precision="bf16")
     cosine = np.sum(fp32 * bf16, axis=1)
@@ -79,6 +80,27 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path, cpuinfo, native):
     assert engine_mod.native_bf16(tmp_path / "missing") is False
 
 
+@pytest.mark.parametrize("cpuinfo, says", [(VNNI_CPU, "it has avx2, avx512f, avx512_vnni.*over 100x slower"),
+                                            (AVX2_CPU, "it has avx2.*computed in fp32 anyway")])
+def test_bf16_without_native_bf16_is_refused_with_the_missing_flags(tmp_path, monkeypatch, cpuinfo, says):
+    (tmp_path / "cpuinfo").write_text("model name\t: Some CPU 9000\n" + cpuinfo)
+    real = distilframe._config.cpu_flags, distilframe._config.cpu_name
+    monkeypatch.setattr(distilframe._config, "cpu_flags", lambda: real[0](tmp_path / "cpuinfo"))
+    monkeypatch.setattr(distilframe._config, "cpu_name", lambda: real[1](tmp_path / "cpuinfo"))
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: False)
+    monkeypatch.delenv("DISTILFRAME_EMULATED_BF16", raising=False)
+    pattern = f"Got precision='bf16' but Some CPU 9000 has no native bf16: it lacks the avx512_bf16 and amx_bf16 " \
+              f"flags \\({says}.*precision='fp32' \\(exact\\) or 'auto'"
+    with pytest.raises(ValueError, match=pattern):
+        engine_mod.resolve_precision("bf16")
+    monkeypatch.setenv("DISTILFRAME_PRECISION", "bf16")
+    with pytest.raises(ValueError, match="Got DISTILFRAME_PRECISION='bf16' but"):
+        pd.Series(["a cat"]).distil.embed(precision="auto")  # refused before any model is loaded or run
+    monkeypatch.setenv("DISTILFRAME_PRECISION", "fp32")
+    with pytest.raises(ValueError, match="no native bf16"):
+        pd.Series(["a cat"]).distil.embed(precision="bf16")
+
+
 def test_auto_precision(monkeypatch):
     real_native_bf16 = engine_mod.native_bf16
     monkeypatch.setenv("DISTILFRAME_PRECISION", "auto")
@@ -86,7 +108,9 @@ def test_auto_precision(monkeypatch):
     assert engine_mod.resolve_precision("auto") == "bf16"
     monkeypatch.setattr(engine_mod, "native_bf16", lambda: False)
     assert engine_mod.resolve_precision("auto") == "fp32"
+    monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")
     assert engine_mod.resolve_precision("bf16") == "bf16"
+    monkeypatch.delenv("DISTILFRAME_EMULATED_BF16")
     monkeypatch.setenv("DISTILFRAME_PRECISION", "fp32")
     monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
     assert engine_mod.resolve_precision("auto") == "fp32"
@@ -156,7 +180,8 @@ def test_first_use_of_a_hugging_face_model_prints_no_paddle_logs(tmp_path):
     from distilframe.testing import write_hf_checkpoint
 
     folder = write_hf_checkpoint(tmp_path / "hf", seed=77)
-    env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home"), "DISTILFRAME_PRECISION": "bf16"}
+    env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home"), "DISTILFRAME_PRECISION": "bf16",
+           "DISTILFRAME_EMULATED_BF16": "1"}
     env.pop("GLOG_minloglevel", None)
     code = f"import pandas as pd, distilframe; pd.Series(['a cat']).distil.embed(model={str(folder)!r})"
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -164,7 +189,8 @@ def test_first_use_of_a_hugging_face_model_prints_no_paddle_logs(tmp_path):
     assert "analysis_config" not in run.stderr and "eager_utils" not in run.stderr, run.stderr
 
 
-def test_bf16_long_texts_keep_their_positions(tmp_path):
+def test_bf16_long_texts_keep_their_positions(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")
     # Positions are counted in the graph; in bf16 a float count is exact only up to 256 (a bug once).
     from reference import reference_forward
 
