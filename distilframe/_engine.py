@@ -1,6 +1,7 @@
 """Run a DistilBERT checkpoint with Paddle (imported through ``_paddle``, the one door to it).
 
-Two engines with one interface (``hidden_states``, ``logits``):
+Two Paddle engines with one interface (``hidden_states``, ``logits``), which ``_onnx.OnnxInt8Engine`` (int8,
+ONNX Runtime) shares:
 
 * ``PredictorEngine`` (the default): Paddle Inference with oneDNN, in fp32 or bf16.
   Each checkpoint is exported once (``paddle.jit.to_static``, dynamic batch and
@@ -80,14 +81,18 @@ def check_bf16(source: str = "precision='bf16'") -> None:
     if native_bf16() or _paddle.gpu_visible() or config.emulated_bf16():
         return
     flags = config.cpu_flags()
+    if not flags:  # no /proc/cpuinfo flags (macOS, Windows, ARM): unknown, so not refused
+        return
     has = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
     what = ("over 100x slower than fp32 (emulated on AVX-512)" if "avx512f" in flags
             else "computed in fp32 anyway (oneDNN ignores bf16 on AVX2): no faster")
+    instead = ("unset DISTILFRAME_PRECISION or set it to fp32, auto or int8" if source.startswith("DISTILFRAME")
+               else "use precision='fp32' (exact), 'auto' (bf16 only on CPUs that have it) or 'int8' (faster here, "
+                    "less exact)")
     raise ValueError(
         f"Got {source} but {config.cpu_name()} has no native bf16: it lacks the {' and '.join(config.BF16_FLAGS)} "
-        f"flags (it has {', '.join(has) or 'neither AVX2 nor AVX-512'}), so bf16 would be {what}. Use "
-        "precision='fp32' (exact) or 'auto' (bf16 only on CPUs that have it). DISTILFRAME_EMULATED_BF16=1 allows it "
-        "anyway, to test the bf16 path.")
+        f"flags (it has {', '.join(has) or 'neither AVX2 nor AVX-512'}), so bf16 would be {what}. Instead, "
+        f"{instead}. DISTILFRAME_EMULATED_BF16=1 allows it anyway, to test the bf16 path.")
 
 
 def _packed_encoder(paddle: Any, model: Any) -> Any:

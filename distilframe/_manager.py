@@ -38,7 +38,7 @@ _warned: set[str] = set()  # test models already warned about in this process
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to run: its checkpoint, its Paddle engine and its tokenizer."""
+    """A model ready to run: its checkpoint, its engine (Paddle, or ONNX Runtime for int8) and its tokenizer."""
 
     checkpoint: Checkpoint
     engine: "PaddleEngine | PredictorEngine | OnnxInt8Engine"
@@ -161,6 +161,9 @@ class ModelManager:
         if precision == "int8":  # ONNX Runtime (extra int8): Paddle 3's predictor has no CPU int8 pass
             from ._onnx import OnnxInt8Engine
 
+            if _paddle_gpu():
+                warn("precision='int8' runs on the CPU (ONNX Runtime's CPU kernels), not on the GPU Paddle sees: "
+                     "use precision='fp32' or 'auto' to run on the GPU.", EngineWarning)
             engine = OnnxInt8Engine(checkpoint, num_threads=num_threads)
         elif config.engine() == "dygraph":
             engine, precision = PaddleEngine(checkpoint, num_threads=num_threads), "fp32"
@@ -225,6 +228,12 @@ def load_for(task: str, model: str | os.PathLike, *, precision: str | None = "au
     if task == "classify" and not loaded.engine.has_classifier:
         raise UnsupportedTaskError(no_head_message(loaded.name))
     return loaded
+
+
+def _paddle_gpu() -> bool:
+    from ._paddle import gpu_visible
+
+    return gpu_visible()
 
 
 def refuse_early(task: str, model: Any) -> None:

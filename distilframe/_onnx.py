@@ -21,12 +21,13 @@ classification head (pre_classifier, ReLU, classifier on the first token) runs i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -36,9 +37,9 @@ from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
 from .errors import CheckpointError
 
-__all__ = ["ONNX_GRAPH_VERSION", "OnnxInt8Engine", "int8_model"]
+__all__ = ["ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "fp32_kept", "head_logits", "int8_model"]
 
-# What the quantized graph computes: part of its cache key (and so of the result cache's, via the precision).
+# What the quantized graph computes: part of its cache key, and of the result cache's (the engine's graph_version).
 ONNX_GRAPH_VERSION = 1
 _INSTALL = 'precision="int8" needs ONNX Runtime: pip install "distilframe[int8]"'
 
@@ -156,35 +157,59 @@ def int8_model(checkpoint: Checkpoint) -> Path:
     key = f"{content_hash(checkpoint)}-onnxruntime{onnxruntime.__version__}-int8graph{ONNX_GRAPH_VERSION}"
     compiled = config.home() / "compiled"
     target = compiled / key
-    if (target / "info.json").is_file() and not fs.damaged(target):
+    if _complete(target):
         return target
     with fs.file_lock(f"compiled-{key}"):
-        if (target / "info.json").is_file() and not fs.damaged(target):
+        if _complete(target):
             return target
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        from ._engine import PaddleEngine
+
+        # The Paddle engine's checks, once per checkpoint: weights against the config, complete heads, and
+        # which heads are a sentence classifier (a token-classification or QA head is not).
+        has_classifier = PaddleEngine(checkpoint).has_classifier
         state = load_state(checkpoint)
         model = build_graph(checkpoint, state)
-        head = {k: state[k] for k in _HEAD if k in state}
+        head = {k: state[k] for k in _HEAD} if has_classifier else {}
         with fs.staged_folder(target) as tmp:
             onnx.save(model, str(tmp / "fp32.onnx"))
-            logging.disable(logging.WARNING)  # the quantizer logs every node, and advice, to the root logger
-            try:
+            with _quiet_root_logger():  # the quantizer logs every node, and advice, with logging.info/warning
                 quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8,
                                  per_channel=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=fp32_kept(model))
-            finally:
-                logging.disable(logging.NOTSET)
             (tmp / "fp32.onnx").unlink()
-            if len(head) == len(_HEAD):
+            if head:
                 np.savez(tmp / "head.npz", **{k.replace(".", "_"): v for k, v in head.items()})
-            info = {"has_classifier": len(head) == len(_HEAD), "hidden_size": int(state[
-                f"{PREFIX}embeddings.word_embeddings.weight"].shape[1]),
-                    "num_labels": int(head["classifier.weight"].shape[1]) if len(head) == len(_HEAD) else 0}
+            info = {"has_classifier": bool(head),
+                    "hidden_size": int(state[f"{PREFIX}embeddings.word_embeddings.weight"].shape[1]),
+                    "num_labels": int(head["classifier.weight"].shape[1]) if head else 0}
             (tmp / "info.json").write_text(json.dumps(info))
             fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return target
+
+
+def _complete(folder: Path) -> bool:
+    if not (folder / "info.json").is_file() or not (folder / "int8.onnx").is_file() or fs.damaged(folder):
+        return False
+    return not json.loads((folder / "info.json").read_text())["has_classifier"] or (folder / "head.npz").is_file()
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Silence ONNX Runtime's quantizer, which logs through the root logger, and leave logging as it was: the
+    disable level, and no handler added by the ``basicConfig`` its module-level ``logging.info`` calls run."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.manager.disable
+    logging.disable(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logging.disable(level)
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
 
 
 _HEAD = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
@@ -194,6 +219,7 @@ class OnnxInt8Engine:
     """The int8 engine: ``hidden_states`` and ``logits`` as :class:`~distilframe._engine.PredictorEngine`'s."""
 
     precision = "int8"
+    graph_version = f"onnx{ONNX_GRAPH_VERSION}"  # the result cache's key: never another graph's results
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         _, onnxruntime = _modules()
@@ -227,7 +253,10 @@ class OnnxInt8Engine:
         """Classification logits (batch, num_labels): the fp32 head on the int8 encoder's first token."""
         if self._head is None:
             raise RuntimeError("this checkpoint has no classification head")
-        first = self.hidden_states(input_ids, attention_mask)[:, 0]
-        h = self._head
-        inner = np.maximum(first @ h["pre_classifier.weight"] + h["pre_classifier.bias"], 0)
-        return (inner @ h["classifier.weight"] + h["classifier.bias"]).astype(np.float32)
+        return head_logits(self.hidden_states(input_ids, attention_mask)[:, 0], self._head)
+
+
+def head_logits(first: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:
+    """PaddleNLP's sequence-classification head on the first token's states: pre_classifier, ReLU, classifier."""
+    inner = np.maximum(first @ head["pre_classifier.weight"] + head["pre_classifier.bias"], 0)
+    return (inner @ head["classifier.weight"] + head["classifier.bias"]).astype(np.float32)

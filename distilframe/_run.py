@@ -155,7 +155,7 @@ def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: 
     embed = task == "embed"
     return settings_key(checkpoint=content_hash(ckpt), task=task, distilframe=__version__,
                         engine=type(model.engine).__name__, paddle=getattr(model.engine, "paddle_version", ""),
-                        graph=GRAPH_VERSION,
+                        graph=getattr(model.engine, "graph_version", GRAPH_VERSION),
                         do_lower_case=ckpt.do_lower_case, strip_accents=ckpt.strip_accents,
                         tokenize_chinese_chars=ckpt.tokenize_chinese_chars, added_tokens=list(ckpt.added_tokens),
                         pooling=options.pooling if embed else None,

@@ -553,14 +553,23 @@ class RunPanel(w.VBox, _Background):
 
 
 def _precisions() -> list[tuple[str, str]]:
-    """The precision choices for this CPU: bf16 only where it is native (elsewhere it is refused)."""
-    from ._config import native_bf16
+    """The precision choices here: what auto resolves to, bf16 only where it is native (elsewhere it is refused),
+    int8 only where ONNX Runtime is installed."""
+    import importlib.util
 
-    auto = "auto (bf16 here)" if native_bf16() else "auto (fp32 here)"
+    from ._config import native_bf16
+    from ._engine import resolve_precision
+
+    try:
+        auto = f"auto ({resolve_precision('auto')} here)"
+    except ValueError as e:  # DISTILFRAME_PRECISION asks for what this CPU cannot do: Run will say so
+        auto = f"auto ({str(e)[:40]}...)"
     choices = [(auto, "auto"), ("fp32 (exact)", "fp32")]
     if native_bf16():
         choices.append(("bf16 (cosine to fp32 ~0.9999)", "bf16"))
-    return choices + [("int8 (faster without bf16; cosine >= 0.99)", "int8")]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        choices.append(("int8 (faster without bf16; cosine ~0.99)", "int8"))
+    return choices
 
 
 def _text_positions(df: pd.DataFrame) -> list[int]:

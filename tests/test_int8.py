@@ -99,3 +99,59 @@ def test_int8_on_the_trained_all_minilm_l6_v2_keeps_cosine_099_on_every_benchmar
     fp32, int8 = embed("minilm", "fp32", texts, progress=False), embed("minilm", "int8", texts, progress=False)
     cosine = np.sum(fp32 * int8, axis=1)
     assert cosine.min() >= 0.99, cosine.min()  # measured 0.9920 (mean 0.9961)
+
+
+def test_the_onnx_graph_computes_what_the_paddle_graph_computes_on_packed_rows(tmp_path):
+    # Unquantized, the graph must equal Paddle's packed encoder: a mask or position bug would show here, where
+    # quantization error cannot hide it.
+    import onnxruntime as ort
+
+    from distilframe import _onnx, _resolve
+    from distilframe._engine import load_state
+
+    folder = write_checkpoint(tmp_path / "c", seed=87, num_labels=2, weight_std=0.05)
+    checkpoint = _resolve.resolve(folder)
+    state = load_state(checkpoint)
+    session = ort.InferenceSession(_onnx.build_graph(checkpoint, state).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    mask = np.array([[1] * 7 + [2] * 9 + [0] * 4, [1] * 20, [1] * 3 + [2] * 3 + [3] * 5 + [0] * 9], dtype=np.int64)
+    ids = np.where(mask > 0, np.random.default_rng(0).integers(5, 150, size=mask.shape), 0).astype(np.int64)
+    paddle = ModelManager().get(folder, precision="fp32").engine
+    want = paddle.hidden_states(ids, mask)
+    got = session.run(["hidden"], {"input_ids": ids, "attention_mask": mask})[0]
+    np.testing.assert_allclose(got[mask > 0], want[mask > 0], atol=2e-5)
+    ones = (mask > 0).astype(np.int64)
+    head = {k: state[k] for k in ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
+                                  "classifier.bias")}
+    np.testing.assert_allclose(_onnx.head_logits(paddle.hidden_states(ids, ones)[:, 0], head),
+                               paddle.logits(ids, ones), atol=2e-5)
+
+
+def test_int8_and_fp32_results_are_kept_apart_in_the_result_cache(tmp_path):
+    folder = write_checkpoint(tmp_path / "c", seed=88, weight_std=0.05)
+    texts = pd.Series(["a cat", "a dog"])
+    fp32 = distilframe.to_numpy(texts.distil.embed(model=folder, precision="fp32"))
+    int8 = distilframe.to_numpy(texts.distil.embed(model=folder, precision="int8"))
+    assert not np.array_equal(fp32, int8)
+    np.testing.assert_array_equal(distilframe.to_numpy(texts.distil.embed(model=folder, precision="int8")), int8)
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_refused_in_int8_too(tmp_path):
+    import json
+
+    folder = write_checkpoint(tmp_path / "c", seed=89)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+    for precision in ("fp32", "int8"):
+        with pytest.raises(distilframe.CheckpointError, match="do not fit"):
+            pd.Series(["a cat"]).distil.embed(model=folder, precision=precision, cache=False)
+
+
+def test_quantizing_leaves_the_logging_configuration_as_it_was(tmp_path):
+    import logging
+
+    from distilframe import _onnx, _resolve
+
+    handlers, level = list(logging.getLogger().handlers), logging.root.manager.disable
+    _onnx.int8_model(_resolve.resolve(write_checkpoint(tmp_path / "c", seed=90)))
+    assert logging.getLogger().handlers == handlers and logging.root.manager.disable == level

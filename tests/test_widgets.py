@@ -272,14 +272,31 @@ def test_opening_widgets_changes_no_default_and_the_model_follows_the_task(frame
     assert panel.picker.value == "distilbert-base-cased"
 
 
+def test_the_precision_list_offers_what_this_cpu_can_run_and_reaches_the_run(frame):
+    from distilframe._config import native_bf16
+
+    panel = frame.distil.panel()
+    values = [value for _, value in panel.precision.options]
+    assert values == ["auto", "fp32", *(["bf16"] if native_bf16() else []), "int8"]
+    assert panel.precision.options[0][0] == "auto (fp32 here)"  # the suite pins DISTILFRAME_PRECISION=fp32
+    panel.precision.value = "int8"
+    panel.run_button.click()
+    finish(panel)
+    assert panel.state == "done", panel.message.value
+    want = frame.distil.embed("text", precision="int8")
+    np.testing.assert_array_equal(distilframe.to_numpy(panel.result["text_embedding"]),
+                                  distilframe.to_numpy(want["text_embedding"]))
+    assert panel.result.attrs["distilframe"][-1]["metadata"]["precision"] == "int8"
+
+
 def test_controls_are_locked_while_running_and_stop_after_the_end_changes_nothing(frame, monkeypatch):
     frame = uncached(frame, "locked")
     started, release = held_batches(monkeypatch)
     panel = frame.distil.panel()
     panel.run()
     assert started.wait(60)
-    locked = [panel.column, panel.task, panel.pooling, panel.max_length, panel.long_text, panel.picker.dropdown,
-              panel.run_button]
+    locked = [panel.column, panel.task, panel.pooling, panel.max_length, panel.long_text, panel.precision,
+              panel.picker.dropdown, panel.run_button]
     assert all(c.disabled for c in locked) and not panel.stop_button.disabled
     panel.run()  # a second Run while running: ignored
     release.set()
