@@ -164,7 +164,10 @@ def int8_model(checkpoint: Checkpoint) -> Path:
             return target
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        try:  # it imports ml_dtypes, which onnxruntime does not declare
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+        except ImportError as e:
+            raise ImportError(f"{_INSTALL} ({e})", name=e.name) from e
 
         from ._engine import PaddleEngine
 
