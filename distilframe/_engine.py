@@ -33,7 +33,6 @@ implementation of these weights. Guarantees, whatever the load path:
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -379,34 +378,25 @@ def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     paddle = _paddle.paddle()
     key = (f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddle.paddlenlp_version()}"
            f"-graph{GRAPH_VERSION}")
-    compiled = config.home() / "compiled"
-    target = compiled / key
-    if _complete(target):
-        return target
-    with fs.file_lock(f"compiled-{key}"):
-        if _complete(target):  # another process exported it meanwhile
-            return target
-        if target.exists():  # damaged, or an interrupted copy without info.json: export it again
-            shutil.rmtree(target, ignore_errors=True)
-        fs.sweep_stale(compiled, ".*")
-        dygraph = PaddleEngine(checkpoint, num_threads=num_threads)  # validates the weights against the config
-        with fs.staged_folder(target) as tmp:
-            InputSpec = paddle.static.InputSpec
 
-            specs = [InputSpec([None, None], "int64", "input_ids"), InputSpec([None, None], "int64", "attention_mask")]
-            graphs = {"encoder": dygraph._encoder}
-            if dygraph.has_classifier:
-                graphs["classifier"] = dygraph._model
-            with _paddle.quiet_imports(), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface")
-                for kind, layer in graphs.items():
-                    static = paddle.jit.to_static(layer, input_spec=specs, full_graph=True)
-                    paddle.jit.save(static, str(tmp / kind))
-            info = {"has_classifier": dygraph.has_classifier, "num_labels": dygraph.num_labels,
-                    "hidden_size": dygraph.hidden_size, "paddle": paddle.__version__}
-            (tmp / "info.json").write_text(json.dumps(info))
-            fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
-    return target
+    def build(tmp: Path) -> None:
+        dygraph = PaddleEngine(checkpoint, num_threads=num_threads)  # validates the weights against the config
+        InputSpec = paddle.static.InputSpec
+
+        specs = [InputSpec([None, None], "int64", "input_ids"), InputSpec([None, None], "int64", "attention_mask")]
+        graphs = {"encoder": dygraph._encoder}
+        if dygraph.has_classifier:
+            graphs["classifier"] = dygraph._model
+        with _paddle.quiet_imports(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface")
+            for kind, layer in graphs.items():
+                static = paddle.jit.to_static(layer, input_spec=specs, full_graph=True)
+                paddle.jit.save(static, str(tmp / kind))
+        info = {"has_classifier": dygraph.has_classifier, "num_labels": dygraph.num_labels,
+                "hidden_size": dygraph.hidden_size, "paddle": paddle.__version__}
+        (tmp / "info.json").write_text(json.dumps(info))
+
+    return fs.build_once(config.home() / "compiled" / key, _complete, build)
 
 
 def _complete(folder: Path) -> bool:

@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import _config as config
 
-__all__ = ["MANIFEST", "STALE_SECONDS", "atomic_write", "damaged", "digest", "file_lock", "read_json",
+__all__ = ["MANIFEST", "STALE_SECONDS", "atomic_write", "build_once", "damaged", "digest", "file_lock", "read_json",
            "sha256", "shareable", "staged_file", "staged_folder", "sweep_stale", "umask", "write_manifest"]
 
 MANIFEST = "distilframe_manifest.json"
@@ -164,6 +164,25 @@ def staged_folder(target: Path, *, complete: Callable[[Path], bool] | None = Non
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_once(target: Path, complete: Callable[[Path], bool], build: Callable[[Path], None]) -> Path:
+    """``target``, a cache folder that ``build(tmp)`` fills, built unless ``complete(target)``: one process
+    builds it (the lock ``<parent>-<name>``) while the others wait and then reuse it; a damaged or partial
+    folder is built again; the files get a manifest (so later damage is seen); stale temporary folders
+    beside it are swept. The folder appears whole or not at all (:func:`staged_folder`)."""
+    if complete(target):
+        return target
+    with file_lock(f"{target.parent.name}-{target.name}"):
+        if complete(target):  # another process built it meanwhile
+            return target
+        if target.exists():  # damaged, or an interrupted copy: build it again
+            shutil.rmtree(target, ignore_errors=True)
+        sweep_stale(target.parent, ".*")
+        with staged_folder(target) as tmp:
+            build(tmp)
+            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
+    return target
 
 
 @contextlib.contextmanager

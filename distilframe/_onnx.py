@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -155,15 +154,8 @@ def int8_model(checkpoint: Checkpoint) -> Path:
     """The checkpoint's quantized ONNX model, built and quantized on first use (atomic, locked, cached)."""
     onnx, onnxruntime = _modules()
     key = f"{content_hash(checkpoint)}-onnxruntime{onnxruntime.__version__}-int8graph{ONNX_GRAPH_VERSION}"
-    compiled = config.home() / "compiled"
-    target = compiled / key
-    if _complete(target):
-        return target
-    with fs.file_lock(f"compiled-{key}"):
-        if _complete(target):
-            return target
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
+
+    def build(tmp: Path) -> None:
         try:  # it imports ml_dtypes, which onnxruntime does not declare
             from onnxruntime.quantization import QuantType, quantize_dynamic
         except ImportError as e:
@@ -177,20 +169,19 @@ def int8_model(checkpoint: Checkpoint) -> Path:
         state = load_state(checkpoint)
         model = build_graph(checkpoint, state)
         head = {k: state[k] for k in _HEAD} if has_classifier else {}
-        with fs.staged_folder(target) as tmp:
-            onnx.save(model, str(tmp / "fp32.onnx"))
-            with _quiet_root_logger():  # the quantizer logs every node, and advice, with logging.info/warning
-                quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8,
-                                 per_channel=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=fp32_kept(model))
-            (tmp / "fp32.onnx").unlink()
-            if head:
-                np.savez(tmp / "head.npz", **{k.replace(".", "_"): v for k, v in head.items()})
-            info = {"has_classifier": bool(head),
-                    "hidden_size": int(state[f"{PREFIX}embeddings.word_embeddings.weight"].shape[1]),
-                    "num_labels": int(head["classifier.weight"].shape[1]) if head else 0}
-            (tmp / "info.json").write_text(json.dumps(info))
-            fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
-    return target
+        onnx.save(model, str(tmp / "fp32.onnx"))
+        with _quiet_root_logger():  # the quantizer logs every node, and advice, with logging.info/warning
+            quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8,
+                             per_channel=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=fp32_kept(model))
+        (tmp / "fp32.onnx").unlink()
+        if head:
+            np.savez(tmp / "head.npz", **{k.replace(".", "_"): v for k, v in head.items()})
+        info = {"has_classifier": bool(head),
+                "hidden_size": int(state[f"{PREFIX}embeddings.word_embeddings.weight"].shape[1]),
+                "num_labels": int(head["classifier.weight"].shape[1]) if head else 0}
+        (tmp / "info.json").write_text(json.dumps(info))
+
+    return fs.build_once(config.home() / "compiled" / key, _complete, build)
 
 
 def _complete(folder: Path) -> bool:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .errors import ColumnNotFoundError
 
-__all__ = ["is_text", "missing_column", "select_column", "string_columns", "texts"]
+__all__ = ["from_polars", "is_text", "missing_column", "select_column", "string_columns", "texts"]
 
 
 def texts(series: pd.Series, errors: str) -> list[str | None]:
@@ -55,6 +55,15 @@ def texts(series: pd.Series, errors: str) -> list[str | None]:
         )
     _check_unicode(texts, series, errors, f"{what}{name}")
     return texts
+
+
+def from_polars(series: Any) -> pd.Series:
+    """A Polars column as the pandas Series :func:`texts` takes (without importing Polars): Arrow-backed, so nulls
+    stay nulls and numbers keep their own text (an integer column with nulls does not become floats); a float
+    NaN is missing, as in pandas, not the text "nan". An unnamed column stays unnamed."""
+    if series.dtype.is_float():
+        series = series.fill_nan(None)
+    return series.to_pandas(use_pyarrow_extension_array=True).rename(series.name or None)
 
 
 def _check_unicode(texts: list[str | None], series: pd.Series, errors: str, what: str) -> None:

@@ -110,15 +110,6 @@ def _column(schema: Any, column: Any, errors: str) -> str:
     return column
 
 
-def _to_pandas(series: Any) -> pd.Series:
-    """A Polars column as the pandas Series the pipeline takes: Arrow-backed, so nulls stay nulls and numbers
-    keep their own text (an integer column with nulls does not become floats); a float NaN is missing, as in
-    pandas, not the text "nan"."""
-    if series.dtype.is_float():
-        series = series.fill_nan(None)
-    return series.to_pandas(use_pyarrow_extension_array=True).rename(series.name)
-
-
 def _dtypes(schema: OutputSchema) -> dict[str, Any]:
     """The Polars dtype of each output column."""
     kinds = {"embedding": pl.Array(pl.Float32, schema.dim), "label": pl.String, "score": pl.Float32,
@@ -130,7 +121,7 @@ def _outputs(task: str, series: Any, model: Any, options: RunOptions, labels: An
              dtypes: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """The output columns for a Polars Series of texts, as a Polars frame of ``dtypes`` (default: the pandas
     result's columns), and the step the pandas result records."""
-    added = added_columns(task, _to_pandas(series), model, options, labels=labels, template=template)
+    added = added_columns(task, _text.from_polars(series), model, options, labels=labels, template=template)
     out = pl.from_pandas(added, nan_to_null=True)  # a score without a result is null, as its label
     if dtypes is None:
         dtypes = {name: pl.Enum(list(STATUSES)) if isinstance(out[name].dtype, pl.Categorical) else out[name].dtype
@@ -193,16 +184,16 @@ class _Eager:
         embeddings = arguments["embeddings"]
         if isinstance(embeddings, str) and embeddings not in frame.columns:
             raise _text.missing_column(embeddings, frame.columns)
-        table = pd.DataFrame({name: _to_pandas(frame.get_column(name))})
+        table = pd.DataFrame({name: _text.from_polars(frame.get_column(name))})
         table.attrs = _record_of(frame).attrs  # which model made an existing embedding column
         wanted = embeddings if isinstance(embeddings, str) else f"{name}_embedding"
         if wanted in frame.columns:
-            table[wanted] = _to_pandas(frame.get_column(wanted))
+            table[wanted] = _text.from_polars(frame.get_column(wanted))
         if isinstance(embeddings, pl.Series):  # no index to align by: it must be this frame's rows, in order
             if len(embeddings) != len(frame):
                 raise ValueError(f"Got embeddings= a Series of {len(embeddings)} rows for a frame of {len(frame)}: "
                                  "pass a column of this frame (its name, or the Series in the same row order).")
-            embeddings = pd.Series(_to_pandas(embeddings).array, index=table.index, name=embeddings.name)
+            embeddings = pd.Series(_text.from_polars(embeddings).array, index=table.index, name=embeddings.name)
         embedded = frame_embeddings(table, table[name], arguments["model"], options, embeddings)
         rows, scores = top_rows(embedded, queries, k)
         score_name, query_name = result_names(pd.DataFrame(columns=frame.columns))

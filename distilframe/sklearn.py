@@ -205,7 +205,7 @@ def _columns(X: Any, estimator: DistilEmbedder, *, reset: bool) -> list[pd.Serie
                         "strings (errors='coerce' reads numbers as text).")
     if _is_polars(X):
         validate_data(estimator, X, reset=reset, skip_check_array=True)
-        return [_from_polars(X.to_series(i)) for i in range(X.width)]
+        return [_text.from_polars(X.to_series(i)) for i in range(X.width)]
     if isinstance(X, pd.DataFrame):
         validate_data(estimator, X, reset=reset, skip_check_array=True)
         return [X.iloc[:, i] for i in range(X.shape[1])]
@@ -224,7 +224,7 @@ def _one_d(X: Any) -> pd.Series | None:
     if isinstance(X, pd.Series):
         return X
     if _is_polars(X):
-        return None if hasattr(X, "columns") else _from_polars(X)
+        return None if hasattr(X, "columns") else _text.from_polars(X)
     if isinstance(X, (str, bytes)):
         raise ValueError(f"Got the string {X[:40]!r} but expected a list, array or column of texts: wrap one text "
                          "in a list.")
@@ -237,11 +237,3 @@ def _one_d(X: Any) -> pd.Series | None:
 
 def _is_polars(X: Any) -> bool:
     return type(X).__module__.split(".")[0] == "polars" and hasattr(X, "to_arrow")
-
-
-def _from_polars(series: Any) -> pd.Series:
-    """A Polars column as the pandas Series the pipeline takes: Arrow-backed, so nulls stay nulls and numbers
-    keep their own text (an integer column with nulls does not become floats)."""
-    if series.dtype.is_float():
-        series = series.fill_nan(None)  # a NaN is missing, as in pandas, not the text "nan"
-    return series.to_pandas(use_pyarrow_extension_array=True).rename(series.name or None)
