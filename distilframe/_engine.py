@@ -9,7 +9,7 @@ ONNX Runtime) shares:
   reused by every later process, which then needs neither PaddleNLP nor a model
   build: a fast cold start. On a CPU with native bf16 (AVX512-BF16 or AMX) bf16
   runs about 4x faster than fp32 dygraph on 2 cores (benchmarks/engines.py).
-* ``PaddleEngine``: PaddleNLP's dygraph model; it validates the weights and is
+* ``PaddleEngine``: PaddleNLP's network in dygraph; it validates the weights and is
   what gets exported, and the fallback when export or the predictor fails.
 
 The attention mask of ``hidden_states`` may hold sequence numbers instead of ones:
@@ -18,9 +18,10 @@ row, with positions counted from 0 at each sequence's first token. A 0/1 mask is
 usual one-sequence-per-row case; the executor packs several short texts into one
 row this way, so that a batch of short texts is not mostly padding.
 
-The network is PaddleNLP's own ``DistilBertModel`` /
-``DistilBertForSequenceClassification``, so results are those of the reference
-implementation of these weights. Guarantees, whatever the load path:
+The network is PaddleNLP's ``DistilBertModel`` / ``DistilBertForSequenceClassification``,
+the reference implementation of these weights: the same ``paddle.nn`` layers under the
+same names, built here without importing PaddleNLP (``_distilbert``; tests/test_engine.py
+checks it against PaddleNLP's classes bit for bit). Guarantees, whatever the load path:
 
 * eval mode and ``paddle.no_grad()``: no dropout, no autograd graph;
 * the attention mask is always passed (PaddleNLP would otherwise mask
@@ -94,6 +95,61 @@ def check_bf16(source: str = "precision='bf16'") -> None:
         f"{instead}. DISTILFRAME_EMULATED_BF16=1 allows it anyway, to test the bf16 path.")
 
 
+def _distilbert(paddle: Any, cfg: dict[str, Any]) -> Any:
+    """PaddleNLP's ``DistilBertModel``, or with ``num_labels`` its ``DistilBertForSequenceClassification``, for
+    ``cfg`` (:func:`paddlenlp_config`): the same Paddle layers under the same names, in eval mode.
+
+    Built from ``paddle.nn`` here rather than imported, because importing PaddleNLP takes 3 s (over a quarter
+    of a first use's time; it pulls in its task, data and metrics packages, and scikit-learn) for three small
+    classes around ``paddle.nn.TransformerEncoder``. tests/test_engine.py checks that the parameter names and
+    shapes are PaddleNLP's and the outputs bit for bit the same, for both classes and both activations.
+    Dropout is left out: it is the identity in eval mode.
+    """
+    nn = paddle.nn
+    hidden = int(cfg["hidden_size"])
+
+    class BertEmbeddings(nn.Layer):  # words + positions, no token types
+        def __init__(self) -> None:
+            super().__init__()
+            self.word_embeddings = nn.Embedding(int(cfg["vocab_size"]), hidden)
+            self.position_embeddings = nn.Embedding(int(cfg["max_position_embeddings"]), hidden)
+            self.layer_norm = nn.LayerNorm(hidden)
+
+        def forward(self, input_ids: Any, position_ids: Any = None) -> Any:
+            if position_ids is None:
+                ones = paddle.ones_like(input_ids, dtype="int64")
+                position_ids = paddle.cumsum(ones, axis=-1) - ones
+            return self.layer_norm(self.word_embeddings(input_ids) + self.position_embeddings(position_ids))
+
+    class DistilBertModel(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embeddings = BertEmbeddings()
+            layer = nn.TransformerEncoderLayer(hidden, int(cfg["num_attention_heads"]), int(cfg["intermediate_size"]),
+                                               dropout=0.0, activation=str(cfg["hidden_act"]), attn_dropout=0.0,
+                                               act_dropout=0)
+            self.encoder = nn.TransformerEncoder(layer, int(cfg["num_hidden_layers"]))
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:  # a 0/1 mask
+            dtype = self.encoder.layers[0].norm1.weight.dtype
+            mask = (1.0 - attention_mask.unsqueeze(axis=[1, 2]).astype(dtype)) * -1e4
+            return self.encoder(self.embeddings(input_ids=input_ids), mask)
+
+    class DistilBertForSequenceClassification(nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.distilbert = DistilBertModel()
+            self.pre_classifier = nn.Linear(hidden, hidden)
+            self.activation = nn.ReLU()
+            self.classifier = nn.Linear(hidden, int(cfg["num_labels"]))
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            first = self.distilbert(input_ids=input_ids, attention_mask=attention_mask)[:, 0]
+            return self.classifier(self.activation(self.pre_classifier(first)))
+
+    return DistilBertForSequenceClassification() if cfg.get("num_labels") else DistilBertModel()
+
+
 def _packed_encoder(paddle: Any, model: Any) -> Any:
     """``model`` (a PaddleNLP DistilBertModel) behind an attention mask of sequence numbers (module docstring).
 
@@ -141,7 +197,6 @@ class PaddleEngine:
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         paddle = _paddle.with_threads(num_threads)
-        DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel = _paddle.paddlenlp_distilbert()
 
         self.checkpoint = checkpoint
         self.paddle_version = paddle.__version__
@@ -162,14 +217,13 @@ class PaddleEngine:
         self.num_labels = int(state["classifier.weight"].shape[1]) if self.has_classifier else 0
         cfg = paddlenlp_config(checkpoint, state, self.num_labels)
 
-        # LazyGuard: the layers are built without PaddleNLP's random initialisation, which the
-        # checkpoint's weights would overwrite anyway (measured: 1.1 GB -> see benchmarks, and faster).
+        # LazyGuard: the layers are built without a random initialisation, which the checkpoint's weights
+        # would overwrite anyway (PaddleNLP's own classes draw one even under LazyGuard: 1.6 s for
+        # distilbert-base).
         with paddle.no_grad(), paddle.LazyGuard():
-            if self.has_classifier:
-                model = DistilBertForSequenceClassification(DistilBertConfig(**cfg))
-                encoder = model.distilbert
-            else:
-                model = encoder = DistilBertModel(DistilBertConfig(**cfg))
+            model = _distilbert(paddle, cfg)
+            encoder = model.distilbert if self.has_classifier else model
+            if not self.has_classifier:
                 state = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX) and k not in _IGNORED}
         with paddle.no_grad():
             _check_and_set(model, state, checkpoint)
@@ -230,27 +284,32 @@ def load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     return state
 
 
+# PaddleNLP's DistilBertConfig defaults (tests/test_engine.py compares them).
+_CONFIG_DEFAULTS = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12,
+                    "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512, "pad_token_id": 0}
+
 # Tensors some conversions carry that DistilBERT does not use (BERT's token types).
 _IGNORED = (f"{PREFIX}embeddings.token_type_embeddings.weight", f"{PREFIX}embeddings.position_ids")
 
 
 def paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_labels: int) -> dict[str, Any]:
-    """PaddleNLP config arguments; sizes the config leaves out are read from the weights."""
+    """PaddleNLP config arguments, every one present: sizes the config leaves out are read from the weights,
+    and the rest default as in PaddleNLP's ``DistilBertConfig``."""
     cfg = checkpoint.config
-    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-            "hidden_act", "max_position_embeddings", "pad_token_id")
-    out = {k: cfg[k] for k in keys if k in cfg}
+    out = {k: cfg[k] for k in _CONFIG_DEFAULTS if k in cfg}
     shapes = {
         "vocab_size": (f"{PREFIX}embeddings.word_embeddings.weight", 0),
         "max_position_embeddings": (f"{PREFIX}embeddings.position_embeddings.weight", 0),
         "intermediate_size": (f"{PREFIX}encoder.layers.0.linear1.weight", 1),
+        "hidden_size": (f"{PREFIX}embeddings.word_embeddings.weight", 1),
     }
     for key, (name, axis) in shapes.items():
         if key not in out and name in state:
             out[key] = int(state[name].shape[axis])
     if "num_hidden_layers" not in out:
         out["num_hidden_layers"] = len({k.split(".")[3] for k in state if k.startswith(f"{PREFIX}encoder.layers.")})
-    hidden, heads = int(out["hidden_size"]), int(out.get("num_attention_heads", 12))
+    out = {**_CONFIG_DEFAULTS, **out}
+    hidden, heads = int(out["hidden_size"]), int(out["num_attention_heads"])
     if heads < 1 or hidden % heads:
         raise CheckpointError(
             f"The config of {checkpoint.name!r} has hidden_size={hidden} and num_attention_heads={heads}: "
@@ -376,8 +435,7 @@ GRAPH_VERSION = 3
 def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     """The folder of the checkpoint's exported graphs, exporting them on first use (atomic, locked)."""
     paddle = _paddle.paddle()
-    key = (f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddle.paddlenlp_version()}"
-           f"-graph{GRAPH_VERSION}")
+    key = f"{content_hash(checkpoint)}-paddle{paddle.__version__}-graph{GRAPH_VERSION}"
 
     def build(tmp: Path) -> None:
         dygraph = PaddleEngine(checkpoint, num_threads=num_threads)  # validates the weights against the config

@@ -2,9 +2,10 @@
 
 Importing them is slow (``import paddle`` ~1 s, ``paddlenlp`` ~2.5 s more) and noisy (glog INFO
 lines, warnings about their build tooling, the ``datasets`` logger), so it happens here, quietly,
-on first use: ``import distilframe`` imports neither. The engine builds and runs models with what
-this module returns; the converter writes Paddle state dicts and the downloader fetches PaddleNLP
-weights through it, so that neither needs the engine.
+on first use: ``import distilframe`` imports neither. The engine builds and runs models with the
+Paddle this module returns; the converter writes Paddle state dicts and the downloader fetches
+PaddleNLP weights through it, so that neither needs the engine. PaddleNLP is imported only to
+download (its network is built from ``paddle.nn`` by the engine, see ``_engine._distilbert``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import numpy as np
 
 from . import _config as config
 
-__all__ = ["UnsafeWeights", "bos_downloader", "gpu_visible", "load_state", "paddle", "paddlenlp_distilbert",
-           "paddlenlp_version", "quiet_imports", "save_state", "with_threads"]
+__all__ = ["UnsafeWeights", "bos_downloader", "gpu_visible", "load_state", "paddle", "quiet_imports", "save_state",
+           "with_threads"]
 
 
 @contextlib.contextmanager
@@ -106,23 +107,12 @@ def with_threads(num_threads: int | None) -> Any:
     return module
 
 
-def paddlenlp_distilbert() -> tuple[Any, Any, Any]:
-    """PaddleNLP's (DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel)."""
-    paddle()  # quietly, before PaddleNLP imports it
-    with quiet_imports():
-        try:
-            from paddlenlp.transformers import (
-                DistilBertConfig,
-                DistilBertForSequenceClassification,
-                DistilBertModel,
-            )
-        except ImportError as e:
-            raise ImportError(
-                f"PaddleNLP could not be imported ({e}). paddlenlp 2.8.1 works only with "
-                "huggingface_hub<0.26, aistudio-sdk<0.3 and datasets<3; another package may have upgraded "
-                "them. Fix: pip install 'huggingface_hub<0.26' 'aistudio-sdk<0.3' 'datasets<3'."
-            ) from e
-    return DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
+def _broken_paddlenlp(e: ImportError) -> ImportError:
+    return ImportError(
+        f"PaddleNLP could not be imported ({e}). paddlenlp 2.8.1 works only with "
+        "huggingface_hub<0.26, aistudio-sdk<0.3 and datasets<3; another package may have upgraded "
+        "them. Fix: pip install 'huggingface_hub<0.26' 'aistudio-sdk<0.3' 'datasets<3'."
+    )
 
 
 def bos_downloader() -> Callable[..., str]:
@@ -130,9 +120,12 @@ def bos_downloader() -> Callable[..., str]:
     <url> to <temp file>" reads like progress right before an error saying the download failed)."""
     import logging
 
-    paddle()
+    paddle()  # quietly, before PaddleNLP imports it
     with quiet_imports():
-        from paddlenlp.utils.download.bos_download import bos_download
+        try:
+            from paddlenlp.utils.download.bos_download import bos_download
+        except ImportError as e:
+            raise _broken_paddlenlp(e) from e
 
     def quiet_download(*args: Any, **kwargs: Any) -> str:
         log = logging.getLogger("paddlenlp.utils.download.bos_download")
@@ -144,16 +137,6 @@ def bos_downloader() -> Callable[..., str]:
             log.setLevel(level)
 
     return quiet_download
-
-
-def paddlenlp_version() -> str:
-    """The installed PaddleNLP's version (without importing it), or "none"."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("paddlenlp")
-    except PackageNotFoundError:
-        return "none"
 
 
 def save_state(state: dict[str, np.ndarray], path: Path) -> None:

@@ -160,9 +160,47 @@ def test_sizes_missing_from_the_config_are_read_from_the_weights(tmp_path):
 def test_a_broken_paddlenlp_install_gets_a_fix_in_the_message(monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "paddlenlp.transformers", None)  # what a failed import looks like
+    from distilframe import _paddle
+
+    # What a failed import looks like; PaddleNLP is imported only to download its weights.
+    monkeypatch.setitem(sys.modules, "paddlenlp.utils.download.bos_download", None)
     with pytest.raises(ImportError, match="huggingface_hub<0.26"):
-        PaddleEngine(checkpoints.resolve("uncased"))
+        _paddle.bos_downloader()
+
+
+@pytest.mark.parametrize("act", ["gelu", "relu"])
+@pytest.mark.parametrize("num_labels", [0, 3])
+def test_the_network_is_paddlenlps_own_bit_for_bit(act, num_labels):
+    """The engine builds PaddleNLP's DistilBertModel / DistilBertForSequenceClassification from paddle.nn (to
+    spare the 3 s import of PaddleNLP): the same parameters under the same names, the same outputs to the bit."""
+    import paddle
+    from paddlenlp.transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
+
+    from distilframe._engine import _CONFIG_DEFAULTS, _distilbert
+
+    defaults = DistilBertConfig()
+    assert {k: getattr(defaults, k) for k in _CONFIG_DEFAULTS} == _CONFIG_DEFAULTS
+    cfg = {"vocab_size": 80, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "intermediate_size": 24, "hidden_act": act, "max_position_embeddings": 20, "pad_token_id": 0,
+           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    if num_labels:
+        cfg["num_labels"] = num_labels
+    paddle.seed(5)
+    theirs = (DistilBertForSequenceClassification if num_labels else DistilBertModel)(DistilBertConfig(**cfg))
+    ours = _distilbert(paddle, cfg)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.set_state_dict(theirs.state_dict())
+    for model in (ours, theirs):
+        model.eval()
+        for layer in model.sublayers():
+            if isinstance(layer, paddle.nn.LayerNorm):
+                layer._epsilon = 1e-12
+    ids, mask = (paddle.to_tensor(a) for a in batch())
+    with paddle.no_grad():
+        want, got = theirs(ids, attention_mask=mask).numpy(), ours(ids, attention_mask=mask).numpy()
+        assert np.array_equal(got, want)
+        assert np.array_equal(ours(ids[:, :4], attention_mask=mask[:, :4]).numpy(),
+                              theirs(ids[:, :4], attention_mask=mask[:, :4]).numpy())
 
 
 def test_thread_count_is_the_same_for_every_model_of_the_process(monkeypatch):

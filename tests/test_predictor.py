@@ -55,6 +55,24 @@ def test_the_export_is_made_once_and_reused_by_new_processes_without_paddlenlp(t
     assert label in ("LABEL_0", "LABEL_1") and imported == "False"  # no PaddleNLP, no model build: fast start
 
 
+def test_the_first_use_of_a_hugging_face_folder_converts_and_exports_without_paddlenlp(tmp_path):
+    """Importing PaddleNLP costs 3 s of a first use's ~7; only downloading a registry model needs it."""
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "hf"
+    config = transformers.DistilBertConfig(vocab_size=120, dim=32, n_layers=2, n_heads=2, hidden_dim=37)
+    transformers.DistilBertModel(config).save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"]
+                                                + [f"w{i}" for i in range(113)]) + "\n")
+    code = ("import sys, pandas as pd, distilframe; "
+            f"out = pd.Series(['the cat']).distil.embed(model={str(folder)!r}, cache=False); "
+            "print(distilframe.to_numpy(out).shape[1], 'paddlenlp' in sys.modules)")
+    env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["32", "False"]
+    assert any((tmp_path / "home" / "compiled").iterdir())  # it did export, in that process
+
+
 def test_bf16_is_close_to_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")  # the bf16 path on any CPU (refused by default without it)
     folder = write_checkpoint(tmp_path / "ckpt", seed=72, weight_std=0.05)
