@@ -86,7 +86,14 @@ def content_hash(checkpoint: Checkpoint) -> str:
 
 
 def read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpoint:
-    """The checkpoint in a complete PaddleNLP-format folder; a registered ``spec`` gives its casing and labels."""
+    """The checkpoint in a complete PaddleNLP-format folder; a registered ``spec`` gives its casing and labels.
+
+    Read once per process while the folder's files stay as they are (``_fs.memoized``)."""
+    key = ("read", Path(path), name, repr(spec))
+    return fs.memoized(key, lambda: (_read(Path(path), spec, name), [Path(path)]))
+
+
+def _read(path: Path, spec: ModelSpec | None, name: str | None) -> Checkpoint:
     config_path = next(path / c for c in CONFIGS if (path / c).is_file())
     cfg = _flatten(load_json(config_path))
     model_type = cfg.get("model_type", "distilbert")

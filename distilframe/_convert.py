@@ -84,6 +84,18 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     >>> df.distil.classify("review", model=folder)  # doctest: +SKIP
     """
     root = Path(source).expanduser().resolve()
+    where = Path(target).expanduser().resolve() if target is not None else config.converted_dir()
+    # A conversion already made is found again without re-reading the source's vocabulary (_fs.memoized).
+    return fs.memoized(("convert", root, where, target is None), lambda: _convert(root, target))
+
+
+def _convert(root: Path, target: str | os.PathLike | None) -> tuple[Path, list[Path]]:
+    """The conversion's folder, and the folders that it depends on."""
+    out = _converted(root, target)
+    return out, [root, out]
+
+
+def _converted(root: Path, target: str | os.PathLike | None) -> Path:
     head = None
     src = root
     if is_sentence_transformers(root):  # the encoder is one of its modules; the others become the head

@@ -77,3 +77,29 @@ def test_everything_distilframe_writes_gets_the_umask_permissions(tmp_path, umas
     wrong = [f"{p.relative_to(tmp_path)} {oct(mode(p))}" for p in files if mode(p) != 0o664]
     wrong += [f"{p.relative_to(tmp_path)}/ {oct(mode(p))}" for p in folders if mode(p) != 0o775]
     assert wrong == []
+
+
+def test_memoized_values_last_until_a_file_under_their_folders_changes(tmp_path):
+    folder = tmp_path / "ckpt"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("1")
+    (folder / ".git").mkdir()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return (folder / "a.txt").read_text() + str(len(calls)), [folder]
+
+    assert fs.memoized(("t", folder), compute) == "11"
+    assert fs.memoized(("t", folder), compute) == "11" and len(calls) == 1
+    (folder / ".git" / "index").write_text("x")  # hidden folders do not count
+    assert fs.memoized(("t", folder), compute) == "11"
+    (folder / "sub" / "b.txt").write_text("2")  # a file added anywhere below
+    assert fs.memoized(("t", folder), compute) == "12"
+    (folder / "a.txt").write_text("33")  # a file rewritten
+    assert fs.memoized(("t", folder), compute) == "333"
+    (folder / "sub" / "b.txt").unlink()  # a file removed
+    assert fs.memoized(("t", folder), compute) == "334"
+    with pytest.raises(ZeroDivisionError):  # an error is not remembered
+        fs.memoized(("u", folder), lambda: 1 / 0)
+    assert fs.memoized(("u", folder), lambda: (5, [folder])) == 5
