@@ -252,14 +252,18 @@ def test_every_form_paddle_writes_a_state_dict_in_loads(tmp_path):
     from distilframe._paddle import load_state, save_state
 
     arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.float16)}
-    save_state(arrays, tmp_path / "now.pdparams")  # paddle.save, Paddle 3
+    import paddle
+
+    save_state(arrays, tmp_path / "ours.pdparams")  # what distilframe writes: protocol 5
+    assert sorted(paddle.load(str(tmp_path / "ours.pdparams"), return_numpy=True)) == ["a", "b"]
+    paddle.save(arrays, str(tmp_path / "now.pdparams"))  # paddle.save, Paddle 3
     old = collections.OrderedDict((k, (f"param_{k}", v)) for k, v in arrays.items())  # Paddle 2.x tensors
     old["StructuredToParameterName@@"] = {"a": "param_a", "b": "param_b"}
     (tmp_path / "old.pdparams").write_bytes(pickle.dumps(old, protocol=2))
     big = {"a.0": arrays["a"].ravel()[:3], "a.1": arrays["a"].ravel()[3:], "b": arrays["b"],
            "UnpackBigParamInfor@@": {"a": {"OriginShape": [2, 3], "slices": ["a.0", "a.1"]}}}
     (tmp_path / "big.pdparams").write_bytes(pickle.dumps(big, protocol=4))
-    for name in ("now", "old", "big"):
+    for name in ("ours", "now", "old", "big"):
         got = load_state(tmp_path / f"{name}.pdparams")
         assert sorted(got) == ["a", "b"], name
         for key, value in arrays.items():

@@ -58,6 +58,21 @@ def test_convert_to_a_chosen_folder_writes_a_paddlenlp_checkpoint(tmp_path):
     np.testing.assert_allclose(run(out).values, run(hf).values, atol=1e-6, equal_nan=True)
 
 
+def test_paddlenlp_loads_the_conversion(tmp_path):
+    """The weights file is written without Paddle (pickle protocol 5); PaddleNLP's own loader reads it."""
+    from paddlenlp.transformers import DistilBertModel
+
+    from distilframe._paddle import load_state
+
+    out = distilframe.convert(write_hf_checkpoint(tmp_path / "hf", seed=45), tmp_path / "paddle")
+    model = DistilBertModel.from_pretrained(str(out))
+    ours = load_state(out / "model_state.pdparams")
+    theirs = model.state_dict()
+    assert len(theirs) == len(ours)
+    for key, value in theirs.items():
+        np.testing.assert_array_equal(value.numpy(), ours["distilbert." + key])
+
+
 def test_vocabulary_from_tokenizer_json(tmp_path):
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import WordPiece
