@@ -36,7 +36,8 @@ BASIC_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 class Checkpoint:
     """A complete checkpoint folder and what its files say.
 
-    ``name`` is the registered name, or the absolute path of a local folder.
+    ``name`` is the registered name, or the absolute path of a local folder. One object is shared by every
+    caller that resolves the same folder (``read``): treat it, its ``config`` included, as read-only.
     """
 
     name: str
@@ -89,8 +90,8 @@ def read(path: Path, spec: ModelSpec | None, name: str | None = None) -> Checkpo
     """The checkpoint in a complete PaddleNLP-format folder; a registered ``spec`` gives its casing and labels.
 
     Read once per process while the folder's files stay as they are (``_fs.memoized``)."""
-    key = ("read", Path(path), name, repr(spec))
-    return fs.memoized(key, lambda: (_read(Path(path), spec, name), [Path(path)]))
+    path = Path(path)
+    return fs.memoized(("read", path, name, repr(spec)), [path], lambda: (_read(path, spec, name), []))
 
 
 def _read(path: Path, spec: ModelSpec | None, name: str | None) -> Checkpoint:

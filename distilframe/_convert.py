@@ -86,13 +86,13 @@ def convert(source: str | os.PathLike, target: str | os.PathLike | None = None) 
     root = Path(source).expanduser().resolve()
     where = Path(target).expanduser().resolve() if target is not None else config.converted_dir()
     # A conversion already made is found again without re-reading the source's vocabulary (_fs.memoized).
-    return fs.memoized(("convert", root, where, target is None), lambda: _convert(root, target))
+    return fs.memoized(("convert", root, where, target is None), [root], lambda: _convert(root, target))
 
 
 def _convert(root: Path, target: str | os.PathLike | None) -> tuple[Path, list[Path]]:
-    """The conversion's folder, and the folders that it depends on."""
+    """The conversion's folder, twice: the value, and what the value depends on besides the source."""
     out = _converted(root, target)
-    return out, [root, out]
+    return out, [out]
 
 
 def _converted(root: Path, target: str | os.PathLike | None) -> Path:

@@ -95,9 +95,10 @@ def check_bf16(source: str = "precision='bf16'") -> None:
         f"{instead}. DISTILFRAME_EMULATED_BF16=1 allows it anyway, to test the bf16 path.")
 
 
-def _distilbert(paddle: Any, cfg: dict[str, Any]) -> Any:
+def _distilbert(paddle: Any, cfg: dict[str, Any], eps: float) -> Any:
     """PaddleNLP's ``DistilBertModel``, or with ``num_labels`` its ``DistilBertForSequenceClassification``, for
-    ``cfg`` (:func:`paddlenlp_config`): the same Paddle layers under the same names, in eval mode.
+    ``cfg`` (:func:`paddlenlp_config`): the same Paddle layers under the same names, in eval mode, with
+    LayerNorm epsilon ``eps`` (PaddleNLP's ``init_weights`` sets 1e-12; its layers are built with 1e-5).
 
     Built from ``paddle.nn`` here rather than imported, because importing PaddleNLP takes 3 s (over a quarter
     of a first use's time; it pulls in its task, data and metrics packages, and scikit-learn) for three small
@@ -113,7 +114,7 @@ def _distilbert(paddle: Any, cfg: dict[str, Any]) -> Any:
             super().__init__()
             self.word_embeddings = nn.Embedding(int(cfg["vocab_size"]), hidden)
             self.position_embeddings = nn.Embedding(int(cfg["max_position_embeddings"]), hidden)
-            self.layer_norm = nn.LayerNorm(hidden)
+            self.layer_norm = nn.LayerNorm(hidden, epsilon=eps)
 
         def forward(self, input_ids: Any, position_ids: Any = None) -> Any:
             if position_ids is None:
@@ -127,7 +128,7 @@ def _distilbert(paddle: Any, cfg: dict[str, Any]) -> Any:
             self.embeddings = BertEmbeddings()
             layer = nn.TransformerEncoderLayer(hidden, int(cfg["num_attention_heads"]), int(cfg["intermediate_size"]),
                                                dropout=0.0, activation=str(cfg["hidden_act"]), attn_dropout=0.0,
-                                               act_dropout=0)
+                                               act_dropout=0, layer_norm_eps=eps)
             self.encoder = nn.TransformerEncoder(layer, int(cfg["num_hidden_layers"]))
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:  # a 0/1 mask
@@ -147,7 +148,9 @@ def _distilbert(paddle: Any, cfg: dict[str, Any]) -> Any:
             first = self.distilbert(input_ids=input_ids, attention_mask=attention_mask)[:, 0]
             return self.classifier(self.activation(self.pre_classifier(first)))
 
-    return DistilBertForSequenceClassification() if cfg.get("num_labels") else DistilBertModel()
+    model = DistilBertForSequenceClassification() if cfg.get("num_labels") else DistilBertModel()
+    model.eval()
+    return model
 
 
 def _packed_encoder(paddle: Any, model: Any) -> Any:
@@ -220,19 +223,15 @@ class PaddleEngine:
         # LazyGuard: the layers are built without a random initialisation, which the checkpoint's weights
         # would overwrite anyway (PaddleNLP's own classes draw one even under LazyGuard: 1.6 s for
         # distilbert-base).
+        eps = float(checkpoint.config.get("layer_norm_eps", 1e-12))
         with paddle.no_grad(), paddle.LazyGuard():
-            model = _distilbert(paddle, cfg)
+            model = _distilbert(paddle, cfg, eps)
             encoder = model.distilbert if self.has_classifier else model
             if not self.has_classifier:
                 state = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX) and k not in _IGNORED}
         with paddle.no_grad():
             _check_and_set(model, state, checkpoint)
         del state
-        model.eval()
-        eps = float(checkpoint.config.get("layer_norm_eps", 1e-12))
-        for layer in model.sublayers(include_self=True):
-            if isinstance(layer, paddle.nn.LayerNorm):
-                layer._epsilon = eps
         self._paddle = paddle
         self._model = model
         self._encoder = _packed_encoder(paddle, encoder)
@@ -435,7 +434,10 @@ GRAPH_VERSION = 3
 def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
     """The folder of the checkpoint's exported graphs, exporting them on first use (atomic, locked)."""
     paddle = _paddle.paddle()
-    key = f"{content_hash(checkpoint)}-paddle{paddle.__version__}-graph{GRAPH_VERSION}"
+    # PaddleNLP's version stays in the key although the graph no longer comes from PaddleNLP's classes: the
+    # graph is the same, so exports made before are reused rather than made again beside them.
+    key = (f"{content_hash(checkpoint)}-paddle{paddle.__version__}-paddlenlp{_paddle.paddlenlp_version()}"
+           f"-graph{GRAPH_VERSION}")
 
     def build(tmp: Path) -> None:
         dygraph = PaddleEngine(checkpoint, num_threads=num_threads)  # validates the weights against the config

@@ -254,7 +254,7 @@ def test_every_form_paddle_writes_a_state_dict_in_loads(tmp_path):
     arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.float16)}
     import paddle
 
-    save_state(arrays, tmp_path / "ours.pdparams")  # what distilframe writes: protocol 5
+    save_state(arrays, tmp_path / "ours.pdparams")  # what distilframe writes, without Paddle
     assert sorted(paddle.load(str(tmp_path / "ours.pdparams"), return_numpy=True)) == ["a", "b"]
     paddle.save(arrays, str(tmp_path / "now.pdparams"))  # paddle.save, Paddle 3
     old = collections.OrderedDict((k, (f"param_{k}", v)) for k, v in arrays.items())  # Paddle 2.x tensors
@@ -334,3 +334,37 @@ def test_a_folder_is_read_once_per_process_until_its_files_change(tmp_path, monk
     converted.path.rmdir()
     assert checkpoints.resolve(hf).weights_path.is_file()
     assert len(vocabularies) == 3
+
+
+def test_memoized_resolution_follows_the_cache_folder_and_chosen_targets(tmp_path, monkeypatch):
+    import os
+    import warnings
+
+    import distilframe
+    from distilframe.errors import CasingWarning
+    from distilframe.testing import write_hf_checkpoint
+
+    hf = write_hf_checkpoint(tmp_path / "hf", seed=35)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "a"))
+    assert checkpoints.resolve(hf).path.is_relative_to(tmp_path / "a")
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "b"))  # another cache: converted there, not reused
+    assert checkpoints.resolve(hf).path.is_relative_to(tmp_path / "b")
+
+    target = tmp_path / "chosen"
+    assert distilframe.convert(hf, target) == distilframe.convert(hf, target) == target
+    for path in target.iterdir():
+        path.unlink()
+    (target / "mine.txt").write_text("a file of the user's")  # the folder is no conversion any more
+    with pytest.raises(CheckpointError, match="not empty"):
+        distilframe.convert(hf, target)
+
+    cased = write_checkpoint(tmp_path / "cased", seed=36, cased=True, tokenizer_config=False)
+    with pytest.warns(CasingWarning):
+        checkpoints.resolve(cased)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CasingWarning)  # once per version of the files
+        checkpoints.resolve(cased)
+    stamp = (cased / "vocab.txt").stat()
+    os.utime(cased / "vocab.txt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**6))
+    with pytest.warns(CasingWarning):
+        checkpoints.resolve(cased)

@@ -59,7 +59,7 @@ def test_convert_to_a_chosen_folder_writes_a_paddlenlp_checkpoint(tmp_path):
 
 
 def test_paddlenlp_loads_the_conversion(tmp_path):
-    """The weights file is written without Paddle (pickle protocol 5); PaddleNLP's own loader reads it."""
+    """The weights file is written without Paddle; PaddleNLP's own loader reads it."""
     from paddlenlp.transformers import DistilBertModel
 
     from distilframe._paddle import load_state

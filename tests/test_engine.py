@@ -187,14 +187,13 @@ def test_the_network_is_paddlenlps_own_bit_for_bit(act, num_labels):
         cfg["num_labels"] = num_labels
     paddle.seed(5)
     theirs = (DistilBertForSequenceClassification if num_labels else DistilBertModel)(DistilBertConfig(**cfg))
-    ours = _distilbert(paddle, cfg)
+    theirs.eval()
+    ours = _distilbert(paddle, cfg, 1e-12)
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
     ours.set_state_dict(theirs.state_dict())
-    for model in (ours, theirs):
-        model.eval()
-        for layer in model.sublayers():
-            if isinstance(layer, paddle.nn.LayerNorm):
-                layer._epsilon = 1e-12
+    assert not any(layer.training for layer in ours.sublayers(include_self=True))
+    norms = [[layer._epsilon for layer in m.sublayers() if isinstance(layer, paddle.nn.LayerNorm)] for m in (ours, theirs)]
+    assert norms[0] == norms[1] == [1e-12] * (1 + 2 * 2)  # PaddleNLP's init_weights sets 1e-12
     ids, mask = (paddle.to_tensor(a) for a in batch())
     with paddle.no_grad():
         want, got = theirs(ids, attention_mask=mask).numpy(), ours(ids, attention_mask=mask).numpy()
@@ -228,3 +227,25 @@ def test_thread_count_is_the_same_for_every_model_of_the_process(monkeypatch):
     monkeypatch.setenv("DISTILFRAME_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="DISTILFRAME_NUM_THREADS='many'"):
         engine_mod._paddle.with_threads(None)
+
+
+@pytest.mark.parametrize("num_labels", [0, 2])
+def test_the_engine_equals_paddlenlps_own_load_of_the_same_folder(tmp_path, num_labels):
+    """The whole build path (weights read safely, checked and set under LazyGuard, epsilon from the config)
+    against PaddleNLP's from_pretrained of the same checkpoint folder: equal to the bit."""
+    import paddle
+    from paddlenlp.transformers import DistilBertForSequenceClassification, DistilBertModel
+
+    folder = write_checkpoint(tmp_path / "ckpt", seed=81, num_labels=num_labels)
+    engine = PaddleEngine(checkpoints.resolve(folder))
+    theirs = (DistilBertForSequenceClassification if num_labels else DistilBertModel).from_pretrained(str(folder))
+    theirs.eval()
+    ids, mask = batch()
+    with paddle.no_grad():
+        want = theirs(paddle.to_tensor(ids), attention_mask=paddle.to_tensor(mask)).numpy()
+        assert np.array_equal(engine._model(paddle.to_tensor(ids), attention_mask=paddle.to_tensor(mask)).numpy(), want)
+    if num_labels:
+        assert np.array_equal(engine.logits(ids, mask), want)
+    else:  # the packed encoder: the same at every token (padding, which nothing reads, is computed otherwise)
+        real = mask.astype(bool)
+        assert np.array_equal(engine.hidden_states(ids, mask)[real], want[real])

@@ -80,7 +80,7 @@ def test_everything_distilframe_writes_gets_the_umask_permissions(tmp_path, umas
 
 
 def test_memoized_values_last_until_a_file_under_their_folders_changes(tmp_path):
-    folder = tmp_path / "ckpt"
+    folder, made = tmp_path / "ckpt", tmp_path / "made"
     (folder / "sub").mkdir(parents=True)
     (folder / "a.txt").write_text("1")
     (folder / ".git").mkdir()
@@ -88,18 +88,52 @@ def test_memoized_values_last_until_a_file_under_their_folders_changes(tmp_path)
 
     def compute():
         calls.append(1)
-        return (folder / "a.txt").read_text() + str(len(calls)), [folder]
+        made.mkdir(exist_ok=True)
+        (made / "out.txt").write_text("x")
+        return (folder / "a.txt").read_text() + str(len(calls)), [made]
 
-    assert fs.memoized(("t", folder), compute) == "11"
-    assert fs.memoized(("t", folder), compute) == "11" and len(calls) == 1
+    def value():
+        return fs.memoized(("t", folder), [folder], compute)
+
+    assert value() == "11"
+    assert value() == "11" and len(calls) == 1
     (folder / ".git" / "index").write_text("x")  # hidden folders do not count
-    assert fs.memoized(("t", folder), compute) == "11"
+    assert value() == "11"
     (folder / "sub" / "b.txt").write_text("2")  # a file added anywhere below
-    assert fs.memoized(("t", folder), compute) == "12"
-    (folder / "a.txt").write_text("33")  # a file rewritten
-    assert fs.memoized(("t", folder), compute) == "333"
+    assert value() == "12"
+    before = (folder / "a.txt").stat()
+    (folder / "a.txt").write_text("3")  # rewritten, same size (a coarse file-system clock may keep the times)
+    os.utime(folder / "a.txt", ns=(before.st_atime_ns, before.st_mtime_ns + 10**6))
+    assert value() == "33"
+    replacement = tmp_path / "new.txt"
+    replacement.write_text("4")
+    os.utime(replacement, ns=((folder / "a.txt").stat().st_atime_ns, (folder / "a.txt").stat().st_mtime_ns))
+    os.replace(replacement, folder / "a.txt")  # replaced by a file of the same size and modification time
+    assert value() == "44"
     (folder / "sub" / "b.txt").unlink()  # a file removed
-    assert fs.memoized(("t", folder), compute) == "334"
+    assert value() == "45"
+    (made / "out.txt").unlink()  # what compute wrote, removed: computed again
+    assert value() == "46" and (made / "out.txt").is_file()
     with pytest.raises(ZeroDivisionError):  # an error is not remembered
-        fs.memoized(("u", folder), lambda: 1 / 0)
-    assert fs.memoized(("u", folder), lambda: (5, [folder])) == 5
+        fs.memoized(("u", folder), [folder], lambda: 1 / 0)
+    assert fs.memoized(("u", folder), [folder], lambda: (5, [])) == 5
+
+
+def test_a_file_changed_while_a_value_is_computed_is_read_again(tmp_path):
+    (tmp_path / "a.txt").write_text("old")
+
+    def compute():
+        value = (tmp_path / "a.txt").read_text()
+        (tmp_path / "a.txt").write_text("new")  # changed after it was read: what another process may do
+        return value, []
+
+    assert fs.memoized(("race", tmp_path), [tmp_path], compute) == "old"
+    assert fs.memoized(("race", tmp_path), [tmp_path], lambda: ((tmp_path / "a.txt").read_text(), [])) == "new"
+
+
+def test_memoized_values_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(fs, "MEMOS", 3)
+    for i in range(5):
+        fs.memoized(("bound", i), [tmp_path], lambda: (i, []))
+    assert len([k for k in fs._memos if k[0] == "bound"]) <= 3
+    assert fs.memoized(("bound", 0), [tmp_path], lambda: ("again", [])) == "again"  # the oldest went first

@@ -1,5 +1,6 @@
 """The Paddle Inference engine: export cache, precision, fallback, threads."""
 
+import json
 import os
 import subprocess
 import sys
@@ -57,19 +58,17 @@ def test_the_export_is_made_once_and_reused_by_new_processes_without_paddlenlp(t
 
 def test_the_first_use_of_a_hugging_face_folder_converts_and_exports_without_paddlenlp(tmp_path):
     """Importing PaddleNLP costs 3 s of a first use's ~7; only downloading a registry model needs it."""
-    transformers = pytest.importorskip("transformers")
-    folder = tmp_path / "hf"
-    config = transformers.DistilBertConfig(vocab_size=120, dim=32, n_layers=2, n_heads=2, hidden_dim=37)
-    transformers.DistilBertModel(config).save_pretrained(folder)
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"]
-                                                + [f"w{i}" for i in range(113)]) + "\n")
+    from distilframe.testing import write_hf_checkpoint
+
+    folder = write_hf_checkpoint(tmp_path / "hf", seed=73)  # safetensors, written without torch
     code = ("import sys, pandas as pd, distilframe; "
             f"out = pd.Series(['the cat']).distil.embed(model={str(folder)!r}, cache=False); "
             "print(distilframe.to_numpy(out).shape[1], 'paddlenlp' in sys.modules)")
     env = {**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home")}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["32", "False"]
+    dim = json.loads((folder / "config.json").read_text())["dim"]
+    assert run.stdout.split() == [str(dim), "False"]
     assert any((tmp_path / "home" / "compiled").iterdir())  # it did export, in that process
 
 
