@@ -107,6 +107,20 @@ def precision() -> str:
     return value
 
 
+def int8_recheck() -> float:
+    """``DISTILFRAME_INT8_RECHECK``: the logit margin under which an int8 classification is made again in fp32
+    (``_onnx.near_ties``); 0 never does. Default 1.0."""
+    raw = os.environ.get("DISTILFRAME_INT8_RECHECK", "1").strip() or "1"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"Got DISTILFRAME_INT8_RECHECK={raw!r} but expected a logit margin of 0 or more, such as 1 "
+                         "(the default; 0 never classifies a row again in fp32).")
+    return value
+
+
 def engine() -> str:
     """``inference`` (Paddle Inference, the default) or ``dygraph`` (PaddleNLP's eager model)."""
     value = os.environ.get("DISTILFRAME_ENGINE", "inference").strip().lower() or "inference"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _config as config
-from ._checkpoint import Checkpoint, content_hash
+from ._checkpoint import Checkpoint, content_hash, multi_label
 from ._options import RunOptions
 from ._sentence import output_dim
 from ._download import folder, is_on_disk, packaged_folder
@@ -80,8 +80,7 @@ class LoadedModel:
     @property
     def multi_label(self) -> bool:
         """Scores are independent sigmoids, not a softmax (as Hugging Face's pipeline decides)."""
-        problem = self.checkpoint.config.get("problem_type")
-        return problem == "multi_label_classification" or len(self.labels) == 1
+        return multi_label(self.checkpoint, len(self.labels))
 
 
 class ModelManager:

@@ -105,7 +105,9 @@ _OPTIONS_DOC = f"""
             fp32 about 0.9999; refused, with the CPU's missing flags, on a CPU without native bf16,
             where it would be emulated and many times slower), or ``"int8"`` (ONNX Runtime, extra
             ``int8``: faster on CPUs without bf16; opt-in, as its error is larger: per-row cosine
-            to fp32 at least 0.99 on every benchmark sentence with the trained all-MiniLM-L6-v2).
+            to fp32 at least 0.99 on every benchmark sentence with the trained all-MiniLM-L6-v2; a
+            classification whose top two logits int8 puts within 1 of each other is made again in
+            fp32, ``DISTILFRAME_INT8_RECHECK`` sets that margin).
         num_threads
             CPU threads for the model (default: every core available to the process).
         cache

@@ -44,6 +44,51 @@ def test_int8_classification_agrees_with_fp32(tmp_path):
     assert (int8["text_label"].dropna() == fp32["text_label"].dropna()).mean() >= 0.9
 
 
+def test_near_ties_are_classified_again_in_fp32(tmp_path, monkeypatch):
+    """DISTILFRAME_INT8_RECHECK: the rows whose int8 logits decide their label by less than the margin get fp32's
+    scores; the others keep int8's; 0 never rechecks."""
+    from distilframe._manager import get_model
+
+    folder = write_checkpoint(tmp_path / "c", seed=83, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
+
+    def scores(precision):
+        out = pd.Series(TEXTS).distil.classify(model=folder, precision=precision, cache=False, all_scores=True)
+        return out.filter(like="score_").to_numpy(dtype=np.float64)
+
+    fp32 = scores("fp32")
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    alone = scores("int8")
+    real = ~np.isnan(fp32).any(axis=1)
+    assert not np.allclose(alone[real], fp32[real], atol=1e-6)  # int8 on its own differs
+    top = np.sort(np.log(alone[real]), axis=1)[:, -2:]
+    margins = top[:, 1] - top[:, 0]  # the difference of the top two logits
+    middle = float(np.median(margins))
+    near = margins < middle
+    assert 0 < near.sum() < len(near)
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", repr(middle))
+    engine = get_model(folder, precision="int8").engine
+    engine.rows_classified = engine.rows_rechecked = 0
+    mixed = scores("int8")[real]
+    np.testing.assert_allclose(mixed[near], fp32[real][near], atol=1e-6)  # fp32's, to float rounding
+    np.testing.assert_array_equal(mixed[~near], alone[real][~near])  # int8's
+    assert engine.rows_rechecked > 0 and engine.rows_rechecked < engine.rows_classified
+    assert engine.graph_version.endswith(f"recheck{middle:g}")  # the result cache keys each margin apart
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "-1")
+    with pytest.raises(ValueError, match="DISTILFRAME_INT8_RECHECK='-1'"):
+        scores("int8")
+
+
+def test_which_rows_are_near_ties():
+    from distilframe._onnx import near_ties
+
+    softmax = np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert near_ties(softmax, multi_label=False, margin=1.0).tolist() == [True, False, True]
+    assert not near_ties(softmax, multi_label=False, margin=0.0).any()
+    sigmoids = np.array([[3.0, -0.4], [2.0, -2.0], [0.1, 5.0]])
+    assert near_ties(sigmoids, multi_label=True, margin=1.0).tolist() == [True, False, True]
+    assert near_ties(np.array([[0.2], [-2.0]]), multi_label=True, margin=1.0).tolist() == [True, False]
+
+
 def test_the_quantized_model_is_built_once_and_cached(tmp_path, monkeypatch):
     from distilframe import _onnx, _resolve
 
