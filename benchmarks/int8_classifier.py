@@ -41,6 +41,7 @@ def main() -> None:
     from distilframe import _engine, _resolve
     from distilframe._download import packaged_folder
     from distilframe._config import int8_recheck
+    from distilframe._pool import near_ties
     from distilframe._paddle import save_state
     from distilframe._registry import find
     from sklearn.linear_model import LogisticRegression
@@ -92,8 +93,7 @@ def main() -> None:
     scores = [c for c in fp32.columns if c.startswith("text_score_")]
     alone = runs["int8 alone"][scores].to_numpy(dtype=np.float64)
     logits = np.log(alone)  # softmax scores: their logs differ as the logits do
-    top = np.sort(logits, axis=1)[:, -2:]
-    near = top[:, 1] - top[:, 0] < margin  # the rows int8 classifies again in fp32
+    near = near_ties(alone, margin, sigmoid=False)  # the rows int8 classifies again in fp32 (no text is chunked)
     reference = np.log(fp32[scores].to_numpy(dtype=np.float64))
     error = np.abs((logits - logits.mean(1, keepdims=True)) - (reference - reference.mean(1, keepdims=True))).max(1)
     right = {p: float((r["text_label"].iloc[:len(topics)] == topics["topic"]).mean()) for p, r in runs.items()}

@@ -20,7 +20,7 @@ from ._sentence import SentenceHead, head_files, read_head
 from .errors import CasingWarning, CheckpointError, warn
 
 __all__ = ["ADDED_TOKENS", "BASIC_SPECIALS", "CONFIGS", "TOKENIZER_CONFIG", "VOCAB", "WEIGHTS", "WEIGHT_FILES",
-           "Checkpoint", "added_tokens", "content_hash", "load_json", "looks_cased", "multi_label", "read"]
+           "Checkpoint", "added_tokens", "content_hash", "load_json", "looks_cased", "read"]
 
 WEIGHTS = "model_state.pdparams"
 WEIGHT_FILES = (WEIGHTS, "model.safetensors", "pytorch_model.bin")
@@ -133,11 +133,6 @@ def _read(path: Path, spec: ModelSpec | None, name: str | None) -> Checkpoint:
         added_tokens=tuple(_read_added_tokens(path)),
         sentence=read_head(path),
     )
-
-
-def multi_label(checkpoint: Checkpoint, num_labels: int) -> bool:
-    """Its scores are independent sigmoids, not a softmax (as Hugging Face's pipeline decides)."""
-    return checkpoint.config.get("problem_type") == "multi_label_classification" or num_labels == 1
 
 
 ACTIVATIONS = ("gelu", "relu")  # what DistilBERT's feed-forward layers use (Paddle's F.gelu, F.relu)

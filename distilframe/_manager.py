@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _config as config
-from ._checkpoint import Checkpoint, content_hash, multi_label
+from ._checkpoint import Checkpoint, content_hash
 from ._options import RunOptions
 from ._sentence import output_dim
 from ._download import folder, is_on_disk, packaged_folder
@@ -45,10 +45,16 @@ class LoadedModel:
     tokenizer: "WordPieceTokenizer"
     labels: tuple[str, ...]
     precision: str = "fp32"
+    num_threads: int | None = None  # as asked for (None: the process's default)
 
     @property
     def name(self) -> str:
         return self.checkpoint.name
+
+    def fp32(self) -> "LoadedModel":
+        """This model in fp32, as the manager holds it (shared with any other fp32 use of the model, counted
+        among the loaded models, built as every fp32 model is): what an int8 model's near-ties run on."""
+        return get_model(self.name, precision="fp32", num_threads=self.num_threads)
 
     @property
     def dim(self) -> int:
@@ -80,7 +86,8 @@ class LoadedModel:
     @property
     def multi_label(self) -> bool:
         """Scores are independent sigmoids, not a softmax (as Hugging Face's pipeline decides)."""
-        return multi_label(self.checkpoint, len(self.labels))
+        problem = self.checkpoint.config.get("problem_type")
+        return problem == "multi_label_classification" or len(self.labels) == 1
 
 
 class ModelManager:
@@ -207,7 +214,7 @@ class ModelManager:
             labels = ()
         self.builds[checkpoint.name] += 1
         return LoadedModel(checkpoint=checkpoint, engine=engine, tokenizer=tokenizer, labels=labels,
-                           precision=precision)
+                           precision=precision, num_threads=num_threads)
 
 
 manager = ModelManager()

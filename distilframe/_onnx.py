@@ -17,12 +17,6 @@ as well gives 0.991 (benchmarks/engines.py prints these on the machine it runs o
 The graph computes what ``_engine``'s packed encoder computes: a token attends to the tokens of its row
 that carry the same sequence number, and its position counts the tokens of its sequence before it. The
 classification head (pre_classifier, ReLU, classifier on the first token) runs in fp32 numpy.
-
-Near-ties are decided in fp32: a row whose int8 logits leave its label in doubt (the top two within the
-margin ``DISTILFRAME_INT8_RECHECK``, default 1.0, or for sigmoid scores a logit within half of it of 0) is
-run again by the fp32 engine, and gets fp32's logits. A label can flip only where the margin is under twice
-int8's error, so the labels are fp32's wherever int8's logit error stays under half the margin (the largest
-measured, on the trained classifier of benchmarks/int8_classifier.py, is 0.51).
 """
 
 from __future__ import annotations
@@ -38,12 +32,11 @@ import numpy as np
 
 from . import _config as config
 from . import _fs as fs
-from ._checkpoint import Checkpoint, content_hash, multi_label
+from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
 from .errors import CheckpointError
 
-__all__ = ["ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "fp32_kept", "head_logits",
-           "int8_model", "near_ties"]
+__all__ = ["ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "fp32_kept", "head_logits", "int8_model"]
 
 # What the quantized graph computes: part of its cache key, and of the result cache's (the engine's graph_version).
 ONNX_GRAPH_VERSION = 1
@@ -220,11 +213,7 @@ class OnnxInt8Engine:
     """The int8 engine: ``hidden_states`` and ``logits`` as :class:`~distilframe._engine.PredictorEngine`'s."""
 
     precision = "int8"
-
-    @property
-    def graph_version(self) -> str:
-        """The result cache's key: never another graph's results, nor those of another near-tie margin."""
-        return f"onnx{ONNX_GRAPH_VERSION}-recheck{config.int8_recheck():g}"
+    graph_version = f"onnx{ONNX_GRAPH_VERSION}"  # the result cache's key: never another graph's results
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         _, onnxruntime = _modules()
@@ -245,11 +234,7 @@ class OnnxInt8Engine:
         if self.has_classifier:
             with np.load(self.folder / "head.npz") as head:
                 self._head = {k: head[k.replace(".", "_")] for k in _HEAD}
-        self._multi_label = multi_label(checkpoint, self.num_labels)
-        self._fp32: Any = None  # the fp32 engine for near-ties, made on the first one (exporting, if need be)
-        self.rows_classified = self.rows_rechecked = 0  # how many rows logits() classified, and again in fp32
         self._lock = threading.Lock()
-        self._fp32_lock = threading.Lock()
 
     def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Last hidden states, float32 (batch, length, hidden); the mask may number packed sequences."""
@@ -259,39 +244,10 @@ class OnnxInt8Engine:
             return np.asarray(self._session.run(["hidden"], feeds)[0], dtype=np.float32)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Classification logits (batch, num_labels): the fp32 head on the int8 encoder's first token, and
-        fp32's logits for the rows whose label int8 leaves in doubt (module docstring)."""
+        """Classification logits (batch, num_labels): the fp32 head on the int8 encoder's first token."""
         if self._head is None:
             raise RuntimeError("this checkpoint has no classification head")
-        logits = head_logits(self.hidden_states(input_ids, attention_mask)[:, 0], self._head)
-        rows = np.flatnonzero(near_ties(logits, multi_label=self._multi_label, margin=config.int8_recheck()))
-        if len(rows):
-            mask = np.asarray(attention_mask)[rows]
-            length = int(np.flatnonzero(mask.any(axis=0)).max()) + 1  # the padding of the other rows: cut
-            logits[rows] = self._fp32_engine().logits(np.asarray(input_ids)[rows, :length], mask[:, :length])
-        with self._fp32_lock:
-            self.rows_classified += len(logits)
-            self.rows_rechecked += len(rows)
-        return logits
-
-    def _fp32_engine(self) -> Any:
-        with self._fp32_lock:
-            if self._fp32 is None:
-                from ._engine import PredictorEngine
-
-                self._fp32 = PredictorEngine(self.checkpoint, precision="fp32", num_threads=self.threads)
-            return self._fp32
-
-
-def near_ties(logits: np.ndarray, *, multi_label: bool, margin: float) -> np.ndarray:
-    """Rows whose label the logits decide by less than ``margin``: for a softmax, the top two logits closer
-    than it; for sigmoids, a logit closer than half of it to 0."""
-    if multi_label:
-        return (np.abs(logits) < margin / 2).any(axis=1)
-    if logits.shape[1] < 2:
-        return np.zeros(len(logits), dtype=bool)
-    top = np.sort(logits, axis=1)[:, -2:]
-    return top[:, 1] - top[:, 0] < margin
+        return head_logits(self.hidden_states(input_ids, attention_mask)[:, 0], self._head)
 
 
 def head_logits(first: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:

@@ -8,7 +8,7 @@ from ._options import POOLINGS
 
 POOLING_ORDER = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # as concatenated
 
-__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "l2_normalize", "pool", "pool_packed", "sigmoid", "softmax"]
+__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "l2_normalize", "near_ties", "pool", "pool_packed", "sigmoid", "softmax"]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
@@ -108,6 +108,26 @@ def combine(items: np.ndarray, owner: np.ndarray, n_texts: int, weights: np.ndar
     np.add.at(norm, owner[run], w[run])
     with np.errstate(invalid="ignore", divide="ignore"):
         return (total / norm[:, None]).astype(np.float32)  # 0/0: NaN for texts not run
+
+
+def near_ties(scores: np.ndarray, margin: float, *, sigmoid: bool) -> np.ndarray:
+    """Rows whose label (the highest score) the scores decide by less than ``margin`` in logits: the top two
+    log-probabilities (softmax: they differ as the logits do) or log-odds (sigmoid) closer than it. A row of
+    one score, or of NaN (no result), is never one.
+
+    Examples
+    --------
+    >>> near_ties(softmax(np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0]], np.float32)), 1.0, sigmoid=False)
+    array([ True, False])
+    """
+    if scores.shape[1] < 2 or not len(scores):
+        return np.zeros(len(scores), dtype=bool)
+    p = scores.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log(p) - np.log1p(-p) if sigmoid else np.log(p)
+        top = np.sort(z, axis=1)[:, -2:]
+        gap = top[:, 1] - top[:, 0]
+    return np.nan_to_num(gap, nan=np.inf) < margin
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from . import _batches as batches
+from . import _config as config
 from . import _pool as pool
 from ._options import DEFAULTS, RunOptions, check_task
 from ._version import __version__
@@ -109,7 +110,9 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     width = model.dim_for(options) if task == "embed" else len(model.labels)
     out = np.full((len(unique.texts), width), np.nan, dtype=np.float32)
     n_tokens = np.zeros(len(unique.texts), dtype=np.int64)
-    todo, keys, cache = _lookup(cache, model, task, options, max_length, unique.texts, out, n_tokens)
+    # int8's near-tie classifications are made again in fp32 (_recheck): the margin, read once per run.
+    recheck = config.int8_recheck() if task == "classify" and model.precision == "int8" else 0.0
+    todo, keys, cache = _lookup(cache, model, task, options, max_length, unique.texts, out, n_tokens, recheck)
     prompt_skip, prompt_only = _prompt_tokens(model, options) if task == "embed" else (0, 2)
     if prompt_skip and options.long_text == "chunk":
         raise ValueError("Got long_text='chunk' with a prompt that this model's pooling leaves out "
@@ -121,7 +124,7 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
             where = todo[start:start + chunk_size]
             out[where], n_tokens[where] = _run_chunk(model, task, options, max_length,
                                                      [unique.texts[i] for i in where], bar, prompt_skip,
-                                                     prompt_only)
+                                                     prompt_only, recheck)
             if cache is not None:  # stored chunk by chunk: an interrupted run keeps what it finished
                 cache.put([keys[i] for i in where], out[where], n_tokens[where])
     if warn_long and options.long_text == "truncate":
@@ -130,13 +133,14 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
 
 
 def _lookup(cache: "ResultCache | None", model: "LoadedModel", task: str, options: RunOptions, max_length: int,
-            texts: list[str], out: np.ndarray, n_tokens: np.ndarray) -> tuple[np.ndarray, list[bytes], Any]:
+            texts: list[str], out: np.ndarray, n_tokens: np.ndarray,
+            recheck: float = 0.0) -> tuple[np.ndarray, list[bytes], Any]:
     """Fill ``out`` and ``n_tokens`` with what the cache holds; return (the texts still to run, their keys,
     the cache, or None when it cannot be used)."""
     todo = np.arange(len(texts))
     if cache is None or not texts:
         return todo, [], None
-    keys = cache.keys(_settings(model, task, options, max_length), texts)
+    keys = cache.keys(_settings(model, task, options, max_length, recheck), texts)
     looked_up = cache.get(keys, out.shape[1])  # None when the cache cannot be used: then everything runs
     if looked_up is None:
         return todo, keys, None
@@ -145,7 +149,7 @@ def _lookup(cache: "ResultCache | None", model: "LoadedModel", task: str, option
     return np.flatnonzero(~found), keys, cache
 
 
-def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: int) -> bytes:
+def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: int, recheck: float = 0.0) -> bytes:
     """What determines a result besides the text: the result cache's key prefix."""
     from ._checkpoint import content_hash
     from ._engine import GRAPH_VERSION
@@ -163,7 +167,8 @@ def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: 
                         long_text=options.long_text,
                         stride=int(options.stride) if options.long_text == "chunk" else None,
                         precision=model.precision, multi_label=model.multi_label if not embed else None,
-                        **({"prompt": options.prompt} if embed and options.prompt else {}))  # keys as before without
+                        **({"prompt": options.prompt} if embed and options.prompt else {}),  # keys as before without
+                        **({"int8_recheck": repr(float(recheck))} if recheck else {}))
 
 
 def _as_the_model_reads(texts: Sequence[str | None], model: "LoadedModel", options: RunOptions) -> list[str | None]:
@@ -198,7 +203,8 @@ def _prompt_tokens(model: "LoadedModel", options: RunOptions) -> tuple[int, int]
 
 
 def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length: int, texts: list[str],
-               bar: "_Progress", prompt_skip: int = 0, prompt_only: int = 2) -> tuple[np.ndarray, np.ndarray]:
+               bar: "_Progress", prompt_skip: int = 0, prompt_only: int = 2,
+               recheck: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Results and token counts of one chunk of distinct texts (NaN rows for texts without a token)."""
     encoded = model.tokenizer.encode(texts, max_length=max_length, long_text=options.long_text,
                                      stride=options.stride)
@@ -219,8 +225,29 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     # A chunked text: the token-weighted mean of its windows' embeddings, the plain mean of their probabilities.
     weights = encoded.lengths if task == "embed" else None
     combined = pool.combine(items, encoded.owner, len(texts), weights)
+    if recheck:
+        combined = _recheck(model, options, recheck, encoded, items, skip, combined)
     # Normalised after windows are combined, so that a chunked row is a unit vector too.
     return (pool.l2_normalize(combined) if options.normalize and task == "embed" else combined), encoded.n_tokens
+
+
+def _recheck(model: "LoadedModel", options: RunOptions, margin: float, encoded: Any, items: np.ndarray,
+             skip: np.ndarray, combined: np.ndarray) -> np.ndarray:
+    """The int8 classifications whose label the scores decide by less than ``margin`` (``pool.near_ties``,
+    on the text's combined scores), made again by the fp32 model, every window of such a text: a label can
+    flip under int8 only where its margin is under twice int8's logit error (README, Precisions)."""
+    doubtful = np.flatnonzero(pool.near_ties(combined, margin, sigmoid=model.multi_label))
+    if not len(doubtful):
+        return combined
+    fp32 = model.fp32()
+    others = np.flatnonzero(~np.isin(encoded.owner, doubtful))
+    plan = batches.plan(encoded.lengths, pack=False, skip=np.union1d(skip, others),
+                        batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
+                        token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
+    for batch in plan:
+        rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
+        items[rows] = _forward(fp32, "classify", batch, encoded.ids, options.pooling)
+    return pool.combine(items, encoded.owner, len(combined), None)
 
 
 def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: list[np.ndarray],

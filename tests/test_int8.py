@@ -35,7 +35,8 @@ def test_int8_embeddings_are_close_to_fp32_with_packing_and_nulls(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(int8[~missing], axis=1), 1, atol=1e-5)
 
 
-def test_int8_classification_agrees_with_fp32(tmp_path):
+def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")  # int8 alone (near-ties in fp32: the next tests)
     folder = write_checkpoint(tmp_path / "c", seed=82, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
     fp32 = pd.Series(TEXTS).distil.classify(model=folder, precision="fp32", cache=False, all_scores=True)
     int8 = pd.Series(TEXTS).distil.classify(model=folder, precision="int8", cache=False, all_scores=True)
@@ -45,14 +46,15 @@ def test_int8_classification_agrees_with_fp32(tmp_path):
 
 
 def test_near_ties_are_classified_again_in_fp32(tmp_path, monkeypatch):
-    """DISTILFRAME_INT8_RECHECK: the rows whose int8 logits decide their label by less than the margin get fp32's
+    """DISTILFRAME_INT8_RECHECK: the texts whose int8 scores decide their label by less than the margin get fp32's
     scores; the others keep int8's; 0 never rechecks."""
     from distilframe._manager import get_model
 
     folder = write_checkpoint(tmp_path / "c", seed=83, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
 
-    def scores(precision):
-        out = pd.Series(TEXTS).distil.classify(model=folder, precision=precision, cache=False, all_scores=True)
+    def scores(precision, **options):
+        out = pd.Series(TEXTS).distil.classify(model=folder, precision=precision, all_scores=True,
+                                                **{"cache": False, **options})
         return out.filter(like="score_").to_numpy(dtype=np.float64)
 
     fp32 = scores("fp32")
@@ -66,27 +68,55 @@ def test_near_ties_are_classified_again_in_fp32(tmp_path, monkeypatch):
     near = margins < middle
     assert 0 < near.sum() < len(near)
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", repr(middle))
-    engine = get_model(folder, precision="int8").engine
-    engine.rows_classified = engine.rows_rechecked = 0
     mixed = scores("int8")[real]
     np.testing.assert_allclose(mixed[near], fp32[real][near], atol=1e-6)  # fp32's, to float rounding
     np.testing.assert_array_equal(mixed[~near], alone[real][~near])  # int8's
-    assert engine.rows_rechecked > 0 and engine.rows_rechecked < engine.rows_classified
-    assert engine.graph_version.endswith(f"recheck{middle:g}")  # the result cache keys each margin apart
+    # The fp32 model is the manager's: shared with fp32 runs, not a second copy.
+    int8_model = get_model(folder, precision="int8")
+    assert int8_model.fp32() is get_model(folder, precision="fp32")
+
+    # The result cache keeps each margin's results apart (0 is int8 alone, as cached before the recheck).
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    np.testing.assert_array_equal(scores("int8", cache=True), alone)
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")  # every text
+    np.testing.assert_allclose(scores("int8", cache=True)[real], fp32[real], atol=1e-6)
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "-1")
     with pytest.raises(ValueError, match="DISTILFRAME_INT8_RECHECK='-1'"):
         scores("int8")
 
 
-def test_which_rows_are_near_ties():
-    from distilframe._onnx import near_ties
+def test_a_chunked_text_is_rechecked_on_its_combined_scores(tmp_path, monkeypatch):
+    """A text read in windows gets the mean of its windows' scores: the doubt is judged on that mean, and all
+    of its windows are run again."""
+    folder = write_checkpoint(tmp_path / "c", seed=84, num_labels=2, weight_std=0.05)
+    texts = pd.Series(["word " * 300, "another text " * 150, "short one"])
 
-    softmax = np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    assert near_ties(softmax, multi_label=False, margin=1.0).tolist() == [True, False, True]
-    assert not near_ties(softmax, multi_label=False, margin=0.0).any()
-    sigmoids = np.array([[3.0, -0.4], [2.0, -2.0], [0.1, 5.0]])
-    assert near_ties(sigmoids, multi_label=True, margin=1.0).tolist() == [True, False, True]
-    assert near_ties(np.array([[0.2], [-2.0]]), multi_label=True, margin=1.0).tolist() == [True, False]
+    def scores(precision):
+        out = texts.distil.classify(model=folder, precision=precision, all_scores=True, cache=False,
+                                    long_text="chunk", max_length=64, stride=16, return_status=True)
+        assert (out["text_status"] == ["chunked", "chunked", "ok"]).all()
+        return out.filter(like="score_").to_numpy(dtype=np.float64)
+
+    fp32 = scores("fp32")
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    alone = scores("int8")
+    assert not np.allclose(alone, fp32, atol=1e-6)
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")
+    np.testing.assert_allclose(scores("int8"), fp32, atol=1e-6)
+
+
+def test_which_scores_are_near_ties():
+    from distilframe._pool import near_ties, sigmoid, softmax
+
+    logits = np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    assert near_ties(softmax(logits), 1.0, sigmoid=False).tolist() == [True, False, True]
+    assert not near_ties(softmax(logits), 0.0, sigmoid=False).any()
+    # Sigmoid heads label by the highest score too: it is the top two log-odds that decide.
+    logits = np.array([[3.0, 3.1], [2.0, -2.0], [0.1, 5.0]], np.float32)
+    assert near_ties(sigmoid(logits), 1.0, sigmoid=True).tolist() == [True, False, False]
+    assert not near_ties(np.array([[0.5], [0.9]]), 1.0, sigmoid=True).any()  # one score: no choice to make
+    assert not near_ties(np.full((1, 3), np.nan), 1.0, sigmoid=False).any()  # no result
 
 
 def test_the_quantized_model_is_built_once_and_cached(tmp_path, monkeypatch):
