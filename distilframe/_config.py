@@ -109,7 +109,8 @@ def precision() -> str:
 
 def int8_recheck() -> float:
     """``DISTILFRAME_INT8_RECHECK``: the logit margin under which an int8 classification is made again in fp32
-    (``_run``, on ``_pool.near_ties``); 0 never does. Default 1.0."""
+    (``_pool.near_ties``); 0 never does. Default 1.0. Read when the manager hands out an int8 model
+    (``LoadedModel.recheck``): one value per call."""
     raw = os.environ.get("DISTILFRAME_INT8_RECHECK", "1").strip() or "1"
     try:
         value = float(raw)

@@ -205,6 +205,8 @@ def file_metadata(task: str, column: Any, options: RunOptions, model: "LoadedMod
             meta["sentence_modules"] = json.dumps(model.checkpoint.sentence.describe(), sort_keys=True)
     else:
         meta["labels"] = json.dumps(list(model.labels))
+        if model.recheck:  # int8: the margin under which labels were decided in fp32 (absent: never)
+            meta["int8_recheck"] = repr(float(model.recheck))
     return meta
 
 

@@ -3,7 +3,8 @@
 A model is keyed by its checkpoint folder and content hash (``_checkpoint.content_hash``), so a
 checkpoint changed on disk (weights, config, vocabulary, tokenizer settings) is loaded afresh.
 The number of models kept is ``DISTILFRAME_MAX_LOADED_MODELS`` (default 2); the least
-recently used one is dropped first.
+recently used one is dropped first. An int8 model keeps the fp32 model that classifies its near-ties
+again (built on first use) with it: the pair counts as one and goes together.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import _config as config
@@ -46,15 +47,23 @@ class LoadedModel:
     labels: tuple[str, ...]
     precision: str = "fp32"
     num_threads: int | None = None  # as asked for (None: the process's default)
+    # int8: the logit margin under which a classification is made again in fp32 (DISTILFRAME_INT8_RECHECK when
+    # the model was got from its manager), and that fp32 model, built on first use.
+    recheck: float = 0.0
+    twin: "_Twin | None" = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.checkpoint.name
 
     def fp32(self) -> "LoadedModel":
-        """This model in fp32, as the manager holds it (shared with any other fp32 use of the model, counted
-        among the loaded models, built as every fp32 model is): what an int8 model's near-ties run on."""
-        return get_model(self.name, precision="fp32", num_threads=self.num_threads)
+        """This model in fp32: itself, or an int8 model's fp32 twin (what its near-ties run on)."""
+        if self.precision == "fp32":
+            return self
+        if self.twin is None:
+            raise ValueError(f"{self.name!r} in {self.precision} has no fp32 model beside it: get it from a "
+                             "ModelManager (get_model), which pairs an int8 model with one.")
+        return self.twin.get()
 
     @property
     def dim(self) -> int:
@@ -90,6 +99,24 @@ class LoadedModel:
         return problem == "multi_label_classification" or len(self.labels) == 1
 
 
+class _Twin:
+    """An int8 model's fp32 twin: built on first use, by the manager that built the int8 model, from the same
+    checkpoint (its content hash checked again after the build: a folder changed meanwhile is refused rather
+    than mixed in), or an fp32 model of it that manager holds already. It stays with the int8 model and goes
+    with it: the two never evict each other."""
+
+    def __init__(self, manager: "ModelManager", checkpoint: Checkpoint, key: tuple, num_threads: int | None) -> None:
+        self._manager, self._checkpoint, self._key, self._num_threads = manager, checkpoint, key, num_threads
+        self._lock = threading.Lock()
+        self._model: LoadedModel | None = None
+
+    def get(self) -> LoadedModel:
+        with self._lock:
+            if self._model is None:
+                self._model = self._manager._fp32_twin(self._checkpoint, self._key, self._num_threads)
+            return self._model
+
+
 class ModelManager:
     """Process-wide cache of loaded models (least recently used first out).
 
@@ -117,11 +144,14 @@ class ModelManager:
 
         precision = resolve_precision(precision)
         checkpoint = resolve(model)
-        # The same folder can be read with other tokenizer settings (a registered name's casing comes from
-        # the registry, a path's from its files) and run with other threads: each is its own model.
-        tokenizer = (checkpoint.do_lower_case, checkpoint.strip_accents, checkpoint.tokenize_chinese_chars,
-                     json.dumps(list(checkpoint.added_tokens), sort_keys=True))
-        key = (str(checkpoint.path), content_hash(checkpoint), precision, num_threads, tokenizer)
+        loaded = self._get(checkpoint, precision, num_threads)
+        if precision == "int8":  # the margin as the environment says now: read once per call, not kept
+            margin = config.int8_recheck()
+            return loaded if loaded.recheck == margin else replace(loaded, recheck=margin)
+        return loaded
+
+    def _get(self, checkpoint: Checkpoint, precision: str, num_threads: int | None) -> LoadedModel:
+        key = _key(checkpoint, precision, num_threads)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -134,6 +164,9 @@ class ModelManager:
                         self._models.move_to_end(key)
                         return self._models[key]
                 loaded = self._build(checkpoint, precision, num_threads)
+                if precision == "int8":
+                    loaded = replace(loaded, recheck=config.int8_recheck(),
+                                     twin=_Twin(self, checkpoint, key, num_threads))
                 with self._lock:
                     self._models[key] = loaded
                     while len(self._models) > self.max_models:
@@ -141,6 +174,21 @@ class ModelManager:
             finally:
                 with self._lock:
                     self._building.pop(key, None)
+        return loaded
+
+    def _fp32_twin(self, checkpoint: Checkpoint, key: tuple, num_threads: int | None) -> LoadedModel:
+        """The fp32 model of the checkpoint an int8 model of ``key`` was built from (see :class:`_Twin`)."""
+        fp32_key = (*key[:2], "fp32", *key[3:])
+        with self._lock:
+            if fp32_key in self._models:
+                return self._models[fp32_key]
+        loaded = self._build(checkpoint, "fp32", num_threads)
+        if _key(checkpoint, "fp32", num_threads) != fp32_key:
+            raise CheckpointError(
+                f"The files of {checkpoint.name!r} in {checkpoint.path} changed while its int8 model was in use: "
+                "its near-ties cannot be classified again in fp32 with the same weights. Run again (the int8 "
+                "model is then built from the new files), or set DISTILFRAME_INT8_RECHECK=0."
+            )
         return loaded
 
     def loaded_names(self) -> list[str]:
@@ -215,6 +263,14 @@ class ModelManager:
         self.builds[checkpoint.name] += 1
         return LoadedModel(checkpoint=checkpoint, engine=engine, tokenizer=tokenizer, labels=labels,
                            precision=precision, num_threads=num_threads)
+
+
+def _key(checkpoint: Checkpoint, precision: str, num_threads: int | None) -> tuple:
+    """A loaded model's key. The same folder can be read with other tokenizer settings (a registered name's
+    casing comes from the registry, a path's from its files) and run with other threads: each is its own model."""
+    tokenizer = (checkpoint.do_lower_case, checkpoint.strip_accents, checkpoint.tokenize_chinese_chars,
+                 json.dumps(list(checkpoint.added_tokens), sort_keys=True))
+    return (str(checkpoint.path), content_hash(checkpoint), precision, num_threads, tokenizer)
 
 
 manager = ModelManager()

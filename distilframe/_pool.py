@@ -110,24 +110,55 @@ def combine(items: np.ndarray, owner: np.ndarray, n_texts: int, weights: np.ndar
         return (total / norm[:, None]).astype(np.float32)  # 0/0: NaN for texts not run
 
 
-def near_ties(scores: np.ndarray, margin: float, *, sigmoid: bool) -> np.ndarray:
-    """Rows whose label (the highest score) the scores decide by less than ``margin`` in logits: the top two
-    log-probabilities (softmax: they differ as the logits do) or log-odds (sigmoid) closer than it. A row of
-    one score, or of NaN (no result), is never one.
+def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float, *, sigmoid: bool) -> np.ndarray:
+    """Texts whose labels the model's ``logits`` (one row per input; ``owner[j]`` is input j's text) decide by
+    less than ``margin`` in logits, judged on what labels them:
+
+    * the highest score: the top two logits closer than ``margin`` (softmax log-probabilities, and sigmoid
+      log-odds, differ as the logits do);
+    * sigmoid heads (multi-label, single output) also say yes or no to each label at 0.5: a logit within
+      ``margin`` of 0.
+
+    A text read in windows is judged on the mean of its windows' probabilities (what labels it), in float64:
+    their log-probabilities or log-odds. Logits are used as they are, so that scores float32 rounds to 1
+    (sigmoids of logits above about 17) are judged too; a mean that even float64 cannot tell apart counts as
+    a tie. A text without a result (NaN rows) is never one.
 
     Examples
     --------
-    >>> near_ties(softmax(np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0]], np.float32)), 1.0, sigmoid=False)
+    >>> near_ties(np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0]], np.float32), np.arange(2), 2, 1.0, sigmoid=False)
     array([ True, False])
     """
-    if scores.shape[1] < 2 or not len(scores):
-        return np.zeros(len(scores), dtype=bool)
-    p = scores.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.log(p) - np.log1p(-p) if sigmoid else np.log(p)
-        top = np.sort(z, axis=1)[:, -2:]
-        gap = top[:, 1] - top[:, 0]
-    return np.nan_to_num(gap, nan=np.inf) < margin
+    z = logits.astype(np.float64)
+    if not len(z) or not margin:
+        return np.zeros(n_texts, dtype=bool)
+    counts = np.bincount(owner, minlength=n_texts)
+    per_text = np.full((n_texts, z.shape[1]), np.nan)
+    single = counts[owner] == 1
+    per_text[owner[single]] = z[single]
+    if not single.all():  # windows: the mean of their probabilities, back in logit units
+        chunked = ~single & ~np.isnan(z).any(axis=1)
+        p = 0.5 * (1.0 + np.tanh(0.5 * z[chunked])) if sigmoid else np.exp(z[chunked] - _logsumexp(z[chunked]))
+        total = np.zeros_like(per_text)
+        np.add.at(total, owner[chunked], p)
+        texts = np.unique(owner[chunked])
+        mean = total[texts] / counts[texts, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_text[texts] = np.log(mean) - np.log1p(-mean) if sigmoid else np.log(mean)
+    run = ~np.isnan(per_text).all(axis=1) if z.shape[1] else np.zeros(n_texts, dtype=bool)
+    gap = np.full(n_texts, np.inf)
+    with np.errstate(invalid="ignore"):
+        if z.shape[1] >= 2:
+            top = np.sort(per_text[run], axis=1)[:, -2:]
+            gap[run] = np.nan_to_num(top[:, 1] - top[:, 0], nan=0.0)  # inf - inf: beyond float64, a tie
+        if sigmoid:
+            gap[run] = np.minimum(gap[run], np.abs(per_text[run]).min(axis=1))
+    return gap < margin
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    top = z.max(axis=1, keepdims=True)
+    return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -110,8 +110,9 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     width = model.dim_for(options) if task == "embed" else len(model.labels)
     out = np.full((len(unique.texts), width), np.nan, dtype=np.float32)
     n_tokens = np.zeros(len(unique.texts), dtype=np.int64)
-    # int8's near-tie classifications are made again in fp32 (_recheck): the margin, read once per run.
-    recheck = config.int8_recheck() if task == "classify" and model.precision == "int8" else 0.0
+    # int8's near-tie classifications are made again in fp32 (_recheck), by the model's margin (read when it was
+    # got from the manager: one value for the run, its result-cache key and its file's metadata).
+    recheck = model.recheck if task == "classify" else 0.0
     todo, keys, cache = _lookup(cache, model, task, options, max_length, unique.texts, out, n_tokens, recheck)
     prompt_skip, prompt_only = _prompt_tokens(model, options) if task == "embed" else (0, 2)
     if prompt_skip and options.long_text == "chunk":
@@ -168,7 +169,24 @@ def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: 
                         stride=int(options.stride) if options.long_text == "chunk" else None,
                         precision=model.precision, multi_label=model.multi_label if not embed else None,
                         **({"prompt": options.prompt} if embed and options.prompt else {}),  # keys as before without
-                        **({"int8_recheck": repr(float(recheck))} if recheck else {}))
+                        **(_recheck_settings(recheck) if recheck else {}))
+
+
+def _recheck_settings(margin: float) -> dict[str, str]:
+    """What else determines a rechecked classification: the margin and the fp32 engine that rechecks (read from
+    the installed Paddle's metadata: nothing is imported to look up a result)."""
+    from importlib import metadata
+
+    from ._engine import GRAPH_VERSION
+
+    versions = []
+    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
+        try:
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return {"int8_recheck": repr(float(margin)), "fp32_engine": config.engine(), "fp32_paddle": ", ".join(versions),
+            "fp32_graph": str(GRAPH_VERSION)}
 
 
 def _as_the_model_reads(texts: Sequence[str | None], model: "LoadedModel", options: RunOptions) -> list[str | None]:
@@ -214,31 +232,37 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     remaining = np.bincount(encoded.owner, minlength=len(texts))  # windows left per text
     width = model.dim_for(options) if task == "embed" else len(model.labels)
     items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
+    logits = np.full_like(items, np.nan) if recheck else None  # what near-ties are judged on
     plan = batches.plan(encoded.lengths, pack=task == "embed", skip=skip,
                         batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
                         token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
     for batch in plan:
         rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
-        items[rows] = _forward(model, task, batch, encoded.ids, options.pooling, prompt_skip)
+        out = _forward(model, task, batch, encoded.ids, options.pooling, prompt_skip)
+        if logits is not None:
+            logits[rows] = out
+        items[rows] = _scores(model, out) if task == "classify" else out
         np.subtract.at(remaining, encoded.owner[rows], 1)
         bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
+    if logits is not None:
+        _recheck(model, options, recheck, encoded, logits, items, skip, bar)
     # A chunked text: the token-weighted mean of its windows' embeddings, the plain mean of their probabilities.
     weights = encoded.lengths if task == "embed" else None
     combined = pool.combine(items, encoded.owner, len(texts), weights)
-    if recheck:
-        combined = _recheck(model, options, recheck, encoded, items, skip, combined)
     # Normalised after windows are combined, so that a chunked row is a unit vector too.
     return (pool.l2_normalize(combined) if options.normalize and task == "embed" else combined), encoded.n_tokens
 
 
-def _recheck(model: "LoadedModel", options: RunOptions, margin: float, encoded: Any, items: np.ndarray,
-             skip: np.ndarray, combined: np.ndarray) -> np.ndarray:
-    """The int8 classifications whose label the scores decide by less than ``margin`` (``pool.near_ties``,
-    on the text's combined scores), made again by the fp32 model, every window of such a text: a label can
-    flip under int8 only where its margin is under twice int8's logit error (README, Precisions)."""
-    doubtful = np.flatnonzero(pool.near_ties(combined, margin, sigmoid=model.multi_label))
+def _recheck(model: "LoadedModel", options: RunOptions, margin: float, encoded: Any, logits: np.ndarray,
+             items: np.ndarray, skip: np.ndarray, bar: "_Progress") -> None:
+    """Put the fp32 model's scores in ``items`` for every window of the texts whose int8 logits decide a label
+    by less than ``margin`` (``pool.near_ties``, per text: a chunked text on its windows' mean): a label can
+    flip under int8 only where its margin is under twice int8's logit error (README, Precisions). Each batch
+    reports progress (a stop asked for by the callback ends the run there)."""
+    doubtful = np.flatnonzero(pool.near_ties(logits, encoded.owner, len(encoded.n_tokens), margin,
+                                             sigmoid=model.multi_label))
     if not len(doubtful):
-        return combined
+        return
     fp32 = model.fp32()
     others = np.flatnonzero(~np.isin(encoded.owner, doubtful))
     plan = batches.plan(encoded.lengths, pack=False, skip=np.union1d(skip, others),
@@ -246,21 +270,25 @@ def _recheck(model: "LoadedModel", options: RunOptions, margin: float, encoded: 
                         token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
     for batch in plan:
         rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
-        items[rows] = _forward(fp32, "classify", batch, encoded.ids, options.pooling)
-    return pool.combine(items, encoded.owner, len(combined), None)
+        items[rows] = _scores(fp32, _forward(fp32, "classify", batch, encoded.ids, options.pooling))
+        bar.update(0)
 
 
 def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: list[np.ndarray],
              pooling: str, prompt_skip: int = 0) -> np.ndarray:
-    """Pooled embeddings or class probabilities of one batch, one row per input, in the batch's order
-    (row by row, then along each row)."""
+    """Pooled embeddings or logits of one batch, one row per input, in the batch's order (row by row, then
+    along each row)."""
     ids, mask = batches.pad(batch, inputs, model.tokenizer.pad_id, model.checkpoint.max_positions)
     if task == "classify":
-        logits = model.engine.logits(ids, mask)
-        return pool.sigmoid(logits) if model.multi_label else pool.softmax(logits)
+        return model.engine.logits(ids, mask)
     pooled = pool.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling, skip_first=prompt_skip)
     head = model.checkpoint.sentence
     return head.apply_dense(pooled) if head is not None and head.dense else pooled
+
+
+def _scores(model: "LoadedModel", logits: np.ndarray) -> np.ndarray:
+    """Class probabilities: sigmoids for multi-label and single-output heads, else a softmax."""
+    return pool.sigmoid(logits) if model.multi_label else pool.softmax(logits)
 
 
 def _warn_truncated(n_tokens: np.ndarray, max_length: int) -> None:
@@ -288,18 +316,20 @@ def _result(unique: batches.Unique, out: np.ndarray, n_tokens: np.ndarray, max_l
 class _Progress:
     """A tqdm bar that also reports to a callback (done, total) after every update."""
 
-    def __init__(self, bar: Any, callback: "Callable[[int, int], None] | None") -> None:
+    def __init__(self, bar: Any, callback: "Callable[[int, int], None] | None", done: int, total: int) -> None:
         self._bar = bar
         self._callback = callback
+        self._done, self._total = done, total  # counted here: a disabled tqdm bar counts nothing
         self._report()
 
     def update(self, n: int) -> None:
+        self._done += n
         self._bar.update(n)
         self._report()
 
     def _report(self) -> None:
         if self._callback is not None:
-            self._callback(int(self._bar.n), int(self._bar.total))
+            self._callback(self._done, self._total)
 
     def __enter__(self) -> "_Progress":
         return self
@@ -314,7 +344,7 @@ def _progress_bar(progress: bool | None, total: int, todo: int, desc: str,
 
     show = progress if progress is not None else todo >= AUTO_PROGRESS_MIN_TEXTS and _interactive()
     return _Progress(tqdm(total=total, initial=total - todo, disable=not show, unit="text", desc=desc,
-                          dynamic_ncols=True), on_progress)
+                          dynamic_ncols=True), on_progress, total - todo, total)
 
 
 def _interactive() -> bool:

@@ -106,8 +106,10 @@ _OPTIONS_DOC = f"""
             where it would be emulated and many times slower), or ``"int8"`` (ONNX Runtime, extra
             ``int8``: faster on CPUs without bf16; opt-in, as its error is larger: per-row cosine
             to fp32 at least 0.99 on every benchmark sentence with the trained all-MiniLM-L6-v2; a
-            classification whose top two scores int8 puts within 1 of each other in logits is made
-            again in fp32, ``DISTILFRAME_INT8_RECHECK`` sets that margin).
+            classification whose top two scores int8 puts within 1 of each other in logits (or, for
+            a sigmoid head, a score within 1 logit of 0.5) is made again in fp32,
+            ``DISTILFRAME_INT8_RECHECK`` sets that margin; zero-shot labels, which come from
+            embeddings, are never made again).
         num_threads
             CPU threads for the model (default: every core available to the process).
         cache

@@ -28,8 +28,8 @@ __all__ = ["main"]
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 # `distilframe info`: what made the file first, then its shape, then when and with what it was written.
-INFO_ORDER = ("task", "model", "checkpoint_hash", "column", "dim", "labels", "precision", "pooling", "normalize",
-              "prompt", "sentence_modules",
+INFO_ORDER = ("task", "model", "checkpoint_hash", "column", "dim", "labels", "precision", "int8_recheck",
+              "pooling", "normalize", "prompt", "sentence_modules",
               "all_scores", "max_length", "long_text", "stride", "rows", "columns", "created_at",
               "distilframe_version")
 
@@ -62,7 +62,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=CHOICES["precision"], default=DEFAULTS.precision,
                    help=f"auto: bf16 where the CPU has it natively (faster), else fp32 (exact); bf16 is refused on "
                         "CPUs without native bf16; int8: ONNX Runtime (extra int8), faster there, cosine to fp32 "
-                        "about 0.99, near-tie classifications made again in fp32 (DISTILFRAME_INT8_RECHECK) "
+                        "about 0.99, near-tie classifications made again in fp32 (DISTILFRAME_INT8_RECHECK; not zero-shot "
+                        "labels, which come from embeddings) "
                         f"(default {DEFAULTS.precision})")
     p.add_argument("--threads", type=_positive, default=DEFAULTS.num_threads, metavar="N",
                    help="CPU threads (default: all available)")

@@ -150,6 +150,17 @@ def test_progress_bar_only_when_asked_or_large(model, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_the_progress_callback_counts_with_or_without_a_bar(model, progress):
+    # The notebook panel runs with progress=False and draws its own bar from these reports (in distinct texts).
+    texts = [f"cat number {i}" for i in range(30)] + [None, ""]
+    reports = []
+    executor.run(texts, model, progress=progress, batch_size=1, token_budget=16,
+                 on_progress=lambda d, t: reports.append((d, t)))
+    done = [d for d, _ in reports]
+    assert {t for _, t in reports} == {30} and done == sorted(done) and done[-1] == 30 and len(set(done)) > 5
+
+
 def test_empty_and_all_null_input(model):
     assert executor.run([], model).values.shape == (0, 32)
     result = executor.run([None, " "], model)

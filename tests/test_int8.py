@@ -45,6 +45,22 @@ def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
     assert (int8["text_label"].dropna() == fp32["text_label"].dropna()).mean() >= 0.9
 
 
+def _between(gaps: np.ndarray) -> float:
+    """A margin halfway between the two middle gaps: about half the texts below it, none close to it."""
+    ordered = np.sort(gaps)
+    i = int(np.argmax(np.diff(ordered[len(ordered) // 4: 3 * len(ordered) // 4 + 1]))) + len(ordered) // 4
+    return float(ordered[i] + ordered[i + 1]) / 2
+
+
+def _gaps(scores: np.ndarray, *, sigmoid: bool) -> np.ndarray:
+    """What the recheck judges a text on, from its scores: the top two logits' difference (log-probabilities
+    or log-odds differ as they do), and for sigmoid heads each logit's distance from 0 too."""
+    z = np.log(scores) - np.log1p(-scores) if sigmoid else np.log(scores)
+    top = np.sort(z, axis=1)[:, -2:]
+    gaps = top[:, 1] - top[:, 0]
+    return np.minimum(gaps, np.abs(z).min(axis=1)) if sigmoid else gaps
+
+
 def test_near_ties_are_classified_again_in_fp32(tmp_path, monkeypatch):
     """DISTILFRAME_INT8_RECHECK: the texts whose int8 scores decide their label by less than the margin get fp32's
     scores; the others keep int8's; 0 never rechecks."""
@@ -62,18 +78,17 @@ def test_near_ties_are_classified_again_in_fp32(tmp_path, monkeypatch):
     alone = scores("int8")
     real = ~np.isnan(fp32).any(axis=1)
     assert not np.allclose(alone[real], fp32[real], atol=1e-6)  # int8 on its own differs
-    top = np.sort(np.log(alone[real]), axis=1)[:, -2:]
-    margins = top[:, 1] - top[:, 0]  # the difference of the top two logits
-    middle = float(np.median(margins))
+    margins = _gaps(alone[real], sigmoid=False)
+    middle = _between(margins)
     near = margins < middle
     assert 0 < near.sum() < len(near)
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", repr(middle))
     mixed = scores("int8")[real]
     np.testing.assert_allclose(mixed[near], fp32[real][near], atol=1e-6)  # fp32's, to float rounding
     np.testing.assert_array_equal(mixed[~near], alone[real][~near])  # int8's
-    # The fp32 model is the manager's: shared with fp32 runs, not a second copy.
+    # The fp32 model already loaded is the one that rechecks: shared with fp32 runs, not a second copy.
     int8_model = get_model(folder, precision="int8")
-    assert int8_model.fp32() is get_model(folder, precision="fp32")
+    assert int8_model.recheck == middle and int8_model.fp32() is get_model(folder, precision="fp32")
 
     # The result cache keeps each margin's results apart (0 is int8 alone, as cached before the recheck).
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
@@ -81,6 +96,8 @@ def test_near_ties_are_classified_again_in_fp32(tmp_path, monkeypatch):
     np.testing.assert_array_equal(scores("int8", cache=True), alone)
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")  # every text
     np.testing.assert_allclose(scores("int8", cache=True)[real], fp32[real], atol=1e-6)
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    np.testing.assert_array_equal(scores("int8", cache=True), alone)
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "-1")
     with pytest.raises(ValueError, match="DISTILFRAME_INT8_RECHECK='-1'"):
         scores("int8")
@@ -90,33 +107,160 @@ def test_a_chunked_text_is_rechecked_on_its_combined_scores(tmp_path, monkeypatc
     """A text read in windows gets the mean of its windows' scores: the doubt is judged on that mean, and all
     of its windows are run again."""
     folder = write_checkpoint(tmp_path / "c", seed=84, num_labels=2, weight_std=0.05)
-    texts = pd.Series(["word " * 300, "another text " * 150, "short one"])
+    texts = pd.Series([f"word {i} " * 40 + "another text " * (8 * i) + "more and more " * 30 for i in range(8)])
 
     def scores(precision):
         out = texts.distil.classify(model=folder, precision=precision, all_scores=True, cache=False,
                                     long_text="chunk", max_length=64, stride=16, return_status=True)
-        assert (out["text_status"] == ["chunked", "chunked", "ok"]).all()
+        assert (out["text_status"] == "chunked").all()
         return out.filter(like="score_").to_numpy(dtype=np.float64)
 
     fp32 = scores("fp32")
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
     alone = scores("int8")
     assert not np.allclose(alone, fp32, atol=1e-6)
+    margins = _gaps(alone, sigmoid=False)  # of the mean of each text's windows: what labels it
+    middle = _between(margins)
+    near = margins < middle
+    assert 0 < near.sum() < len(near)
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", repr(middle))
+    mixed = scores("int8")
+    np.testing.assert_allclose(mixed[near], fp32[near], atol=1e-6)  # every window again in fp32
+    np.testing.assert_array_equal(mixed[~near], alone[~near])
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")
     np.testing.assert_allclose(scores("int8"), fp32, atol=1e-6)
 
 
-def test_which_scores_are_near_ties():
-    from distilframe._pool import near_ties, sigmoid, softmax
+def test_a_multi_label_head_is_rechecked_on_its_ranking_and_its_thresholds(tmp_path, monkeypatch):
+    """Sigmoid scores: a label near 0.5 is as doubtful as two labels near each other."""
+    import json
 
-    logits = np.array([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
-    assert near_ties(softmax(logits), 1.0, sigmoid=False).tolist() == [True, False, True]
-    assert not near_ties(softmax(logits), 0.0, sigmoid=False).any()
-    # Sigmoid heads label by the highest score too: it is the top two log-odds that decide.
-    logits = np.array([[3.0, 3.1], [2.0, -2.0], [0.1, 5.0]], np.float32)
-    assert near_ties(sigmoid(logits), 1.0, sigmoid=True).tolist() == [True, False, False]
-    assert not near_ties(np.array([[0.5], [0.9]]), 1.0, sigmoid=True).any()  # one score: no choice to make
-    assert not near_ties(np.full((1, 3), np.nan), 1.0, sigmoid=False).any()  # no result
+    folder = write_checkpoint(tmp_path / "c", seed=88, num_labels=3, labels=["a", "b", "c"], weight_std=0.05)
+    config = next(folder / n for n in ("config.json", "model_config.json") if (folder / n).is_file())
+    cfg = json.loads(config.read_text())
+    (cfg["init_args"][0] if "init_args" in cfg else cfg)["problem_type"] = "multi_label_classification"
+    config.write_text(json.dumps(cfg))
+
+    def scores(precision):
+        out = pd.Series(TEXTS).distil.classify(model=folder, precision=precision, all_scores=True, cache=False)
+        return out.filter(like="score_").to_numpy(dtype=np.float64)
+
+    fp32 = scores("fp32")
+    real = ~np.isnan(fp32).any(axis=1)
+    assert not np.allclose(fp32[real].sum(axis=1), 1)  # sigmoids, not a softmax
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    alone = scores("int8")[real]
+    margins = _gaps(alone, sigmoid=True)
+    middle = _between(margins)
+    near = margins < middle
+    assert 0 < near.sum() < len(near)
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", repr(middle))
+    mixed = scores("int8")[real]
+    np.testing.assert_allclose(mixed[near], fp32[real][near], atol=1e-6)
+    np.testing.assert_array_equal(mixed[~near], alone[~near])
+
+
+def test_which_texts_are_near_ties():
+    from distilframe._pool import near_ties
+
+    def ties(logits, margin=1.0, owner=None, sigmoid=False):
+        logits = np.asarray(logits, np.float32)
+        owner = np.arange(len(logits)) if owner is None else np.asarray(owner)
+        return near_ties(logits, owner, int(owner.max()) + 1, margin, sigmoid=sigmoid).tolist()
+
+    assert ties([[2.0, 1.5, -3.0], [4.0, 1.0, 0.0], [0.0, 0.0, 0.0]]) == [True, False, True]
+    assert ties([[2.0, 1.5, -3.0]], margin=0.0) == [False]
+    # Sigmoid heads: the top two, and each label's yes or no at 0.5 (a logit near 0).
+    assert ties([[3.0, 3.1], [2.0, -2.0], [0.1, 5.0], [-4.0, 6.0]], sigmoid=True) == [True, False, True, False]
+    assert ties([[0.5], [-2.0]], sigmoid=True) == [True, False]  # one output: its threshold only
+    assert ties([[0.5], [9.0]]) == [False, False]  # a softmax of one score: no choice to make
+    # Logits, not float32 scores: sigmoid(17.5) and sigmoid(18) are both 1.0 in float32, yet 0.5 apart.
+    assert ties([[17.5, 18.0], [17.0, 25.0]], sigmoid=True) == [True, False]
+    assert ties(np.full((1, 3), np.nan)) == [False]  # no result
+    # Windows: judged on the mean of their probabilities, not one by one.
+    assert ties([[5.0, 4.5], [5.0, 0.0]], owner=[0, 0]) == [False]  # a close window, a clear mean (gap 1.43)
+    assert ties([[3.0, 0.0], [0.0, 3.0]], owner=[0, 0]) == [True]  # two clear windows, a tied mean
+    assert ties([[40.0, 40.0], [41.0, 40.0]], owner=[0, 0], sigmoid=True) == [True]  # beyond float64: a tie
+    assert ties([[2.0, 1.5], [4.0, 1.0], [3.0, 0.0]], owner=[0, 1, 1]) == [True, False]
+
+
+def test_the_fp32_twin_stays_with_its_int8_model_and_its_manager(tmp_path, monkeypatch):
+    """With one model allowed, the int8 model and its fp32 twin do not evict each other (one build each over
+    several runs); a private manager builds the twin itself; changed files are refused, not mixed in."""
+    from distilframe import _manager as manager_mod
+    from distilframe import _run
+    from distilframe.errors import CheckpointError
+
+    monkeypatch.setenv("DISTILFRAME_MAX_LOADED_MODELS", "1")
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")
+    folder = write_checkpoint(tmp_path / "c", seed=89, num_labels=2, weight_std=0.05)
+    before = manager_mod.manager.builds.copy()
+    mgr = ModelManager()
+    for _ in range(3):
+        loaded = mgr.get(folder, precision="int8")
+        result = _run.run(["a cat", "the dog barked", "rain"], loaded, "classify")
+        assert result.valid.all()
+    assert loaded.fp32() is loaded.fp32() and loaded.fp32().precision == "fp32"
+    assert mgr.builds[loaded.name] == 2 and manager_mod.manager.builds == before  # int8 once, fp32 once
+    assert mgr.loaded_names() == [loaded.name]
+
+    other = ModelManager().get(folder, precision="int8")
+    write_checkpoint(folder, seed=90, num_labels=2, weight_std=0.05)  # new weights in the same folder
+    with pytest.raises(CheckpointError, match="changed while its int8 model was in use"):
+        other.fp32()
+
+
+def test_the_recheck_reports_progress_and_can_be_stopped(tmp_path, monkeypatch):
+    from distilframe import _run
+
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")
+    folder = write_checkpoint(tmp_path / "c", seed=91, num_labels=2, weight_std=0.05)
+    loaded = ModelManager().get(folder, precision="int8")
+    texts = [f"text number {i}" for i in range(40)]
+    reports = []
+    _run.run(texts, loaded, "classify", batch_size=8, on_progress=lambda done, total: reports.append(done))
+    assert reports[-1] == 40 and reports.count(40) > 5  # after int8's last batch, each fp32 batch reports too
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        if done == total:
+            stop.finished += 1
+            if stop.finished > 1:  # a report during the recheck
+                raise Stop
+
+    stop.finished = 0
+    with pytest.raises(Stop):
+        _run.run(texts, loaded, "classify", batch_size=8, on_progress=stop)
+
+
+def test_the_margin_is_recorded_and_keys_only_rechecked_results(tmp_path, monkeypatch):
+    """A file's metadata (and so --resume) records the margin; at 0 the result-cache key has the fields every
+    other precision's has, so int8 results cached before the recheck existed are found."""
+    from distilframe import _result_cache, _run
+
+    folder = write_checkpoint(tmp_path / "c", seed=92, num_labels=2, weight_std=0.05)
+    frame = pd.DataFrame({"text": ["a cat", "rain"]})
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0.75")
+    meta = frame.distil.classify("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
+    assert meta["int8_recheck"] == "0.75"
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    meta = frame.distil.classify("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
+    assert "int8_recheck" not in meta
+    embed_meta = frame.distil.embed("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
+    assert "int8_recheck" not in embed_meta
+
+    fields = []
+    real = _result_cache.settings_key
+    monkeypatch.setattr(_result_cache, "settings_key", lambda **kw: fields.append(set(kw)) or real(**kw))
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    for precision, margin in (("fp32", "1"), ("int8", "0"), ("int8", "1")):
+        monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", margin)
+        _run.run(["a cat"], ModelManager().get(folder, precision=precision), "classify",
+                 cache=_result_cache.ResultCache(tmp_path / "r.sqlite"))
+    assert fields[0] == fields[1] and fields[2] - fields[1] == {"int8_recheck", "fp32_engine", "fp32_paddle",
+                                                                "fp32_graph"}
 
 
 def test_the_quantized_model_is_built_once_and_cached(tmp_path, monkeypatch):

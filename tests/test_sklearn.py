@@ -29,9 +29,13 @@ NOT_APPLICABLE = {
     "check_complex_data": "errors='coerce' reads any value as text, complex numbers included ('(1+2j)'); with "
                           "errors='raise' they are refused with TypeError, as every non-string is.",
     "check_fit1d": "a 1-D input (a Series, a list of texts) is one text column by design, not an error.",
-    "check_methods_sample_order_invariance": "a row's float32 result depends on its batch neighbours at the last "
-                                             "bit (about 3e-8): equal to rtol 1e-6, not 1e-7. With the result cache "
-                                             "on (the default) it is exact.",
+}
+# Checks that pass or fail by the CPU: they ask for equality to rtol 1e-7.
+LAST_BIT = {
+    "check_methods_sample_order_invariance": "a row's float32 result can depend on its batch neighbours at the "
+                                             "last bit (about 3e-8 in fp32 on an AVX2 CPU; none seen in bf16 on an "
+                                             "AVX512-BF16 one): equal to rtol 1e-6, not always 1e-7. With the "
+                                             "result cache on (the default) it is exact.",
 }
 
 
@@ -133,8 +137,8 @@ def test_scikit_learn_checks_pass_where_they_apply(model):
     results = check_estimator(DistilEmbedder(model=model, errors="coerce", cache=False), on_fail=None)
     failed = {r["check_name"] for r in results if r["status"] == "failed"}
     passed = {r["check_name"] for r in results if r["status"] == "passed"}
-    assert failed == set(NOT_APPLICABLE), {r["check_name"]: str(r["exception"])[:200] for r in results
-                                           if r["status"] == "failed"}
+    assert set(NOT_APPLICABLE) <= failed <= set(NOT_APPLICABLE) | set(LAST_BIT), {
+        r["check_name"]: str(r["exception"])[:200] for r in results if r["status"] == "failed"}
     assert len(passed) > 30 and {"check_estimators_pickle", "check_transformer_general", "check_fit_idempotent",
                                  "check_n_features_in_after_fitting", "check_estimators_empty_data_messages",
                                  "check_methods_subset_invariance"} <= passed
