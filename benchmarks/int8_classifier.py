@@ -93,7 +93,8 @@ def main() -> None:
     scores = [c for c in fp32.columns if c.startswith("text_score_")]
     alone = runs["int8 alone"][scores].to_numpy(dtype=np.float64)
     logits = np.log(alone)  # softmax scores: their logs differ as the logits do
-    near = near_ties(alone, margin, sigmoid=False)  # the rows int8 classifies again in fp32 (no text is chunked)
+    # the rows int8 classifies again in fp32 (one window per text: judged on its logits, here their log-softmax)
+    near = near_ties(logits, np.arange(len(logits)), len(logits), margin, sigmoid=False)
     reference = np.log(fp32[scores].to_numpy(dtype=np.float64))
     error = np.abs((logits - logits.mean(1, keepdims=True)) - (reference - reference.mean(1, keepdims=True))).max(1)
     right = {p: float((r["text_label"].iloc[:len(topics)] == topics["topic"]).mean()) for p, r in runs.items()}
