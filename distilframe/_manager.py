@@ -61,8 +61,8 @@ class LoadedModel:
         if self.precision == "fp32":
             return self
         if self.twin is None:
-            raise ValueError(f"{self.name!r} in {self.precision} has no fp32 model beside it: get it from a "
-                             "ModelManager (get_model), which pairs an int8 model with one.")
+            raise ValueError(f"{self.name!r} in {self.precision} has no fp32 model beside it: only an int8 model "
+                             "got from a ModelManager (get_model) is paired with one.")
         return self.twin.get()
 
     @property

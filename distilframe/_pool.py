@@ -122,7 +122,7 @@ def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float
     A text read in windows is judged on the mean of its windows' probabilities (what labels it), in float64:
     their log-probabilities or log-odds. Logits are used as they are, so that scores float32 rounds to 1
     (sigmoids of logits above about 17) are judged too; a mean that even float64 cannot tell apart counts as
-    a tie. A text without a result (NaN rows) is never one.
+    a tie. A text without a result (NaN in its rows) is never one.
 
     Examples
     --------
@@ -130,22 +130,26 @@ def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float
     array([ True, False])
     """
     z = logits.astype(np.float64)
-    if not len(z) or not margin:
+    if not len(z) or not margin or not z.shape[1]:
         return np.zeros(n_texts, dtype=bool)
-    counts = np.bincount(owner, minlength=n_texts)
+    ran = ~np.isnan(z).any(axis=1)  # inputs with a result
+    counts = np.bincount(owner[ran], minlength=n_texts)
     per_text = np.full((n_texts, z.shape[1]), np.nan)
-    single = counts[owner] == 1
+    single = ran & (np.bincount(owner, minlength=n_texts)[owner] == 1)
     per_text[owner[single]] = z[single]
-    if not single.all():  # windows: the mean of their probabilities, back in logit units
-        chunked = ~single & ~np.isnan(z).any(axis=1)
-        p = 0.5 * (1.0 + np.tanh(0.5 * z[chunked])) if sigmoid else np.exp(z[chunked] - _logsumexp(z[chunked]))
-        total = np.zeros_like(per_text)
-        np.add.at(total, owner[chunked], p)
+    chunked = ran & ~single
+    if chunked.any():  # windows: the mean of their probabilities, back in logit units
         texts = np.unique(owner[chunked])
-        mean = total[texts] / counts[texts, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_text[texts] = np.log(mean) - np.log1p(-mean) if sigmoid else np.log(mean)
-    run = ~np.isnan(per_text).all(axis=1) if z.shape[1] else np.zeros(n_texts, dtype=bool)
+        if sigmoid:  # the means of p and of 1 - p, each computed stably: their log ratio is the log-odds
+            yes, no = (_mean(np.exp(-np.logaddexp(0.0, s * z[chunked])), owner[chunked], counts, texts)
+                       for s in (-1.0, 1.0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_text[texts] = np.log(yes) - np.log(no)
+        else:
+            with np.errstate(divide="ignore"):
+                per_text[texts] = np.log(_mean(np.exp(z[chunked] - _logsumexp(z[chunked])), owner[chunked],
+                                               counts, texts))
+    run = ~np.isnan(per_text).any(axis=1)
     gap = np.full(n_texts, np.inf)
     with np.errstate(invalid="ignore"):
         if z.shape[1] >= 2:
@@ -154,6 +158,12 @@ def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float
         if sigmoid:
             gap[run] = np.minimum(gap[run], np.abs(per_text[run]).min(axis=1))
     return gap < margin
+
+
+def _mean(values: np.ndarray, owner: np.ndarray, counts: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    total = np.zeros((len(counts), values.shape[1]))
+    np.add.at(total, owner, values)
+    return total[texts] / counts[texts, None]
 
 
 def _logsumexp(z: np.ndarray) -> np.ndarray:

@@ -180,7 +180,10 @@ def test_which_texts_are_near_ties():
     # Windows: judged on the mean of their probabilities, not one by one.
     assert ties([[5.0, 4.5], [5.0, 0.0]], owner=[0, 0]) == [False]  # a close window, a clear mean (gap 1.43)
     assert ties([[3.0, 0.0], [0.0, 3.0]], owner=[0, 0]) == [True]  # two clear windows, a tied mean
-    assert ties([[40.0, 40.0], [41.0, 40.0]], owner=[0, 0], sigmoid=True) == [True]  # beyond float64: a tie
+    assert ties([[40.0, 40.0], [41.0, 40.0]], owner=[0, 0], sigmoid=True) == [True]  # mean log-odds 40.38, 40
+    assert ties([[-39.0, -39.6], [-39.0, -39.6]], owner=[0, 0], sigmoid=True, margin=0.5) == [False]  # gap 0.6
+    assert ties([[0.5, 4.0], [np.nan, np.nan]], owner=[0, 0], sigmoid=True, margin=0.4) == [False]  # not run: left out
+    assert ties([[5.0, np.nan, 0.0]]) == [False] and ties(np.zeros((2, 0))) == [False, False]
     assert ties([[2.0, 1.5], [4.0, 1.0], [3.0, 0.0]], owner=[0, 1, 1]) == [True, False]
 
 
@@ -245,11 +248,11 @@ def test_the_margin_is_recorded_and_keys_only_rechecked_results(tmp_path, monkey
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0.75")
     meta = frame.distil.classify("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
     assert meta["int8_recheck"] == "0.75"
+    embed_meta = frame.distil.embed("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
+    assert "int8_recheck" not in embed_meta  # embeddings are never rechecked
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
     meta = frame.distil.classify("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
     assert "int8_recheck" not in meta
-    embed_meta = frame.distil.embed("text", model=folder, precision="int8").attrs["distilframe"][0]["metadata"]
-    assert "int8_recheck" not in embed_meta
 
     fields = []
     real = _result_cache.settings_key
