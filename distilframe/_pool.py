@@ -100,14 +100,9 @@ def combine(items: np.ndarray, owner: np.ndarray, n_texts: int, weights: np.ndar
     """
     if len(owner) == n_texts:  # one input per text, in order
         return items
-    w = np.ones(len(owner), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
     run = ~np.isnan(items).any(axis=1)
-    total = np.zeros((n_texts, items.shape[1]), dtype=np.float64)
-    np.add.at(total, owner[run], items[run].astype(np.float64) * w[run, None])
-    norm = np.zeros(n_texts, dtype=np.float64)
-    np.add.at(norm, owner[run], w[run])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (total / norm[:, None]).astype(np.float32)  # 0/0: NaN for texts not run
+    return _group_mean(items[run].astype(np.float64), owner[run], n_texts,
+                       None if weights is None else np.asarray(weights, dtype=np.float64)[run]).astype(np.float32)
 
 
 def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float, *, sigmoid: bool) -> np.ndarray:
@@ -133,7 +128,6 @@ def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float
     if not len(z) or not margin or not z.shape[1]:
         return np.zeros(n_texts, dtype=bool)
     ran = ~np.isnan(z).any(axis=1)  # inputs with a result
-    counts = np.bincount(owner[ran], minlength=n_texts)
     per_text = np.full((n_texts, z.shape[1]), np.nan)
     single = ran & (np.bincount(owner, minlength=n_texts)[owner] == 1)
     per_text[owner[single]] = z[single]
@@ -141,14 +135,12 @@ def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float
     if chunked.any():  # windows: the mean of their probabilities, back in logit units
         texts = np.unique(owner[chunked])
         if sigmoid:  # the means of p and of 1 - p, each computed stably: their log ratio is the log-odds
-            yes, no = (_mean(np.exp(-np.logaddexp(0.0, s * z[chunked])), owner[chunked], counts, texts)
-                       for s in (-1.0, 1.0))
+            yes, no = (_group_mean(_sigmoid64(s * z[chunked]), owner[chunked], n_texts)[texts] for s in (1.0, -1.0))
             with np.errstate(divide="ignore", invalid="ignore"):
                 per_text[texts] = np.log(yes) - np.log(no)
         else:
             with np.errstate(divide="ignore"):
-                per_text[texts] = np.log(_mean(np.exp(z[chunked] - _logsumexp(z[chunked])), owner[chunked],
-                                               counts, texts))
+                per_text[texts] = np.log(_group_mean(_softmax64(z[chunked]), owner[chunked], n_texts)[texts])
     run = ~np.isnan(per_text).any(axis=1)
     gap = np.full(n_texts, np.inf)
     with np.errstate(invalid="ignore"):
@@ -160,15 +152,25 @@ def near_ties(logits: np.ndarray, owner: np.ndarray, n_texts: int, margin: float
     return gap < margin
 
 
-def _mean(values: np.ndarray, owner: np.ndarray, counts: np.ndarray, texts: np.ndarray) -> np.ndarray:
-    total = np.zeros((len(counts), values.shape[1]))
-    np.add.at(total, owner, values)
-    return total[texts] / counts[texts, None]
+def _group_mean(values: np.ndarray, owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """float64 (n_texts, d): the (weighted) mean of each text's rows of ``values``; NaN for a text with none."""
+    w = np.ones(len(owner)) if weights is None else weights
+    total = np.zeros((n_texts, values.shape[1]))
+    np.add.at(total, owner, values * w[:, None])
+    norm = np.zeros(n_texts)
+    np.add.at(norm, owner, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / norm[:, None]  # 0/0: NaN
 
 
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    top = z.max(axis=1, keepdims=True)
-    return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
+def _softmax64(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid64(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) without overflow, and without rounding 1 - p to 0 (use -z for 1 - p)."""
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -179,13 +181,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax, computed stably in float64 and returned as float32."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return _softmax64(logits.astype(np.float64)).astype(np.float32)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Element-wise logistic function (multi-label and single-output heads), float32."""
-    z = logits.astype(np.float64)
-    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+    """Element-wise logistic function (multi-label and single-output heads), computed in float64, float32."""
+    return _sigmoid64(logits.astype(np.float64)).astype(np.float32)
