@@ -14,7 +14,7 @@ import os
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import _config as config
 from ._checkpoint import Checkpoint, content_hash
@@ -103,18 +103,21 @@ class _Twin:
     """An int8 model's fp32 twin: built on first use, by the manager that built the int8 model, from the same
     checkpoint (its content hash checked again after the build: a folder changed meanwhile is refused rather
     than mixed in), or an fp32 model of it that manager holds already. It stays with the int8 model and goes
-    with it: the two never evict each other."""
+    with it: the two never evict each other. While the int8 model is held, the manager hands its built twin
+    to fp32 calls too, so there is one fp32 copy.
+
+    ``built`` is the fp32 model once there is one (None before)."""
 
     def __init__(self, manager: "ModelManager", checkpoint: Checkpoint, key: tuple, num_threads: int | None) -> None:
-        self._manager, self._checkpoint, self._key, self._num_threads = manager, checkpoint, key, num_threads
+        self.manager, self.checkpoint, self.key, self.num_threads = manager, checkpoint, key, num_threads
         self._lock = threading.Lock()
-        self._model: LoadedModel | None = None
+        self.built: LoadedModel | None = None
 
     def get(self) -> LoadedModel:
         with self._lock:
-            if self._model is None:
-                self._model = self._manager._fp32_twin(self._checkpoint, self._key, self._num_threads)
-            return self._model
+            if self.built is None:
+                self.built = self.manager.fp32_twin(self)
+            return self.built
 
 
 class ModelManager:
@@ -144,57 +147,76 @@ class ModelManager:
 
         precision = resolve_precision(precision)
         checkpoint = resolve(model)
-        loaded = self._get(checkpoint, precision, num_threads)
-        if precision == "int8":  # the margin as the environment says now: read once per call, not kept
+        key = _key(checkpoint, precision, num_threads)
+
+        def build() -> LoadedModel:
+            loaded = self._build(checkpoint, precision, num_threads)
+            return replace(loaded, twin=_Twin(self, checkpoint, key, num_threads)) if precision == "int8" else loaded
+
+        loaded = self._once(key, build, publish=True)
+        if precision == "int8" and loaded.engine.has_classifier:
+            # The margin as the environment says now (read once per call, not kept): only a model that can
+            # classify reads it, so that embeddings never depend on it.
             margin = config.int8_recheck()
             return loaded if loaded.recheck == margin else replace(loaded, recheck=margin)
         return loaded
 
-    def _get(self, checkpoint: Checkpoint, precision: str, num_threads: int | None) -> LoadedModel:
-        key = _key(checkpoint, precision, num_threads)
+    def fp32_twin(self, twin: _Twin) -> LoadedModel:
+        """The fp32 model of the checkpoint ``twin``'s int8 model was built from (see :class:`_Twin`)."""
+        fp32_key = (*twin.key[:2], "fp32", *twin.key[3:])
+
+        def build() -> LoadedModel:
+            loaded = self._build(twin.checkpoint, "fp32", twin.num_threads)
+            if _key(twin.checkpoint, "fp32", twin.num_threads) != fp32_key:
+                raise CheckpointError(
+                    f"The files of {twin.checkpoint.name!r} in {twin.checkpoint.path} changed while its int8 model "
+                    "was in use: its near-ties cannot be classified again in fp32 with the same weights. Run again "
+                    "(the int8 model is then built from the new files), or set DISTILFRAME_INT8_RECHECK=0."
+                )
+            twin.built = loaded  # before the build lock is let go: an fp32 call waiting for it finds this one
+            return loaded
+
+        return self._once(fp32_key, build, publish=False)
+
+    def _once(self, key: tuple, build: "Callable[[], LoadedModel]", *, publish: bool) -> LoadedModel:
+        """The model held for ``key``, else ``build()``'s, run by one thread while the others wait for it (and
+        put in the LRU when ``publish``)."""
         with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
+            held = self._held(key)
+            if held is not None:
+                return held
             build_lock = self._building.setdefault(key, threading.Lock())
-        with build_lock:  # one thread builds; the others wait for it and reuse the result
+        with build_lock:
             try:
                 with self._lock:
-                    if key in self._models:
-                        self._models.move_to_end(key)
-                        return self._models[key]
-                loaded = self._build(checkpoint, precision, num_threads)
-                if precision == "int8":
-                    loaded = replace(loaded, recheck=config.int8_recheck(),
-                                     twin=_Twin(self, checkpoint, key, num_threads))
-                with self._lock:
-                    self._models[key] = loaded
-                    while len(self._models) > self.max_models:
-                        self._models.popitem(last=False)
+                    held = self._held(key)
+                    if held is not None:
+                        return held
+                loaded = build()
+                if publish:
+                    with self._lock:
+                        self._models[key] = loaded
+                        while len(self._models) > self.max_models:
+                            self._models.popitem(last=False)
             finally:
                 with self._lock:
                     self._building.pop(key, None)
         return loaded
 
-    def _fp32_twin(self, checkpoint: Checkpoint, key: tuple, num_threads: int | None) -> LoadedModel:
-        """The fp32 model of the checkpoint an int8 model of ``key`` was built from (see :class:`_Twin`)."""
-        fp32_key = (*key[:2], "fp32", *key[3:])
-        with self._lock:
-            if fp32_key in self._models:
-                return self._models[fp32_key]
-        loaded = self._build(checkpoint, "fp32", num_threads)
-        if _key(checkpoint, "fp32", num_threads) != fp32_key:
-            raise CheckpointError(
-                f"The files of {checkpoint.name!r} in {checkpoint.path} changed while its int8 model was in use: "
-                "its near-ties cannot be classified again in fp32 with the same weights. Run again (the int8 "
-                "model is then built from the new files), or set DISTILFRAME_INT8_RECHECK=0."
-            )
-        return loaded
+    def _held(self, key: tuple) -> LoadedModel | None:
+        """(Under ``_lock``.) The model for ``key`` in the LRU, or the built fp32 twin of an int8 model there."""
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        int8 = self._models.get((*key[:2], "int8", *key[3:])) if key[2] == "fp32" else None
+        return int8.twin.built if int8 is not None and int8.twin is not None else None
 
     def loaded_names(self) -> list[str]:
-        """Names of the models currently in memory, least recently used first."""
+        """Names of the models currently in memory, least recently used first (then int8 models' fp32 twins)."""
         with self._lock:
-            return [m.name for m in self._models.values()]
+            held = list(self._models.values())
+        twins = [m.twin.built for m in held if m.twin is not None and m.twin.built is not None]
+        return [m.name for m in held] + [t.name for t in twins if not any(t is m for m in held)]
 
     def clear(self) -> None:
         """Drop every loaded model (their memory is freed once no result refers to them)."""

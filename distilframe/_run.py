@@ -113,7 +113,8 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     # int8's near-tie classifications are made again in fp32 (_recheck), by the model's margin (read when it was
     # got from the manager: one value for the run, its result-cache key and its file's metadata).
     recheck = model.recheck if task == "classify" else 0.0
-    todo, keys, cache = _lookup(cache, model, task, options, max_length, unique.texts, out, n_tokens, recheck)
+    settings = _settings(model, task, options, max_length, recheck) if cache is not None else b""
+    todo, keys, cache = _lookup(cache, settings, unique.texts, out, n_tokens)
     prompt_skip, prompt_only = _prompt_tokens(model, options) if task == "embed" else (0, 2)
     if prompt_skip and options.long_text == "chunk":
         raise ValueError("Got long_text='chunk' with a prompt that this model's pooling leaves out "
@@ -127,21 +128,24 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
                                                      [unique.texts[i] for i in where], bar, prompt_skip,
                                                      prompt_only, recheck)
             if cache is not None:  # stored chunk by chunk: an interrupted run keeps what it finished
+                if recheck:  # keyed by the fp32 model that rechecked, once it is known (_recheck_settings)
+                    now = _settings(model, task, options, max_length, recheck)
+                    if now != settings:
+                        settings, keys = now, cache.keys(now, unique.texts)
                 cache.put([keys[i] for i in where], out[where], n_tokens[where])
     if warn_long and options.long_text == "truncate":
         _warn_truncated(n_tokens, max_length)
     return _result(unique, out, n_tokens, max_length, options.long_text, prompt_only)
 
 
-def _lookup(cache: "ResultCache | None", model: "LoadedModel", task: str, options: RunOptions, max_length: int,
-            texts: list[str], out: np.ndarray, n_tokens: np.ndarray,
-            recheck: float = 0.0) -> tuple[np.ndarray, list[bytes], Any]:
-    """Fill ``out`` and ``n_tokens`` with what the cache holds; return (the texts still to run, their keys,
-    the cache, or None when it cannot be used)."""
+def _lookup(cache: "ResultCache | None", settings: bytes, texts: list[str], out: np.ndarray,
+            n_tokens: np.ndarray) -> tuple[np.ndarray, list[bytes], Any]:
+    """Fill ``out`` and ``n_tokens`` with what the cache holds for ``settings`` (``_settings``); return (the texts
+    still to run, their keys, the cache, or None when it cannot be used)."""
     todo = np.arange(len(texts))
     if cache is None or not texts:
         return todo, [], None
-    keys = cache.keys(_settings(model, task, options, max_length, recheck), texts)
+    keys = cache.keys(settings, texts)
     looked_up = cache.get(keys, out.shape[1])  # None when the cache cannot be used: then everything runs
     if looked_up is None:
         return todo, keys, None
@@ -169,24 +173,31 @@ def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: 
                         stride=int(options.stride) if options.long_text == "chunk" else None,
                         precision=model.precision, multi_label=model.multi_label if not embed else None,
                         **({"prompt": options.prompt} if embed and options.prompt else {}),  # keys as before without
-                        **(_recheck_settings(recheck) if recheck else {}))
+                        **(_recheck_settings(model, recheck) if recheck else {}))
 
 
-def _recheck_settings(margin: float) -> dict[str, str]:
-    """What else determines a rechecked classification: the margin and the fp32 engine that rechecks (read from
-    the installed Paddle's metadata: nothing is imported to look up a result)."""
+def _recheck_settings(model: "LoadedModel", margin: float) -> dict[str, str]:
+    """What else determines a rechecked classification: the margin, and the fp32 model that rechecks: its engine
+    once it is built, else the one it will be (the configured engine and the installed Paddle, read from its
+    metadata: nothing is imported to look up a result)."""
     from importlib import metadata
 
     from ._engine import GRAPH_VERSION
 
-    versions = []
-    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
-        try:
-            versions.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return {"int8_recheck": repr(float(margin)), "fp32_engine": config.engine(), "fp32_paddle": ", ".join(versions),
-            "fp32_graph": str(GRAPH_VERSION)}
+    twin = model.twin.built if model.twin is not None else None
+    if twin is not None:
+        engine, paddle = type(twin.engine).__name__, getattr(twin.engine, "paddle_version", "")
+        graph = getattr(twin.engine, "graph_version", GRAPH_VERSION)
+    else:
+        engine, paddle, graph = "PaddleEngine" if config.engine() == "dygraph" else "PredictorEngine", "", GRAPH_VERSION
+        for dist in ("paddlepaddle", "paddlepaddle-gpu"):
+            try:
+                paddle = metadata.version(dist)  # what paddle.__version__ says
+                break
+            except metadata.PackageNotFoundError:
+                pass
+    return {"int8_recheck": repr(float(margin)), "fp32_engine": engine, "fp32_paddle": str(paddle),
+            "fp32_graph": str(graph)}
 
 
 def _as_the_model_reads(texts: Sequence[str | None], model: "LoadedModel", options: RunOptions) -> list[str | None]:

@@ -46,10 +46,13 @@ def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
 
 
 def _between(gaps: np.ndarray) -> float:
-    """A margin halfway between the two middle gaps: about half the texts below it, none close to it."""
+    """A margin in the widest space between neighbouring gaps of the middle half (sorted): from a quarter to three
+    quarters of the texts below it, and none within float rounding of it (checked)."""
     ordered = np.sort(gaps)
     i = int(np.argmax(np.diff(ordered[len(ordered) // 4: 3 * len(ordered) // 4 + 1]))) + len(ordered) // 4
-    return float(ordered[i] + ordered[i + 1]) / 2
+    middle = float(ordered[i] + ordered[i + 1]) / 2
+    assert np.abs(gaps - middle).min() > 1e-4, "no margin clear of every text's gap: change the test's seed"
+    return middle
 
 
 def _gaps(scores: np.ndarray, *, sigmoid: bool) -> np.ndarray:
@@ -154,6 +157,9 @@ def test_a_multi_label_head_is_rechecked_on_its_ranking_and_its_thresholds(tmp_p
     middle = _between(margins)
     near = margins < middle
     assert 0 < near.sum() < len(near)
+    z = np.log(alone) - np.log1p(-alone)
+    top = np.sort(z, axis=1)[:, -2:]
+    assert (near & (top[:, 1] - top[:, 0] >= middle)).any()  # some only for a logit near 0 (a score near 0.5)
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", repr(middle))
     mixed = scores("int8")[real]
     np.testing.assert_allclose(mixed[near], fp32[real][near], atol=1e-6)
@@ -205,12 +211,77 @@ def test_the_fp32_twin_stays_with_its_int8_model_and_its_manager(tmp_path, monke
         assert result.valid.all()
     assert loaded.fp32() is loaded.fp32() and loaded.fp32().precision == "fp32"
     assert mgr.builds[loaded.name] == 2 and manager_mod.manager.builds == before  # int8 once, fp32 once
-    assert mgr.loaded_names() == [loaded.name]
+    assert mgr.loaded_names() == [loaded.name, loaded.name]  # the int8 model, then its twin
+    # An fp32 call gets the twin while its int8 model is held: one fp32 copy, and the int8 model stays.
+    assert mgr.get(folder, precision="fp32") is loaded.fp32() and mgr.builds[loaded.name] == 2
+    assert mgr.get(folder, precision="int8").engine is loaded.engine and mgr.builds[loaded.name] == 2
 
     other = ModelManager().get(folder, precision="int8")
     write_checkpoint(folder, seed=90, num_labels=2, weight_std=0.05)  # new weights in the same folder
     with pytest.raises(CheckpointError, match="changed while its int8 model was in use"):
         other.fp32()
+
+
+def test_an_fp32_call_and_a_twin_built_at_once_build_one_fp32_model(tmp_path, monkeypatch):
+    import threading
+
+    from distilframe import _manager as manager_mod
+
+    folder = write_checkpoint(tmp_path / "c", seed=93, num_labels=2, weight_std=0.05)
+    mgr = ModelManager()
+    loaded = mgr.get(folder, precision="int8")
+    real, entered = manager_mod.ModelManager._build, threading.Event()
+
+    def slow_build(self, *args):  # the first fp32 build waits until the other thread is waiting for it
+        entered.set()
+        threading.Event().wait(0.5)
+        return real(self, *args)
+
+    monkeypatch.setattr(manager_mod.ModelManager, "_build", slow_build)
+    got = {}
+    first = threading.Thread(target=lambda: got.setdefault("twin", loaded.fp32()))
+    first.start()
+    entered.wait(10)
+    got["fp32"] = mgr.get(folder, precision="fp32")
+    first.join(30)
+    assert got["fp32"] is got["twin"] and mgr.builds[loaded.name] == 2
+
+
+def test_an_invalid_margin_is_refused_for_classifiers_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "often")
+    base = write_checkpoint(tmp_path / "base", seed=94)  # no head: it cannot classify, and never reads the margin
+    assert np.isfinite(embed(base, "int8", ["a cat"])).all()
+    head = write_checkpoint(tmp_path / "head", seed=95, num_labels=2)
+    with pytest.raises(ValueError, match="DISTILFRAME_INT8_RECHECK='often'"):
+        pd.Series(["a cat"]).distil.classify(model=head, precision="int8", cache=False)
+
+
+def test_rechecked_results_are_keyed_by_the_fp32_model_that_rechecked(tmp_path, monkeypatch):
+    """The key foresees the configured engine until the twin is built; it then records the one that rechecked
+    (here an fp32 model already held, built with DISTILFRAME_ENGINE=dygraph), and later runs find it."""
+    from distilframe import _result_cache, _run
+
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1e9")
+    folder = write_checkpoint(tmp_path / "c", seed=96, num_labels=2, weight_std=0.05)
+    mgr = ModelManager()
+    monkeypatch.setenv("DISTILFRAME_ENGINE", "dygraph")
+    fp32 = mgr.get(folder, precision="fp32")
+    monkeypatch.delenv("DISTILFRAME_ENGINE")
+    int8 = mgr.get(folder, precision="int8")
+    engines = []
+    real = _result_cache.settings_key
+    monkeypatch.setattr(_result_cache, "settings_key", lambda **kw: engines.append(kw["fp32_engine"]) or real(**kw))
+    cache = _result_cache.ResultCache(tmp_path / "r.sqlite")
+    texts = ["a cat", "the dog barked", "rain"]
+    first = _run.run(texts, int8, "classify", cache=cache)
+    assert int8.fp32() is fp32 and engines == ["PredictorEngine", "PaddleEngine"]
+
+    def boom(*args):
+        raise AssertionError("the model ran: the results were not found")
+
+    monkeypatch.setattr(int8.engine, "logits", boom)
+    monkeypatch.setattr(fp32.engine, "logits", boom)
+    np.testing.assert_array_equal(_run.run(texts, int8, "classify", cache=cache).values, first.values)
 
 
 def test_the_recheck_reports_progress_and_can_be_stopped(tmp_path, monkeypatch):
