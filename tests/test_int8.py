@@ -35,6 +35,23 @@ def test_int8_embeddings_are_close_to_fp32_with_packing_and_nulls(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(int8[~missing], axis=1), 1, atol=1e-5)
 
 
+def test_int8_quantizes_each_token_on_its_own_and_every_projection(tmp_path):
+    """One scale per token: a text's int8 embedding does not depend on the texts batched or packed with it (one
+    scale per batch would move it by int8's rounding); and no projection is left in fp32."""
+    from collections import Counter
+
+    from distilframe import _onnx, _resolve
+    from distilframe._engine import load_state
+
+    folder = write_checkpoint(tmp_path / "c", seed=97, weight_std=0.05)
+    alone = embed(folder, "int8", ["a cat sat on the mat"])
+    crowd = embed(folder, "int8", ["a cat sat on the mat", "THE DOG BARKED AT 3 AM!!! " * 20, "rain", "ok ok"])
+    np.testing.assert_allclose(crowd[0], alone[0], atol=2e-6)
+    checkpoint = _resolve.resolve(folder)
+    ops = Counter(n.op_type for n in _onnx.build_graph(checkpoint, load_state(checkpoint), int8=True).graph.node)
+    assert ops["MatMulIntegerToFloat"] == 4 * 2 and ops["MatMul"] == 0  # Q/K/V, attention out, FFN in and out
+
+
 def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")  # int8 alone (near-ties in fp32: the next tests)
     folder = write_checkpoint(tmp_path / "c", seed=82, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
