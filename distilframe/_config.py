@@ -35,8 +35,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["BF16_FLAGS", "available_cores", "cache_size", "converted_dir", "cpu_flags", "cpu_name", "emulated_bf16",
-           "endpoint", "engine", "hf_endpoint", "home", "max_loaded_models", "models_dir", "native_bf16", "num_threads",
-           "offline", "precision"]
+           "endpoint", "engine", "hf_endpoint", "home", "int8_dot_products", "max_loaded_models", "models_dir",
+           "native_bf16", "num_threads", "offline", "precision", "VNNI_FLAGS"]
 
 # `import paddle` sets OMP_NUM_THREADS=1 when it is unset, so the user's own value can only be
 # told apart from Paddle's before paddle is imported: remember it when distilframe is imported.
@@ -219,6 +219,15 @@ def native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
 
     ``cpuinfo`` is the file to read the CPU's flags from (tests pass another CPU's)."""
     return bool(cpu_flags(cpuinfo) & set(BF16_FLAGS))
+
+
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products that accumulate in 32 bits
+
+
+def int8_dot_products(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has VNNI or AMX-INT8: int8 products summed straight into 32 bits. Without them (AVX2,
+    AVX-512 without VNNI) ONNX Runtime's u8s8 GEMM adds pairs of products in 16 bits, with saturation."""
+    return bool(cpu_flags(cpuinfo) & set(VNNI_FLAGS))
 
 
 def emulated_bf16() -> bool:

@@ -37,11 +37,14 @@ from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
 from .errors import CheckpointError
 
-__all__ = ["ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "head_logits", "int8_model"]
+__all__ = ["MIN_ONNXRUNTIME", "ONNX_GRAPH_VERSION", "OnnxInt8Engine", "check_version", "build_graph", "head_logits", "int8_model", "weight_range"]
 
 # What the quantized graph computes: part of its cache key, and of the result cache's (the engine's graph_version).
 ONNX_GRAPH_VERSION = 2
 _INSTALL = 'precision="int8" needs ONNX Runtime: pip install "distilframe[int8]"'
+
+
+MIN_ONNXRUNTIME = (1, 21)  # 1.20's MultiHeadAttention gives NaN with this graph's attention bias (measured)
 
 
 def _modules() -> tuple[Any, Any]:
@@ -50,10 +53,22 @@ def _modules() -> tuple[Any, Any]:
         import onnxruntime
     except ImportError as e:
         raise ImportError(_INSTALL, name=e.name) from e
+    check_version(onnxruntime.__version__)
     return onnx, onnxruntime
 
 
-def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: bool = False) -> Any:
+def check_version(version: str) -> None:
+    """ImportError for an ONNX Runtime older than :data:`MIN_ONNXRUNTIME`, which would compute wrong results."""
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    if tuple(parts) < MIN_ONNXRUNTIME:
+        need = ".".join(map(str, MIN_ONNXRUNTIME))
+        raise ImportError(f'precision="int8" needs ONNX Runtime {need} or newer, but {version} is installed (its '
+                          f'fused attention computes this graph wrongly): pip install -U "onnxruntime>={need}"',
+                          name="onnxruntime")
+
+
+def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: bool = False,
+                weight_max: int = 127) -> Any:
     """The encoder as an ONNX model: inputs ``input_ids`` and ``attention_mask`` (sequence numbers, 0 for
     padding), int64 [batch, length]; output ``hidden`` float32 [batch, length, hidden].
 
@@ -61,7 +76,8 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
     attention is ONNX Runtime's MultiHeadAttention with the packed-sequence mask as its additive bias. With
     ``int8``, every projection (FFN outputs included) multiplies int8 weights, one scale per output channel,
     by its input quantized per token (one scale per token: an outlier token costs only its own precision),
-    in ONNX Runtime's u8s8 integer GEMM (``MatMulIntegerToFloat``); the rest stays fp32."""
+    in ONNX Runtime's u8s8 integer GEMM (``MatMulIntegerToFloat``); the rest stays fp32. Weights span
+    ±``weight_max``: 127, or 63 for CPUs without VNNI (:func:`weight_range`)."""
     onnx, _ = _modules()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -104,8 +120,8 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
                         to=TensorProto.UINT8)
             quantized[x] = node("QuantizeLinear", [x, flat, zero], f"{x}.u8", axis=0), scale
         xq, scale = quantized[x]
-        w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127  # per output channel
-        wq = np.clip(np.rint(w / w_scale), -127, 127).astype(np.int8)
+        w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / weight_max  # per output channel
+        wq = np.clip(np.rint(w / w_scale), -weight_max, weight_max).astype(np.int8)
         product = node("MatMulIntegerToFloat", [xq, const(f"{name}.weight_int8", wq, np.int8), const(f"{name}.one", 1.0),
                                                 const(f"{name}.weight_scale", w_scale),
                                                 const(f"{name}.x_zero", 128, np.uint8)],
@@ -170,10 +186,21 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
                              ir_version=8)
 
 
-def int8_model(checkpoint: Checkpoint) -> Path:
-    """The checkpoint's quantized ONNX model, built and quantized on first use (atomic, locked, cached)."""
+def weight_range() -> int:
+    """The int8 weights' range on this CPU: ±127 with VNNI or AMX-INT8, else ±63. Without them ONNX Runtime's
+    u8s8 GEMM (AVX2's vpmaddubsw) adds two products of a uint8 activation (up to 255) and an int8 weight in
+    16 bits, which saturates above 32,767; 2 x 255 x 63 stays below it (ONNX Runtime's quantizer calls this
+    reduce_range)."""
+    return 127 if config.int8_dot_products() else 63
+
+
+def int8_model(checkpoint: Checkpoint, weight_max: int | None = None) -> Path:
+    """The checkpoint's quantized ONNX model, built and quantized on first use (atomic, locked, cached); weights
+    span ±``weight_max`` (default :func:`weight_range`)."""
     onnx, onnxruntime = _modules()
-    key = f"{content_hash(checkpoint)}-onnxruntime{onnxruntime.__version__}-int8graph{ONNX_GRAPH_VERSION}"
+    weight_max = weight_max or weight_range()
+    key = (f"{content_hash(checkpoint)}-onnxruntime{onnxruntime.__version__}-int8graph{ONNX_GRAPH_VERSION}"
+           f"-w{weight_max}")
 
     def build(tmp: Path) -> None:
         from ._engine import PaddleEngine
@@ -183,7 +210,7 @@ def int8_model(checkpoint: Checkpoint) -> Path:
         has_classifier = PaddleEngine(checkpoint).has_classifier
         state = load_state(checkpoint)
         head = {k: state[k] for k in _HEAD} if has_classifier else {}
-        onnx.save(build_graph(checkpoint, state, int8=True), str(tmp / "int8.onnx"))
+        onnx.save(build_graph(checkpoint, state, int8=True, weight_max=weight_max), str(tmp / "int8.onnx"))
         if head:
             np.savez(tmp / "head.npz", **{k.replace(".", "_"): v for k, v in head.items()})
         info = {"has_classifier": bool(head),
@@ -207,13 +234,14 @@ class OnnxInt8Engine:
     """The int8 engine: ``hidden_states`` and ``logits`` as :class:`~distilframe._engine.PredictorEngine`'s."""
 
     precision = "int8"
-    graph_version = f"onnx{ONNX_GRAPH_VERSION}"  # the result cache's key: never another graph's results
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         _, onnxruntime = _modules()
         self.checkpoint = checkpoint
         self.threads = num_threads or config.num_threads() or config.available_cores()
-        self.folder = int8_model(checkpoint)
+        self.weight_max = weight_range()
+        self.graph_version = f"onnx{ONNX_GRAPH_VERSION}-w{self.weight_max}"  # the result cache's key
+        self.folder = int8_model(checkpoint, self.weight_max)
         info = json.loads((self.folder / "info.json").read_text())
         self.has_classifier = bool(info["has_classifier"])
         self.num_labels = int(info["num_labels"])

@@ -52,6 +52,53 @@ def test_int8_quantizes_each_token_on_its_own_and_every_projection(tmp_path):
     assert ops["MatMulIntegerToFloat"] == 4 * 2 and ops["MatMul"] == 0  # Q/K/V, attention out, FFN in and out
 
 
+@pytest.mark.parametrize("flags, weight_max", [("avx2 avx512f avx512_vnni", 127), ("avx2 avx_vnni", 127),
+                                               ("avx2 avx512f amx_int8", 127), ("avx2 avx512f", 63), ("avx2", 63),
+                                               ("", 63)])
+def test_int8_weights_span_the_full_range_only_where_products_add_up_in_32_bits(tmp_path, monkeypatch, flags,
+                                                                               weight_max):
+    from distilframe import _config, _onnx
+
+    (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: fpu sse {flags}\n")
+    real = _config.cpu_flags
+    monkeypatch.setattr(_config, "cpu_flags", lambda cpuinfo=None: real(tmp_path / "cpuinfo"))
+    assert _onnx.weight_range() == weight_max
+
+
+def test_the_reduced_weight_range_is_built_and_keyed_apart_and_stays_close(tmp_path, monkeypatch):
+    """Without VNNI, weights span ±63 (no 16-bit saturation in ONNX Runtime's AVX2 kernel): its own model file
+    and result-cache key, and still close to fp32."""
+    import onnx
+    from onnx import numpy_helper
+
+    from distilframe import _onnx, _resolve, _run
+
+    folder = write_checkpoint(tmp_path / "c", seed=98, weight_std=0.05)
+    checkpoint = _resolve.resolve(folder)
+    full, reduced = _onnx.int8_model(checkpoint, 127), _onnx.int8_model(checkpoint, 63)
+    assert full != reduced
+    for path, top in ((full, 127), (reduced, 63)):
+        weights = [numpy_helper.to_array(i) for i in onnx.load(str(path / "int8.onnx")).graph.initializer
+                   if i.name.endswith(".weight_int8")]
+        assert len(weights) == 4 * 2 and max(int(np.abs(w).max()) for w in weights) == top
+    monkeypatch.setattr(_onnx, "weight_range", lambda: 63)
+    loaded = ModelManager().get(folder, precision="int8")
+    assert loaded.engine.folder == reduced and loaded.engine.graph_version.endswith("-w63")
+    texts = [t for t in TEXTS if t and t.strip()]
+    got = _run.run(texts, loaded, "embed").values
+    want = _run.run(texts, ModelManager().get(folder, precision="fp32"), "embed").values
+    assert np.sum(got * want, axis=1).min() >= 0.995
+
+
+def test_an_onnxruntime_that_computes_the_graph_wrongly_is_refused():
+    from distilframe._onnx import check_version
+
+    for version in ("1.21.0", "1.32.0", "2.0.0.dev20261201"):
+        check_version(version)
+    with pytest.raises(ImportError, match=r"needs ONNX Runtime 1.21 or newer, but 1.20.1 is installed.*pip install"):
+        check_version("1.20.1")
+
+
 def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")  # int8 alone (near-ties in fp32: the next tests)
     folder = write_checkpoint(tmp_path / "c", seed=82, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
