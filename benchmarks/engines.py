@@ -30,7 +30,8 @@ Comparison engines are optional dependencies of this script, not of distilframe 
 reference extra brings transformers; install the CPU build of torch first, as the README says).
 Accuracy is the smallest per-row cosine between an engine's mean-pooled unit embeddings and
 PyTorch fp32's. "cold" is the time a new process takes to embed its first 10 rows with the model on disk (distilframe: export cached).
-The GEMM ceiling is measured in the same run with torch.matmul on 2048x768x3072: once at the start,
+The fp32 GEMM ceiling is measured in the same run on 2048x768x3072 with each library present (PyTorch, numpy,
+ONNX Runtime; the fastest counts, as one library can be far from the CPU's peak): once at the start,
 and right before and after each of three more fp32 runs (it moves from minute to minute on a shared
 or turbo-boosting machine), each run being compared with the mean of the two around it.
 """
@@ -217,9 +218,10 @@ def child_big(folder: Path) -> None:
 
 # ------------------------------------------------------------------------------------- parent
 
-def run_child(args: list[str], timeout: float = 1200) -> dict:
+def run_child(args: list[str], timeout: float = 1200, env: dict[str, str] | None = None) -> dict:
     try:
-        proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         return {"error": f"stopped after {timeout:.0f} s (too slow on this CPU)"}
     if proc.returncode != 0:
@@ -228,24 +230,49 @@ def run_child(args: list[str], timeout: float = 1200) -> dict:
 
 
 def child_gemm() -> None:
+    """The fp32 GEMM ceiling: the fastest of the libraries present (PyTorch's MKL, numpy's OpenBLAS, ONNX
+    Runtime's MLAS) on 2048x768x3072; one library alone can be far from the CPU's peak (PyTorch's MKL on AMD)."""
+    import numpy as np
     import torch
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
     sys.path.insert(0, str(HERE.parent))
     from distilframe._config import native_bf16
 
-    out = []
-    # bf16 only where the CPU has it: emulated, 30 products took minutes on an AVX2 machine (a hang, in effect)
-    for dtype in (torch.float32, torch.bfloat16) if native_bf16() else (torch.float32,):
-        a, b = torch.randn(2048, 768, dtype=dtype), torch.randn(768, 3072, dtype=dtype)
+    def rate(product: callable) -> float:
         for _ in range(3):
-            a @ b
-        t = time.perf_counter()
-        n = 30
+            product()
+        start, n = time.perf_counter(), 30
         for _ in range(n):
-            a @ b
-        out.append(2 * 2048 * 768 * 3072 * n / (time.perf_counter() - t) / 1e9)
-    print(json.dumps({"fp32": out[0], "bf16": out[1] if len(out) > 1 else None}))
+            product()
+        return 2 * 2048 * 768 * 3072 * n / (time.perf_counter() - start) / 1e9
+
+    a, b = np.random.default_rng(0).standard_normal((2, 2048 * 3072), dtype=np.float32)
+    a, b = a[:2048 * 768].reshape(2048, 768), b[:768 * 3072].reshape(768, 3072)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    fp32 = {"torch.matmul": rate(lambda: ta @ tb), "numpy": rate(lambda: a @ b)}
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+
+        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                                  [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2048, 768])],
+                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, [2048, 3072])],
+                                  [numpy_helper.from_array(b, "b")])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                                         ir_version=8).SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        fp32["onnxruntime"] = rate(lambda: session.run(None, {"a": a}))
+    except ImportError:
+        pass
+    bf16 = None
+    if native_bf16():  # bf16 only where the CPU has it: emulated, 30 products took minutes (a hang, in effect)
+        ha, hb = ta.to(torch.bfloat16), tb.to(torch.bfloat16)
+        bf16 = rate(lambda: ha @ hb)
+    print(json.dumps({"fp32": max(fp32.values()), "fp32_by": fp32, "bf16": bf16}))
 
 
 def build_model(folder: Path, texts: list[str]) -> None:
@@ -299,6 +326,9 @@ def main() -> None:
         # The first use in a fresh cache converts the Hugging Face folder and exports the graphs; the
         # rows below then start as any later process would, with both on disk.
         first = run_child(["--child", "distilframe fp32", "--folder", str(folder), "--out", str(tmp / "first.npy")])
+        firsts = [first] + [run_child(["--child", "distilframe fp32", "--folder", str(folder), "--out",
+                                       str(tmp / "first.npy")], env={"DISTILFRAME_HOME": str(tmp / f"home{k}")})
+                            for k in (2, 3)]  # two more, each in a fresh cache of its own
         results = {}
         for row in ROWS:
             result = run_child(["--child", row, "--folder", str(folder), "--out", str(tmp / f"{len(results)}.npy")])
@@ -334,7 +364,9 @@ def main() -> None:
         print(f"workload: {len(texts)} sentences, {tokens:,} tokens; distilbert-base dimensions; "
               f"{len(os.sched_getaffinity(0))} cores")
         bf16_text = f"{bf16_ceiling:.0f} GFLOP/s" if bf16_ceiling else "not measured (no native bf16)"
-        print(f"GEMM ceiling (torch.matmul 2048x768x3072): fp32 {fp32_ceiling:.0f} GFLOP/s, bf16 {bf16_text}")
+        libraries = ", ".join(f"{k} {v:.0f}" for k, v in ceiling["fp32_by"].items())
+        print(f"GEMM ceiling (2048x768x3072, the fastest library): fp32 {fp32_ceiling:.0f} GFLOP/s ({libraries}), "
+              f"bf16 {bf16_text} (torch.matmul)")
         print()
         trained_reference = trained.get("PyTorch fp32, length-sorted", {})
         trained_reference = (np.load(trained_reference["file"]) if "error" not in trained_reference and trained
@@ -372,8 +404,10 @@ def main() -> None:
                   + f" -> median {ratios[1]:.0f}% of the ceiling around it "
                   f"(best run {100 * max(g for g, _, _ in rounds) / highest:.0f}% of the highest ceiling seen, "
                   f"{highest:.0f} GFLOP/s)")
-        if "error" not in first:
-            print(f"first use in a fresh cache (Hugging Face conversion + export, then 10 rows): {first['cold']:.1f} s")
+        colds = sorted(f["cold"] for f in firsts if "error" not in f)
+        if colds:
+            print(f"first use in a fresh cache (Hugging Face conversion + export, then 10 rows), {len(colds)} runs: "
+                  + ", ".join(f"{c:.1f}" for c in colds) + f" s (median {colds[len(colds) // 2]:.1f} s)")
         for name in ("distilframe auto", "distilframe int8"):
             warm = results[name]
             if "error" not in warm:
