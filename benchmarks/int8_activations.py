@@ -12,7 +12,10 @@ that take the schemes in turn. Length-sorted padded batches of 32, 2 threads, ON
 Schemes: ``quantize_dynamic`` quantizes each MatMul's input with one scale per batch (its defaults: one
 scale per weight tensor; or one per output channel, all projections or with the FFN output projections
 left in fp32: distilframe's int8 until this benchmark); ``per token`` gives every token its own scale
-(``build_graph(int8=True)``: u8s8 MatMulIntegerToFloat, every projection in int8).
+(``build_graph(int8=True)``: u8s8 MatMulIntegerToFloat, every projection in int8), with weights in ±127, or
+in ±63 as on CPUs without VNNI (``_onnx.weight_range``). The cosines are the arithmetic's, the same on any
+CPU that computes them exactly: with VNNI both ranges are exact; without it only ±63 is (no 16-bit
+saturation), so its row is the accuracy such a CPU gets.
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ def main() -> None:
                       "per batch: per-channel weights": dynamic(True, []),
                       "per batch: per-channel weights, FFN outputs fp32": dynamic(True, ffn_out),
                       "per token: per-channel weights (distilframe int8)": _onnx.build_graph(checkpoint, state,
-                                                                                             int8=True)}
+                                                                                             int8=True),
+                      "per token, weights in ±63 (distilframe int8 without VNNI)": _onnx.build_graph(
+                          checkpoint, state, int8=True, weight_max=63)}
             sessions = {}
             for name, model in models.items():
                 path = model if isinstance(model, Path) else tmp / f"{time.time_ns()}.onnx"
