@@ -140,9 +140,13 @@ class ModelManager:
     def max_models(self) -> int:
         return self._max_models or config.max_loaded_models()
 
-    def get(self, model: str | os.PathLike, *, precision: str | None = "auto",
-            num_threads: int | None = None) -> LoadedModel:
-        """The loaded model for a name or a checkpoint folder, building it on first use."""
+    def get(self, model: str | os.PathLike, *, precision: str | None = "auto", num_threads: int | None = None,
+            task: str | None = None) -> LoadedModel:
+        """The loaded model for a name or a checkpoint folder, building it on first use.
+
+        ``task`` is what it is got for: an int8 model got to ``"classify"`` (or for no stated task) with a
+        classification head carries ``DISTILFRAME_INT8_RECHECK``'s margin, read now; got to ``"embed"``, never
+        (embeddings are never rechecked, and an invalid value does not stop them)."""
         from ._engine import resolve_precision
 
         precision = resolve_precision(precision)
@@ -154,10 +158,8 @@ class ModelManager:
             return replace(loaded, twin=_Twin(self, checkpoint, key, num_threads)) if precision == "int8" else loaded
 
         loaded = self._once(key, build, publish=True)
-        if precision == "int8" and loaded.engine.has_classifier:
-            # The margin as the environment says now (read once per call, not kept): only a model that can
-            # classify reads it, so that embeddings never depend on it.
-            margin = config.int8_recheck()
+        if precision == "int8" and loaded.engine.has_classifier and task != "embed":
+            margin = config.int8_recheck()  # as the environment says now: read once per call, not kept
             return loaded if loaded.recheck == margin else replace(loaded, recheck=margin)
         return loaded
 
@@ -208,8 +210,12 @@ class ModelManager:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        int8 = self._models.get((*key[:2], "int8", *key[3:])) if key[2] == "fp32" else None
-        return int8.twin.built if int8 is not None and int8.twin is not None else None
+        int8_key = (*key[:2], "int8", *key[3:])
+        int8 = self._models.get(int8_key) if key[2] == "fp32" else None
+        if int8 is None or int8.twin is None or int8.twin.built is None:
+            return None
+        self._models.move_to_end(int8_key)  # the pair was used
+        return int8.twin.built
 
     def loaded_names(self) -> list[str]:
         """Names of the models currently in memory, least recently used first (then int8 models' fp32 twins)."""
@@ -298,17 +304,17 @@ def _key(checkpoint: Checkpoint, precision: str, num_threads: int | None) -> tup
 manager = ModelManager()
 
 
-def get_model(model: str | os.PathLike, *, precision: str | None = "auto",
-              num_threads: int | None = None) -> LoadedModel:
-    """The process-wide loaded model for ``model`` (see :class:`ModelManager`)."""
-    return manager.get(model, precision=precision, num_threads=num_threads)
+def get_model(model: str | os.PathLike, *, precision: str | None = "auto", num_threads: int | None = None,
+              task: str | None = None) -> LoadedModel:
+    """The process-wide loaded model for ``model`` (see :meth:`ModelManager.get`)."""
+    return manager.get(model, precision=precision, num_threads=num_threads, task=task)
 
 
 def load_for(task: str, model: str | os.PathLike, *, precision: str | None = "auto",
              num_threads: int | None = None) -> LoadedModel:
     """The loaded model, refused early (before any download) if it cannot do ``task``."""
     refuse_early(task, model)
-    loaded = get_model(model, precision=precision, num_threads=num_threads)
+    loaded = get_model(model, precision=precision, num_threads=num_threads, task=task)
     if task == "classify" and not loaded.engine.has_classifier:
         raise UnsupportedTaskError(no_head_message(loaded.name))
     return loaded

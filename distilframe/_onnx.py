@@ -13,8 +13,8 @@ Runtime's ``quantize_dynamic`` quantizes a projection's whole input with one sca
 with an outlier activation (trained weights have them, mostly entering the FFN output projections) costs
 every token of the batch its precision: per-row cosine to fp32 0.93 at worst with its defaults, 0.99 only
 with the FFN output projections left in fp32 (distilframe's int8 before, at about fp32's speed). One scale
-per token keeps 0.994 with every projection in int8, and with the fused attention, GELU and shared Q/K/V
-input it runs about 1.4x faster than that earlier scheme.
+per token keeps 0.994 with every projection in int8, at about 1.35x that earlier scheme's speed on the same
+graph (fused Q/K/V, attention and GELU).
 
 The graph computes what ``_engine``'s packed encoder computes: a token attends to the tokens of its row
 that carry the same sequence number, and its position counts the tokens of its sequence before it
@@ -25,6 +25,7 @@ head (pre_classifier, ReLU, classifier on the first token) runs in fp32 numpy.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,17 @@ from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
 from .errors import CheckpointError
 
-__all__ = ["MIN_ONNXRUNTIME", "ONNX_GRAPH_VERSION", "OnnxInt8Engine", "check_version", "build_graph", "head_logits", "int8_model", "weight_range"]
+__all__ = ["MIN_ONNXRUNTIME", "ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "check_version", "head_logits",
+           "int8_model", "weight_range"]
 
 # What the quantized graph computes: part of its cache key, and of the result cache's (the engine's graph_version).
 ONNX_GRAPH_VERSION = 2
 _INSTALL = 'precision="int8" needs ONNX Runtime: pip install "distilframe[int8]"'
 
 
-MIN_ONNXRUNTIME = (1, 21)  # 1.20's MultiHeadAttention gives NaN with this graph's attention bias (measured)
+# Older releases' MultiHeadAttention computes this graph's packed rows wrongly (measured: NaN with 1.20.1,
+# rows after the first off by 0.1 with 1.21.0; 1.21.1 to 1.32 exact).
+MIN_ONNXRUNTIME = (1, 21, 1)
 
 
 def _modules() -> tuple[Any, Any]:
@@ -59,7 +63,7 @@ def _modules() -> tuple[Any, Any]:
 
 def check_version(version: str) -> None:
     """ImportError for an ONNX Runtime older than :data:`MIN_ONNXRUNTIME`, which would compute wrong results."""
-    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    parts = [int(m.group()) if (m := re.match(r"\d+", p)) else 0 for p in (version.split(".") + ["0"] * 3)[:3]]
     if tuple(parts) < MIN_ONNXRUNTIME:
         need = ".".join(map(str, MIN_ONNXRUNTIME))
         raise ImportError(f'precision="int8" needs ONNX Runtime {need} or newer, but {version} is installed (its '
@@ -122,8 +126,8 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
         xq, scale = quantized[x]
         w_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / weight_max  # per output channel
         wq = np.clip(np.rint(w / w_scale), -weight_max, weight_max).astype(np.int8)
-        product = node("MatMulIntegerToFloat", [xq, const(f"{name}.weight_int8", wq, np.int8), const(f"{name}.one", 1.0),
-                                                const(f"{name}.weight_scale", w_scale),
+        product = node("MatMulIntegerToFloat", [xq, const(f"{name}.weight_int8", wq, np.int8),
+                                                const(f"{name}.one", 1.0), const(f"{name}.weight_scale", w_scale),
                                                 const(f"{name}.x_zero", 128, np.uint8)],
                        f"{name}.matmul_int8", domain="com.microsoft")
         return node("Mul", [product, scale], f"{name}.matmul")
@@ -163,7 +167,7 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
         qkv = project(x, np.concatenate([weight(f"{k}self_attn.{p}_proj.weight") for p in "qkv"], axis=1), f"{a}.qkv")
         nodes.append(helper.make_node("Split", [qkv, const(f"{a}.thirds", [hidden] * 3, np.int64)],
                                       [f"{a}.{p}" for p in "qkv"], name=f"{a}.split", axis=1))
-        q, kk, v = (node("Reshape", [f"{a}.{p}", batch_length_hidden], f"{a}.{p}_3d") for p in "qkv")
+        q, kk, v = (node("Reshape", [f"{a}.{p}", batch_length_hidden], f"{a}.{p}_3d", allowzero=1) for p in "qkv")
         bias = const(f"{a}.qkv_bias", np.concatenate([weight(f"{k}self_attn.{p}_proj.bias") for p in "qkv"]))
         context = node("MultiHeadAttention", [q, kk, v, bias, "", mask], f"{a}.attention", domain="com.microsoft",
                        num_heads=heads)
@@ -177,13 +181,13 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
             inner = node("Relu", [inner], f"{a}.relu")
         out = linear(inner, k + "linear2", f"{a}.ffn_out")
         x = layer_norm(node("Add", [x, out], f"{a}.residual2"), k + "norm2", f"{a}.norm2")
-    nodes.append(helper.make_node("Reshape", [x, batch_length_hidden], ["hidden"], name="hidden"))
+    nodes.append(helper.make_node("Reshape", [x, batch_length_hidden], ["hidden"], name="hidden", allowzero=1))
     graph = helper.make_graph(
         nodes, "distilbert", [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"])
                               for n in ("input_ids", "attention_mask")],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", hidden])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-                             ir_version=8)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
 
 def weight_range() -> int:

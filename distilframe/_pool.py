@@ -8,7 +8,8 @@ from ._options import POOLINGS
 
 POOLING_ORDER = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # as concatenated
 
-__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "l2_normalize", "near_ties", "pool", "pool_packed", "sigmoid", "softmax"]
+__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "l2_normalize", "near_ties", "pool", "pool_packed", "sigmoid",
+           "softmax"]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:

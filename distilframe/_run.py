@@ -113,7 +113,11 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     # int8's near-tie classifications are made again in fp32 (_recheck), by the model's margin (read when it was
     # got from the manager: one value for the run, its result-cache key and its file's metadata).
     recheck = model.recheck if task == "classify" else 0.0
-    settings = _settings(model, task, options, max_length, recheck) if cache is not None else b""
+    # The key's checkpoint hash is read once: files changed during the run must not re-key what the loaded model
+    # computed. An int8 model's fp32 twin is foreseen in it until built (_recheck_settings), then re-keyed once.
+    digest = _checkpoint_hash(model) if cache is not None else ""
+    settings = _settings(model, task, options, max_length, recheck, digest) if cache is not None else b""
+    rekey = bool(recheck) and model.twin is not None and model.twin.built is None
     todo, keys, cache = _lookup(cache, settings, unique.texts, out, n_tokens)
     prompt_skip, prompt_only = _prompt_tokens(model, options) if task == "embed" else (0, 2)
     if prompt_skip and options.long_text == "chunk":
@@ -128,8 +132,9 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
                                                      [unique.texts[i] for i in where], bar, prompt_skip,
                                                      prompt_only, recheck)
             if cache is not None:  # stored chunk by chunk: an interrupted run keeps what it finished
-                if recheck:  # keyed by the fp32 model that rechecked, once it is known (_recheck_settings)
-                    now = _settings(model, task, options, max_length, recheck)
+                if rekey and model.twin.built is not None:  # the fp32 model that rechecked is known now
+                    rekey = False
+                    now = _settings(model, task, options, max_length, recheck, digest)
                     if now != settings:
                         settings, keys = now, cache.keys(now, unique.texts)
                 cache.put([keys[i] for i in where], out[where], n_tokens[where])
@@ -154,15 +159,22 @@ def _lookup(cache: "ResultCache | None", settings: bytes, texts: list[str], out:
     return np.flatnonzero(~found), keys, cache
 
 
-def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: int, recheck: float = 0.0) -> bytes:
-    """What determines a result besides the text: the result cache's key prefix."""
+def _checkpoint_hash(model: "LoadedModel") -> str:
     from ._checkpoint import content_hash
+
+    return content_hash(model.checkpoint)
+
+
+def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: int, recheck: float = 0.0,
+              checkpoint_hash: str | None = None) -> bytes:
+    """What determines a result besides the text: the result cache's key prefix (``checkpoint_hash``: the
+    checkpoint's content hash, read now if not given)."""
     from ._engine import GRAPH_VERSION
     from ._result_cache import settings_key
 
     ckpt = model.checkpoint
     embed = task == "embed"
-    return settings_key(checkpoint=content_hash(ckpt), task=task, distilframe=__version__,
+    return settings_key(checkpoint=checkpoint_hash or _checkpoint_hash(model), task=task, distilframe=__version__,
                         engine=type(model.engine).__name__, paddle=getattr(model.engine, "paddle_version", ""),
                         graph=getattr(model.engine, "graph_version", GRAPH_VERSION),
                         do_lower_case=ckpt.do_lower_case, strip_accents=ckpt.strip_accents,
