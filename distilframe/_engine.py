@@ -196,7 +196,11 @@ class PaddleEngine:
         True when the weights include a trained sequence-classification head.
     num_labels
         Number of classes of that head (0 without one).
+    packs_logits
+        False: ``logits`` takes one text per row (the executor packs only embeddings for it).
     """
+
+    packs_logits = False
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         paddle = _paddle.with_threads(num_threads)
@@ -358,8 +362,11 @@ class PredictorEngine:
         CPU threads; default as for :class:`PaddleEngine`.
 
     The export is cached by the checkpoint's content hash and the Paddle version; a GPU build of
-    Paddle with a visible GPU runs the same graph on the GPU (fp32), which cannot be tested here.
+    Paddle with a visible GPU runs the same graph on the GPU (fp32), which cannot be tested here. Its
+    ``logits`` take one text per row (``packs_logits`` is False): the exported head reads each row's first token.
     """
+
+    packs_logits = False
 
     def __init__(self, checkpoint: Checkpoint, *, precision: str, num_threads: int | None = None) -> None:
         self.paddle = _paddle.with_threads(num_threads)

@@ -238,6 +238,7 @@ class OnnxInt8Engine:
     """The int8 engine: ``hidden_states`` and ``logits`` as :class:`~distilframe._engine.PredictorEngine`'s."""
 
     precision = "int8"
+    packs_logits = True  # the head runs here, on each sequence's first token: classification rows can be packed
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         _, onnxruntime = _modules()
@@ -270,10 +271,16 @@ class OnnxInt8Engine:
             return np.asarray(self._session.run(["hidden"], feeds)[0], dtype=np.float32)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Classification logits (batch, num_labels): the fp32 head on the int8 encoder's first token."""
+        """Classification logits (sequences, num_labels): the fp32 head on each sequence's first token, from the
+        int8 encoder. Rows may pack several texts (``packs_logits``): one row of logits per sequence, row by
+        row, then by sequence number, as embeddings are pooled."""
         if self._head is None:
             raise RuntimeError("this checkpoint has no classification head")
-        return head_logits(self.hidden_states(input_ids, attention_mask)[:, 0], self._head)
+        hidden = self.hidden_states(input_ids, attention_mask)
+        mask = np.asarray(attention_mask)
+        starts = (mask > 0) & np.concatenate([np.ones((len(mask), 1), dtype=bool), mask[:, 1:] != mask[:, :-1]],
+                                             axis=1)
+        return head_logits(hidden[starts], self._head)  # row-major: row by row, each row's sequences in order
 
 
 def head_logits(first: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:

@@ -256,7 +256,7 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     width = model.dim_for(options) if task == "embed" else len(model.labels)
     items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
     logits = np.full_like(items, np.nan) if recheck else None  # what near-ties are judged on
-    plan = batches.plan(encoded.lengths, pack=task == "embed", skip=skip,
+    plan = batches.plan(encoded.lengths, pack=task == "embed" or model.engine.packs_logits, skip=skip,
                         batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
                         token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
     for batch in plan:

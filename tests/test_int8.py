@@ -101,6 +101,25 @@ def test_an_onnxruntime_that_computes_the_graph_wrongly_is_refused():
             check_version(version)
 
 
+def test_int8_classification_packs_short_texts_into_rows(tmp_path, monkeypatch):
+    """The int8 engine's head runs on each packed sequence's first token: one row can classify several texts,
+    each as it is classified alone."""
+    from distilframe import _run
+
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")
+    folder = write_checkpoint(tmp_path / "c", seed=106, num_labels=3, weight_std=0.05)
+    loaded = ModelManager().get(folder, precision="int8")
+    texts = ["a cat", "the dog barked", "rain", "ok", "a much longer text about many things " * 4, "fine"]
+    per_row, real = [], loaded.engine.hidden_states
+    monkeypatch.setattr(loaded.engine, "hidden_states",
+                        lambda ids, mask: per_row.extend(mask.max(axis=1).tolist()) or real(ids, mask))
+    packed = _run.run(texts, loaded, "classify").values
+    assert max(per_row) > 1 and len(per_row) < len(texts)  # several texts in one row
+    alone = np.concatenate([_run.run([t], loaded, "classify").values for t in texts])
+    np.testing.assert_allclose(packed, alone, atol=1e-5)
+    assert not np.isnan(packed).any()
+
+
 def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")  # int8 alone (near-ties in fp32: the next tests)
     folder = write_checkpoint(tmp_path / "c", seed=82, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
