@@ -8,7 +8,8 @@ and the one padding rule.
 One batcher serves both tasks. When embedding, short inputs share rows of ``PACK_WIDTH`` tokens,
 each attending only to itself (the engine's mask numbers them): on the 512-sentence benchmark
 (median 16 tokens) one text per row left 23% of the computed tokens as padding; packed rows of
-128, about 1%. Classification keeps one input per row (its head reads the row's first token).
+128, about 1%. Classification keeps one input per row where the engine's head reads the row's first token
+(Paddle's exported graphs), and packs too where it reads each sequence's (``packs_logits``: int8).
 """
 
 from __future__ import annotations

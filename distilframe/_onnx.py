@@ -235,7 +235,8 @@ _HEAD = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "c
 
 
 class OnnxInt8Engine:
-    """The int8 engine: ``hidden_states`` and ``logits`` as :class:`~distilframe._engine.PredictorEngine`'s."""
+    """The int8 engine: ``hidden_states`` as :class:`~distilframe._engine.PredictorEngine`'s; ``logits`` one row per
+    sequence of packed rows (``packs_logits``), where Paddle's engines give one per row."""
 
     precision = "int8"
     packs_logits = True  # the head runs here, on each sequence's first token: classification rows can be packed
@@ -276,8 +277,11 @@ class OnnxInt8Engine:
         row, then by sequence number, as embeddings are pooled."""
         if self._head is None:
             raise RuntimeError("this checkpoint has no classification head")
-        hidden = self.hidden_states(input_ids, attention_mask)
         mask = np.asarray(attention_mask)
+        if len(mask) and (mask[:, 0] <= 0).any():
+            raise ValueError("int8 logits: every row must start with a sequence (numbered 1, 2, ... from position 0, "
+                             "padding after), as the executor's batches.pad makes them.")
+        hidden = self.hidden_states(input_ids, attention_mask)
         starts = (mask > 0) & np.concatenate([np.ones((len(mask), 1), dtype=bool), mask[:, 1:] != mask[:, :-1]],
                                              axis=1)
         return head_logits(hidden[starts], self._head)  # row-major: row by row, each row's sequences in order

@@ -303,7 +303,11 @@ def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: li
     along each row)."""
     ids, mask = batches.pad(batch, inputs, model.tokenizer.pad_id, model.checkpoint.max_positions)
     if task == "classify":
-        return model.engine.logits(ids, mask)
+        logits = model.engine.logits(ids, mask)
+        if len(logits) != sum(map(len, batch)):  # never attach one text's logits to another's row
+            raise RuntimeError(f"{type(model.engine).__name__}.logits gave {len(logits)} rows for a batch of "
+                               f"{sum(map(len, batch))} inputs (packed: {model.engine.packs_logits}).")
+        return logits
     pooled = pool.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling, skip_first=prompt_skip)
     head = model.checkpoint.sentence
     return head.apply_dense(pooled) if head is not None and head.dense else pooled
