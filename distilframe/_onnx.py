@@ -19,7 +19,8 @@ graph (fused Q/K/V, attention and GELU).
 The graph computes what ``_engine``'s packed encoder computes: a token attends to the tokens of its row
 that carry the same sequence number, and its position counts the tokens of its sequence before it
 (``build_graph(..., int8=False)``, the same graph in fp32, is tested against Paddle). The classification
-head (pre_classifier, ReLU, classifier on the first token) runs in fp32 numpy.
+head (pre_classifier, ReLU, classifier on each sequence's first token) runs in fp32 numpy, so classification
+rows can be packed too.
 """
 
 from __future__ import annotations
