@@ -37,6 +37,7 @@ from . import _config as config
 from . import _fs as fs
 from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
+from ._pool import pool_packed
 from .errors import CheckpointError
 
 __all__ = ["MIN_ONNXRUNTIME", "ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "check_version", "head_logits",
@@ -278,14 +279,8 @@ class OnnxInt8Engine:
         row, then by sequence number, as embeddings are pooled."""
         if self._head is None:
             raise RuntimeError("this checkpoint has no classification head")
-        mask = np.asarray(attention_mask)
-        if len(mask) and (mask[:, 0] <= 0).any():
-            raise ValueError("int8 logits: every row must start with a sequence (numbered 1, 2, ... from position 0, "
-                             "padding after), as the executor's batches.pad makes them.")
-        hidden = self.hidden_states(input_ids, attention_mask)
-        starts = (mask > 0) & np.concatenate([np.ones((len(mask), 1), dtype=bool), mask[:, 1:] != mask[:, :-1]],
-                                             axis=1)
-        return head_logits(hidden[starts], self._head)  # row-major: row by row, each row's sequences in order
+        first = pool_packed(self.hidden_states(input_ids, attention_mask), np.asarray(attention_mask), "cls")
+        return head_logits(first, self._head)
 
 
 def head_logits(first: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:

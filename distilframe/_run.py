@@ -25,6 +25,7 @@ import numpy as np
 from . import _batches as batches
 from . import _config as config
 from . import _pool as pool
+from ._checkpoint import content_hash
 from ._options import DEFAULTS, RunOptions, check_task
 from ._version import __version__
 from .errors import TruncationWarning, warn
@@ -115,7 +116,7 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     recheck = model.recheck if task == "classify" else 0.0
     # The key's checkpoint hash is read once: files changed during the run must not re-key what the loaded model
     # computed. An int8 model's fp32 twin is foreseen in it until built (_recheck_settings), then re-keyed once.
-    digest = _checkpoint_hash(model) if cache is not None else ""
+    digest = content_hash(model.checkpoint) if cache is not None else ""
     settings = _settings(model, task, options, max_length, recheck, digest) if cache is not None else b""
     rekey = bool(recheck) and model.twin is not None and model.twin.built is None
     todo, keys, cache = _lookup(cache, settings, unique.texts, out, n_tokens)
@@ -159,12 +160,6 @@ def _lookup(cache: "ResultCache | None", settings: bytes, texts: list[str], out:
     return np.flatnonzero(~found), keys, cache
 
 
-def _checkpoint_hash(model: "LoadedModel") -> str:
-    from ._checkpoint import content_hash
-
-    return content_hash(model.checkpoint)
-
-
 def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: int, recheck: float = 0.0,
               checkpoint_hash: str | None = None) -> bytes:
     """What determines a result besides the text: the result cache's key prefix (``checkpoint_hash``: the
@@ -174,7 +169,7 @@ def _settings(model: "LoadedModel", task: str, options: RunOptions, max_length: 
 
     ckpt = model.checkpoint
     embed = task == "embed"
-    return settings_key(checkpoint=checkpoint_hash or _checkpoint_hash(model), task=task, distilframe=__version__,
+    return settings_key(checkpoint=checkpoint_hash or content_hash(ckpt), task=task, distilframe=__version__,
                         engine=type(model.engine).__name__, paddle=getattr(model.engine, "paddle_version", ""),
                         graph=getattr(model.engine, "graph_version", GRAPH_VERSION),
                         do_lower_case=ckpt.do_lower_case, strip_accents=ckpt.strip_accents,

@@ -118,9 +118,14 @@ def test_int8_classification_packs_short_texts_into_rows(tmp_path, monkeypatch):
     alone = np.concatenate([_run.run([t], loaded, "classify").values for t in texts])
     np.testing.assert_allclose(packed, alone, atol=1e-5)
     assert not np.isnan(packed).any()
-    with pytest.raises(ValueError, match="every row must start with a sequence"):  # left padding: refused
-        real_logits = type(loaded.engine).logits
-        real_logits(loaded.engine, np.array([[0, 0, 5, 6], [5, 6, 7, 0]]), np.array([[0, 0, 1, 1], [1, 1, 1, 0]]))
+    # Sequences are found by their numbers wherever they sit in a row: left padding gives the same logits.
+    real_logits = type(loaded.engine).logits
+    left = real_logits(loaded.engine, np.array([[0, 0, 5, 6, 7], [5, 6, 7, 8, 9]]), np.array([[0, 0, 1, 1, 1],
+                                                                                              [1, 1, 2, 2, 2]]))
+    right = real_logits(loaded.engine, np.array([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]]), np.array([[1, 1, 1, 0, 0],
+                                                                                               [1, 1, 2, 2, 2]]))
+    assert left.shape == (3, 3)
+    np.testing.assert_allclose(left, right, atol=1e-5)
 
 
 def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
