@@ -198,9 +198,12 @@ class PaddleEngine:
         Number of classes of that head (0 without one).
     packs_logits
         False: ``logits`` takes one text per row (the executor packs only embeddings for it).
+    token_budget
+        None: batches of the executor's default size (``_batches.DEFAULT_TOKEN_BUDGET``).
     """
 
     packs_logits = False
+    token_budget = None
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         paddle = _paddle.with_threads(num_threads)
@@ -367,6 +370,7 @@ class PredictorEngine:
     """
 
     packs_logits = False
+    token_budget = None  # the executor's default
 
     def __init__(self, checkpoint: Checkpoint, *, precision: str, num_threads: int | None = None) -> None:
         self.paddle = _paddle.with_threads(num_threads)

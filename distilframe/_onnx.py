@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _config as config
 from . import _fs as fs
+from ._batches import INT8_TOKEN_BUDGET
 from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
 from ._pool import pool_packed
@@ -242,6 +243,7 @@ class OnnxInt8Engine:
 
     precision = "int8"
     packs_logits = True  # the head runs here, on each sequence's first token: classification rows can be packed
+    token_budget = INT8_TOKEN_BUDGET  # smaller batches than Paddle's (measured: _batches)
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         _, onnxruntime = _modules()

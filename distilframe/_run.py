@@ -253,7 +253,7 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     logits = np.full_like(items, np.nan) if recheck else None  # what near-ties are judged on
     plan = batches.plan(encoded.lengths, pack=task == "embed" or model.engine.packs_logits, skip=skip,
                         batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
-                        token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
+                        token_budget=_token_budget(model, options))
     for batch in plan:
         rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
         out = _forward(model, task, batch, encoded.ids, options.pooling, prompt_skip)
@@ -285,11 +285,16 @@ def _recheck(model: "LoadedModel", options: RunOptions, margin: float, encoded: 
     others = np.flatnonzero(~np.isin(encoded.owner, doubtful))
     plan = batches.plan(encoded.lengths, pack=False, skip=np.union1d(skip, others),
                         batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
-                        token_budget=options.token_budget or batches.DEFAULT_TOKEN_BUDGET)
+                        token_budget=_token_budget(fp32, options))
     for batch in plan:
         rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
         items[rows] = _scores(fp32, _forward(fp32, "classify", batch, encoded.ids, options.pooling))
         bar.update(0)
+
+
+def _token_budget(model: "LoadedModel", options: RunOptions) -> int:
+    """Padded tokens per batch: the options', else the engine's own (int8: smaller), else the default."""
+    return options.token_budget or model.engine.token_budget or batches.DEFAULT_TOKEN_BUDGET
 
 
 def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: list[np.ndarray],

@@ -128,6 +128,31 @@ def test_int8_classification_packs_short_texts_into_rows(tmp_path, monkeypatch):
     np.testing.assert_allclose(left, right, atol=1e-5)
 
 
+def test_int8_batches_default_to_its_own_token_budget_and_the_option_overrides_it(tmp_path, monkeypatch):
+    """int8 runs batches of INT8_TOKEN_BUDGET padded tokens (its measured best), Paddle's engines the executor's
+    default; an explicit token_budget wins over both; an fp32 recheck plans by the fp32 engine's budget."""
+    from distilframe import _batches, _run
+    from distilframe._options import RunOptions
+
+    folder = write_checkpoint(tmp_path / "c", seed=107, num_labels=2, weight_std=0.05)
+    manager = ModelManager()
+    int8, fp32 = manager.get(folder, precision="int8"), manager.get(folder, precision="fp32")
+    assert int8.engine.token_budget == _batches.INT8_TOKEN_BUDGET < _batches.DEFAULT_TOKEN_BUDGET
+    assert fp32.engine.token_budget is None
+    budgets, real = [], _batches.plan
+    monkeypatch.setattr(_batches, "plan", lambda *a, **k: budgets.append(k["token_budget"]) or real(*a, **k))
+    texts = [f"text number {i} " * (1 + i % 30) for i in range(200)]
+    _run.run(texts, int8, "embed")
+    _run.run(texts, fp32, "embed")
+    _run.run(texts, int8, "embed", RunOptions(token_budget=4096))
+    assert budgets == [_batches.INT8_TOKEN_BUDGET, _batches.DEFAULT_TOKEN_BUDGET, 4096]
+    budgets.clear()
+    monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1000")  # every text is a near-tie: all rechecked in fp32
+    rechecked = manager.get(folder, precision="int8", task="classify")
+    _run.run(texts, rechecked, "classify")
+    assert budgets == [_batches.INT8_TOKEN_BUDGET, _batches.DEFAULT_TOKEN_BUDGET]
+
+
 def test_int8_classification_agrees_with_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "0")  # int8 alone (near-ties in fp32: the next tests)
     folder = write_checkpoint(tmp_path / "c", seed=82, num_labels=3, labels=["neg", "mid", "pos"], weight_std=0.05)
