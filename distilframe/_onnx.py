@@ -19,8 +19,9 @@ graph (fused Q/K/V, attention and GELU).
 The graph computes what ``_engine``'s packed encoder computes: a token attends to the tokens of its row
 that carry the same sequence number, and its position counts the tokens of its sequence before it
 (``build_graph(..., int8=False)``, the same graph in fp32, is tested against Paddle). The classification
-head (pre_classifier, ReLU, classifier on each sequence's first token) runs in fp32 numpy, so classification
-rows can be packed too.
+head (pre_classifier, ReLU, classifier, in fp32) runs in the graph on each sequence's first token, so
+classification rows can be packed too. It runs there rather than in numpy: numpy's BLAS threads keep
+spinning after each product, and on 2 cores they halved the speed of ONNX Runtime's next batches.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from . import _fs as fs
 from ._batches import INT8_TOKEN_BUDGET
 from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
-from ._pool import pool_packed
+from ._pool import first_tokens
 from .errors import CheckpointError
 
-__all__ = ["MIN_ONNXRUNTIME", "ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "check_version", "head_logits",
-           "int8_model", "weight_range"]
+__all__ = ["MIN_ONNXRUNTIME", "ONNX_GRAPH_VERSION", "OnnxInt8Engine", "build_graph", "check_version", "int8_model",
+           "weight_range"]
 
 # What the quantized graph computes: part of its cache key, and of the result cache's (the engine's graph_version).
-ONNX_GRAPH_VERSION = 2
+ONNX_GRAPH_VERSION = 3
 _INSTALL = 'precision="int8" needs ONNX Runtime: pip install "distilframe[int8]"'
 
 
@@ -75,9 +76,12 @@ def check_version(version: str) -> None:
 
 
 def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: bool = False,
-                weight_max: int = 127) -> Any:
+                weight_max: int = 127, classifier: bool = False) -> Any:
     """The encoder as an ONNX model: inputs ``input_ids`` and ``attention_mask`` (sequence numbers, 0 for
-    padding), int64 [batch, length]; output ``hidden`` float32 [batch, length, hidden].
+    padding), int64 [batch, length]; output ``hidden`` float32 [batch, length, hidden]. With ``classifier``,
+    also the input ``first`` (int64 [sequences]: each sequence's first token, as an index into the flattened
+    [batch x length] tokens, ``_pool.first_tokens``) and the output ``logits`` (float32 [sequences, labels]:
+    PaddleNLP's head, pre_classifier, ReLU and classifier, in fp32 on those tokens).
 
     Token states are kept as one [tokens, hidden] matrix between layers; Q, K and V are one projection; the
     attention is ONNX Runtime's MultiHeadAttention with the packed-sequence mask as its additive bias. With
@@ -185,10 +189,21 @@ def build_graph(checkpoint: Checkpoint, state: dict[str, np.ndarray], *, int8: b
         out = linear(inner, k + "linear2", f"{a}.ffn_out")
         x = layer_norm(node("Add", [x, out], f"{a}.residual2"), k + "norm2", f"{a}.norm2")
     nodes.append(helper.make_node("Reshape", [x, batch_length_hidden], ["hidden"], name="hidden", allowzero=1))
-    graph = helper.make_graph(
-        nodes, "distilbert", [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"])
-                              for n in ("input_ids", "attention_mask")],
-        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", hidden])], inits)
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"])
+              for n in ("input_ids", "attention_mask")]
+    outputs = [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", hidden])]
+    if classifier:
+        first = node("Gather", [x, "first"], "first_states", axis=0)
+        inner = node("Relu", [node("Add", [node("MatMul", [first, const("pre_classifier.w", weight(
+            "pre_classifier.weight"))], "pre_classifier.matmul"), const("pre_classifier.b", weight(
+                "pre_classifier.bias"))], "pre_classifier")], "pre_classifier.relu")
+        nodes.append(helper.make_node("Add", [node("MatMul", [inner, const("classifier.w", weight(
+            "classifier.weight"))], "classifier.matmul"), const("classifier.b", weight("classifier.bias"))],
+            ["logits"], name="logits"))
+        inputs.append(helper.make_tensor_value_info("first", TensorProto.INT64, ["sequences"]))
+        outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                     ["sequences", int(weight("classifier.weight").shape[1])]))
+    graph = helper.make_graph(nodes, "distilbert", inputs, outputs, inits)
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
@@ -216,25 +231,18 @@ def int8_model(checkpoint: Checkpoint, weight_max: int | None = None) -> Path:
         # which heads are a sentence classifier (a token-classification or QA head is not).
         has_classifier = PaddleEngine(checkpoint).has_classifier
         state = load_state(checkpoint)
-        head = {k: state[k] for k in _HEAD} if has_classifier else {}
-        onnx.save(build_graph(checkpoint, state, int8=True, weight_max=weight_max), str(tmp / "int8.onnx"))
-        if head:
-            np.savez(tmp / "head.npz", **{k.replace(".", "_"): v for k, v in head.items()})
-        info = {"has_classifier": bool(head),
+        onnx.save(build_graph(checkpoint, state, int8=True, weight_max=weight_max, classifier=has_classifier),
+                  str(tmp / "int8.onnx"))
+        info = {"has_classifier": has_classifier,
                 "hidden_size": int(state[f"{PREFIX}embeddings.word_embeddings.weight"].shape[1]),
-                "num_labels": int(head["classifier.weight"].shape[1]) if head else 0}
+                "num_labels": int(state["classifier.weight"].shape[1]) if has_classifier else 0}
         (tmp / "info.json").write_text(json.dumps(info))
 
     return fs.build_once(config.home() / "compiled" / key, _complete, build)
 
 
 def _complete(folder: Path) -> bool:
-    if not (folder / "info.json").is_file() or not (folder / "int8.onnx").is_file() or fs.damaged(folder):
-        return False
-    return not json.loads((folder / "info.json").read_text())["has_classifier"] or (folder / "head.npz").is_file()
-
-
-_HEAD = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
+    return (folder / "info.json").is_file() and (folder / "int8.onnx").is_file() and not fs.damaged(folder)
 
 
 class OnnxInt8Engine:
@@ -262,30 +270,24 @@ class OnnxInt8Engine:
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(str(self.folder / "int8.onnx"), options,
                                                      providers=["CPUExecutionProvider"])
-        self._head = None
-        if self.has_classifier:
-            with np.load(self.folder / "head.npz") as head:
-                self._head = {k: head[k.replace(".", "_")] for k in _HEAD}
         self._lock = threading.Lock()
+
+    def _run(self, output: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        feeds = {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64), "attention_mask": mask}
+        if self.has_classifier:  # the head's input: each sequence's first token (none when only embedding)
+            feeds["first"] = first_tokens(mask) if output == "logits" else np.zeros(0, np.int64)
+        with self._lock:
+            return np.asarray(self._session.run([output], feeds)[0], dtype=np.float32)
 
     def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Last hidden states, float32 (batch, length, hidden); the mask may number packed sequences."""
-        feeds = {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
-                 "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64)}
-        with self._lock:
-            return np.asarray(self._session.run(["hidden"], feeds)[0], dtype=np.float32)
+        return self._run("hidden", input_ids, attention_mask)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Classification logits (sequences, num_labels): the fp32 head on each sequence's first token, from the
-        int8 encoder. Rows may pack several texts (``packs_logits``): one row of logits per sequence, row by
-        row, then by sequence number, as embeddings are pooled."""
-        if self._head is None:
+        int8 encoder, in the graph. Rows may pack several texts (``packs_logits``): one row of logits per
+        sequence, row by row, then by sequence number, as embeddings are pooled."""
+        if not self.has_classifier:
             raise RuntimeError("this checkpoint has no classification head")
-        first = pool_packed(self.hidden_states(input_ids, attention_mask), np.asarray(attention_mask), "cls")
-        return head_logits(first, self._head)
-
-
-def head_logits(first: np.ndarray, head: dict[str, np.ndarray]) -> np.ndarray:
-    """PaddleNLP's sequence-classification head on the first token's states: pre_classifier, ReLU, classifier."""
-    inner = np.maximum(first @ head["pre_classifier.weight"] + head["pre_classifier.bias"], 0)
-    return (inner @ head["classifier.weight"] + head["classifier.bias"]).astype(np.float32)
+        return self._run("logits", input_ids, attention_mask)

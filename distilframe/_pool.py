@@ -8,8 +8,8 @@ from ._options import POOLINGS
 
 POOLING_ORDER = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")  # as concatenated
 
-__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "l2_normalize", "near_ties", "pool", "pool_packed", "sigmoid",
-           "softmax"]
+__all__ = ["POOLINGS", "POOLING_ORDER", "combine", "first_tokens", "l2_normalize", "near_ties", "pool", "pool_packed",
+           "sigmoid", "softmax"]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
@@ -33,6 +33,26 @@ def pool(hidden: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
         return (summed / counts).astype(np.float32)
     raise ValueError(f"Got pooling={method!r} but expected one of 'mean', 'cls' (pool_packed computes the other "
                      "modes).")
+
+
+def _sequences(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat indices of ``mask``'s tokens, row by row (each sequence's tokens are contiguous in its row), and
+    where in them each sequence starts."""
+    flat_mask = mask.reshape(-1)
+    tokens = np.flatnonzero(flat_mask)  # row-major: sequences come out row by row, in number order
+    sequence = (tokens // mask.shape[1]) * (int(flat_mask.max(initial=0)) + 1) + flat_mask[tokens]  # row, number
+    return tokens, np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]]) if len(tokens) else tokens
+
+
+def first_tokens(mask: np.ndarray) -> np.ndarray:
+    """Each packed sequence's first token, as an index into ``mask.reshape(-1)``, in :func:`pool_packed`'s order
+    (row by row, in number order).
+
+    >>> first_tokens(np.array([[1, 1, 2, 0], [0, 1, 1, 1]]))
+    array([0, 2, 5])
+    """
+    tokens, starts = _sequences(np.asarray(mask))
+    return tokens[starts].astype(np.int64)
 
 
 def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str, skip_first: int = 0) -> np.ndarray:
@@ -60,10 +80,7 @@ def pool_packed(hidden: np.ndarray, mask: np.ndarray, method: str, skip_first: i
     if not modes or any(m not in POOLINGS for m in modes):
         raise ValueError(f"Got pooling={method!r} but expected one of {', '.join(map(repr, POOLINGS))} "
                          "(or several joined by '+').")
-    flat_mask = mask.reshape(-1)
-    tokens = np.flatnonzero(flat_mask)  # row-major: sequences come out row by row, in number order
-    sequence = (tokens // mask.shape[1]) * (int(flat_mask.max()) + 1) + flat_mask[tokens]  # row and number
-    starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]])
+    tokens, starts = _sequences(mask)
     counts = np.diff(np.r_[starts, len(tokens)])
     position = np.arange(len(tokens)) - np.repeat(starts, counts)  # within its sequence, from 0
     flat = hidden.reshape(-1, hidden.shape[-1])[tokens].astype(np.float32, copy=False)

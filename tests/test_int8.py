@@ -110,8 +110,8 @@ def test_int8_classification_packs_short_texts_into_rows(tmp_path, monkeypatch):
     folder = write_checkpoint(tmp_path / "c", seed=106, num_labels=3, weight_std=0.05)
     loaded = ModelManager().get(folder, precision="int8")
     texts = ["a cat", "the dog barked", "rain", "ok", "a much longer text about many things " * 4, "fine"]
-    per_row, real = [], loaded.engine.hidden_states
-    monkeypatch.setattr(loaded.engine, "hidden_states",
+    per_row, real = [], loaded.engine.logits
+    monkeypatch.setattr(loaded.engine, "logits",
                         lambda ids, mask: per_row.extend(mask.max(axis=1).tolist()) or real(ids, mask))
     packed = _run.run(texts, loaded, "classify").values
     assert max(per_row) > 1 and len(per_row) < len(texts)  # several texts in one row
@@ -564,23 +564,25 @@ def test_the_onnx_graph_computes_what_the_paddle_graph_computes_on_packed_rows(t
 
     from distilframe import _onnx, _resolve
     from distilframe._engine import load_state
+    from distilframe._pool import first_tokens
 
     folder = write_checkpoint(tmp_path / "c", seed=87, num_labels=2, weight_std=0.05)
     checkpoint = _resolve.resolve(folder)
     state = load_state(checkpoint)
-    session = ort.InferenceSession(_onnx.build_graph(checkpoint, state).SerializeToString(),
+    session = ort.InferenceSession(_onnx.build_graph(checkpoint, state, classifier=True).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     mask = np.array([[1] * 7 + [2] * 9 + [0] * 4, [1] * 20, [1] * 3 + [2] * 3 + [3] * 5 + [0] * 9], dtype=np.int64)
     ids = np.where(mask > 0, np.random.default_rng(0).integers(5, 150, size=mask.shape), 0).astype(np.int64)
     paddle = ModelManager().get(folder, precision="fp32").engine
     want = paddle.hidden_states(ids, mask)
-    got = session.run(["hidden"], {"input_ids": ids, "attention_mask": mask})[0]
+    feeds = {"input_ids": ids, "attention_mask": mask, "first": first_tokens(mask)}
+    got, logits = session.run(["hidden", "logits"], feeds)
     np.testing.assert_allclose(got[mask > 0], want[mask > 0], atol=2e-5)
-    ones = (mask > 0).astype(np.int64)
-    head = {k: state[k] for k in ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight",
-                                  "classifier.bias")}
-    np.testing.assert_allclose(_onnx.head_logits(paddle.hidden_states(ids, ones)[:, 0], head),
-                               paddle.logits(ids, ones), atol=2e-5)
+    # The head in the graph, on each packed sequence's first token: Paddle's logits for each text alone.
+    alone = [(ids[r, mask[r] == s][None], np.ones((1, int((mask[r] == s).sum())), np.int64))
+             for r in range(len(mask)) for s in range(1, int(mask[r].max()) + 1)]
+    assert logits.shape == (len(alone), 2)
+    np.testing.assert_allclose(logits, np.vstack([paddle.logits(i, m) for i, m in alone]), atol=2e-5)
 
 
 def test_int8_and_fp32_results_are_kept_apart_in_the_result_cache(tmp_path):
