@@ -248,7 +248,12 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     skip = np.flatnonzero(encoded.n_tokens[encoded.owner] <= prompt_only)
     bar.update(int(np.count_nonzero(encoded.n_tokens <= prompt_only)))
     remaining = np.bincount(encoded.owner, minlength=len(texts))  # windows left per text
-    width = model.dim_for(options) if task == "embed" else len(model.labels)
+    # A sentence-transformers model's Dense modules run once per chunk, after its batches: numpy's BLAS
+    # threads keep spinning after a product and slowed the engine's next batch (int8 1.75x on 2 cores).
+    head = model.checkpoint.sentence
+    dense = head if task == "embed" and head is not None and head.dense else None
+    width = (len(model.labels) if task == "classify" else
+             model.engine.hidden_size * len(options.pooling.split("+")) if dense else model.dim_for(options))
     items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
     logits = np.full_like(items, np.nan) if recheck else None  # what near-ties are judged on
     plan = batches.plan(encoded.lengths, pack=task == "embed" or model.engine.packs_logits, skip=skip,
@@ -262,6 +267,10 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
         items[rows] = _scores(model, out) if task == "classify" else out
         np.subtract.at(remaining, encoded.owner[rows], 1)
         bar.update(int(np.count_nonzero(remaining[np.unique(encoded.owner[rows])] == 0)))
+    if dense is not None:
+        pooled, items = items, np.full((len(items), model.dim_for(options)), np.nan, dtype=np.float32)
+        done = np.setdiff1d(np.arange(len(items)), skip)
+        items[done] = dense.apply_dense(pooled[done])
     if logits is not None:
         _recheck(model, options, recheck, encoded, logits, items, skip, bar)
     # A chunked text: the token-weighted mean of its windows' embeddings, the plain mean of their probabilities.
@@ -299,8 +308,8 @@ def _token_budget(model: "LoadedModel", options: RunOptions) -> int:
 
 def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: list[np.ndarray],
              pooling: str, prompt_skip: int = 0) -> np.ndarray:
-    """Pooled embeddings or logits of one batch, one row per input, in the batch's order (row by row, then
-    along each row)."""
+    """Pooled embeddings (before any Dense module) or logits of one batch, one row per input, in the batch's
+    order (row by row, then along each row)."""
     ids, mask = batches.pad(batch, inputs, model.tokenizer.pad_id, model.checkpoint.max_positions)
     if task == "classify":
         logits = model.engine.logits(ids, mask)
@@ -308,9 +317,7 @@ def _forward(model: "LoadedModel", task: str, batch: list[list[int]], inputs: li
             raise RuntimeError(f"{type(model.engine).__name__}.logits gave {len(logits)} rows for a batch of "
                                f"{sum(map(len, batch))} inputs (packed: {model.engine.packs_logits}).")
         return logits
-    pooled = pool.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling, skip_first=prompt_skip)
-    head = model.checkpoint.sentence
-    return head.apply_dense(pooled) if head is not None and head.dense else pooled
+    return pool.pool_packed(model.engine.hidden_states(ids, mask), mask, pooling, skip_first=prompt_skip)
 
 
 def _scores(model: "LoadedModel", logits: np.ndarray) -> np.ndarray:

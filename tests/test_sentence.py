@@ -229,3 +229,21 @@ def test_registered_sentence_models_run_by_alias_with_their_modules(alias, dim, 
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5) == normalized
     if alias == "distiluse":
         assert np.abs(got).max() <= 1.0  # tanh
+
+
+def test_dense_modules_run_once_per_chunk_and_match_each_text_alone(tmp_path, monkeypatch):
+    """Dense modules run on a chunk's pooled rows after its batches (numpy's BLAS threads would otherwise
+    spin into the engine's next batch), with the same result as for each text alone; empty rows stay NaN."""
+    from distilframe import _pipeline, _sentence
+    from distilframe._options import RunOptions
+
+    folder = write_sentence_checkpoint(tmp_path / "s", seed=12, dense=((8, "Tanh"), (5, "Identity")))
+    texts = [f"text {i} " + "word " * (i % 13) for i in range(60)] + ["", None]
+    calls, real = [], _sentence.SentenceHead.apply_dense
+    monkeypatch.setattr(_sentence.SentenceHead, "apply_dense", lambda self, x: calls.append(len(x)) or real(self, x))
+    many = _pipeline.run("embed", texts, folder, RunOptions(token_budget=64, cache=False, progress=False)).result.values
+    assert calls == [60]  # one call for the chunk's 60 texts with tokens, though it ran in many batches
+    alone = np.vstack([_pipeline.run("embed", [t], folder, RunOptions(cache=False, progress=False)).result.values
+                       for t in texts[:60]])
+    np.testing.assert_allclose(many[:60], alone, atol=1e-5)
+    assert many.shape == (62, 5) and np.isnan(many[60:]).all()
