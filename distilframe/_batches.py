@@ -29,7 +29,8 @@ DEFAULT_BATCH_SIZE = 64  # rows per batch at most
 DEFAULT_TOKEN_BUDGET = 2048  # padded tokens per batch at most (one long text may exceed it alone)
 # The int8 engine's default (``token_budget`` of ONNX Runtime's engine): its per-token activations stay in
 # cache. Over the 512 benchmark sentences, 512 tokens ran 1.11-1.25x faster than 2,048 at distilbert-base size
-# and 1.15x on all-MiniLM-L6-v2, 384-768 alike (VNNI/bf16 EPYC, 2 cores); Paddle's fp32 and bf16 gained nothing.
+# and 1.15x on all-MiniLM-L6-v2, 384-768 alike (VNNI/bf16 EPYC, 2 cores); Paddle's fp32 and bf16 gained no
+# more than the noise (README, Performance).
 INT8_TOKEN_BUDGET = 512
 DEFAULT_CHUNK_SIZE = 4096  # distinct texts tokenized and sorted together
 PAD_MULTIPLE = 8  # padded lengths are rounded up to this, so the engine sees few distinct shapes

@@ -116,6 +116,9 @@ class RunOptions:
                                          or any(m not in POOLINGS for m in self.pooling.split("+"))):
             raise ValueError(f"Got pooling={self.pooling!r} but expected one of {', '.join(map(repr, POOLINGS))} "
                              "(several may be joined by '+'), or None for the model's own.")
+        if self.pooling is not None and len(set(self.pooling.split("+"))) != len(self.pooling.split("+")):
+            raise ValueError(f"Got pooling={self.pooling!r}, which names a mode twice: name each mode once (they "
+                             "are concatenated in sentence-transformers' order).")
         if self.normalize is not None and not _is_bool(self.normalize):
             raise ValueError(f"Got normalize={self.normalize!r} but expected True or False, or None for the model's "
                              "own.")

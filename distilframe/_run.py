@@ -249,7 +249,7 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     bar.update(int(np.count_nonzero(encoded.n_tokens <= prompt_only)))
     remaining = np.bincount(encoded.owner, minlength=len(texts))  # windows left per text
     # A sentence-transformers model's Dense modules run once per chunk, after its batches: numpy's BLAS
-    # threads keep spinning after a product and slowed the engine's next batch (int8 1.75x on 2 cores).
+    # threads keep spinning after a product and slowed the engine's next batch (int8 2x on 2 cores: README).
     head = model.checkpoint.sentence
     dense = head if task == "embed" and head is not None and head.dense else None
     width = (len(model.labels) if task == "classify" else

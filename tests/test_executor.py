@@ -170,6 +170,7 @@ def test_empty_and_all_null_input(model):
 @pytest.mark.parametrize("options,match", [
     (dict(task="summarize"), "task='summarize'"),
     (dict(pooling="avg"), "pooling='avg'"),
+    (dict(pooling="mean+mean"), "pooling='mean\\+mean', which names a mode twice"),
     (dict(max_length=2), "max_length=2"),
     (dict(long_text="split"), "long_text='split'"),
     (dict(stride=-1), "stride=-1"),
