@@ -27,6 +27,7 @@ from . import _config as config
 from . import _pool as pool
 from ._checkpoint import content_hash
 from ._options import DEFAULTS, RunOptions, check_task
+from ._sentence import output_dim
 from ._version import __version__
 from .errors import TruncationWarning, warn
 
@@ -253,7 +254,7 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     head = model.checkpoint.sentence
     dense = head if task == "embed" and head is not None and head.dense else None
     width = (len(model.labels) if task == "classify" else
-             model.engine.hidden_size * len(options.pooling.split("+")) if dense else model.dim_for(options))
+             output_dim(model.engine.hidden_size, None, options.pooling) if dense else model.dim_for(options))
     items = np.full((len(encoded.ids), width), np.nan, dtype=np.float32)
     logits = np.full_like(items, np.nan) if recheck else None  # what near-ties are judged on
     plan = batches.plan(encoded.lengths, pack=task == "embed" or model.engine.packs_logits, skip=skip,
