@@ -36,6 +36,35 @@ from throughput import cpu_flags, sentences
 ROUNDS = 3
 
 
+def padded_batches(checkpoint: object, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Length-sorted padded batches of 32: (the texts' rows, input ids, mask), as the int8 scripts run them."""
+    from distilframe._tokens import WordPieceTokenizer
+
+    encoded = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case).encode(
+        texts, max_length=256)
+    order, out = np.argsort(encoded.lengths, kind="stable"), []
+    for start in range(0, len(texts), 32):
+        rows = order[start:start + 32]
+        ids = np.zeros((len(rows), int(encoded.lengths[rows].max())), np.int64)
+        mask = np.zeros_like(ids)
+        for r, i in enumerate(rows):
+            ids[r, :encoded.lengths[i]], mask[r, :encoded.lengths[i]] = encoded.ids[i], 1
+        out.append((rows, ids, mask))
+    return out
+
+
+def embed(session: object, work: list, count: int, dim: int) -> np.ndarray:
+    """An ONNX session's mean-pooled unit embeddings of ``padded_batches``, by text (needs numpy and the session
+    only: it runs in an emulated CPU too)."""
+    out = np.zeros((count, dim), np.float32)
+    for rows, ids, mask in work:
+        hidden = session.run(["hidden"], {"input_ids": ids, "attention_mask": mask})[0]
+        weights = mask[..., None].astype(np.float32)
+        mean = (hidden * weights).sum(1) / weights.sum(1)
+        out[rows] = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    return out
+
+
 def main() -> None:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)  # the quantizer logs every node
@@ -47,7 +76,6 @@ def main() -> None:
     from distilframe._download import packaged_folder
     from distilframe._registry import find
     from distilframe._resolve import resolve
-    from distilframe._tokens import WordPieceTokenizer
     from distilframe.testing import write_checkpoint
 
     if packaged_folder(find("minilm")) is None:
@@ -90,44 +118,22 @@ def main() -> None:
                 sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             return sessions
 
-        def batches(checkpoint: object) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-            encoded = WordPieceTokenizer(checkpoint.vocab_path, do_lower_case=checkpoint.do_lower_case).encode(
-                texts, max_length=256)
-            order, out = np.argsort(encoded.lengths, kind="stable"), []
-            for start in range(0, len(texts), 32):
-                rows = order[start:start + 32]
-                ids = np.zeros((len(rows), int(encoded.lengths[rows].max())), np.int64)
-                mask = np.zeros_like(ids)
-                for r, i in enumerate(rows):
-                    ids[r, :encoded.lengths[i]], mask[r, :encoded.lengths[i]] = encoded.ids[i], 1
-                out.append((rows, ids, mask))
-            return out
-
-        def embed(session: object, work: list, dim: int) -> np.ndarray:
-            out = np.zeros((len(texts), dim), np.float32)
-            for rows, ids, mask in work:
-                hidden = session.run(["hidden"], {"input_ids": ids, "attention_mask": mask})[0]
-                weights = mask[..., None].astype(np.float32)
-                mean = (hidden * weights).sum(1) / weights.sum(1)
-                out[rows] = mean / np.linalg.norm(mean, axis=1, keepdims=True)
-            return out
-
         trained = resolve("minilm")
-        work = batches(trained)
-        found = {name: embed(s, work, trained.hidden_size) for name, s in schemes(trained).items()}
+        work = padded_batches(trained, texts)
+        found = {name: embed(s, work, len(texts), trained.hidden_size) for name, s in schemes(trained).items()}
         cosine = {name: (e * found["fp32"]).sum(1) for name, e in found.items()}
 
         vocab = trained.vocab_path.read_text(encoding="utf-8").splitlines()  # real token counts
         base = resolve(write_checkpoint(tmp / "base", seed=0, vocab=vocab, hidden=768, layers=6, heads=12, ffn=3072,
                                         positions=512, weight_std=0.02))
-        work, sessions = batches(base), schemes(base)
+        work, sessions = padded_batches(base, texts), schemes(base)
         seconds = {name: [] for name in sessions}
         for name, session in sessions.items():
-            embed(session, work[:2], base.hidden_size)  # warm up
+            embed(session, work[:2], len(texts), base.hidden_size)  # warm up
         for _ in range(ROUNDS):
             for name, session in sessions.items():
                 start = time.perf_counter()
-                embed(session, work, base.hidden_size)
+                embed(session, work, len(texts), base.hidden_size)
                 seconds[name].append(time.perf_counter() - start)
 
     speed = {name: len(texts) / min(s) for name, s in seconds.items()}

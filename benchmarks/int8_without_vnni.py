@@ -33,27 +33,20 @@ GRAPHS = ("fp32", "int8 ±127", "int8 ±63")
 EMULATED_CPU = "Haswell"
 
 
-def embed(folder: Path) -> dict[str, np.ndarray]:
+def embed_all(folder: Path) -> dict[str, np.ndarray]:
     """Every graph in ``folder`` on its batches: mean-pooled unit embeddings by sentence. Needs only numpy and
-    onnxruntime, so it runs in the emulated child too."""
+    onnxruntime (and int8_activations' ``embed``), so it runs in the emulated child too."""
     import onnxruntime as ort
+    from int8_activations import embed
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
-    work = np.load(folder / "batches.npz")
-    count = int(work["count"])
-    out = {}
-    for i, name in enumerate(GRAPHS):
-        session = ort.InferenceSession(str(folder / f"{i}.onnx"), options, providers=["CPUExecutionProvider"])
-        found = np.zeros((count, int(work["hidden"])), np.float32)
-        for b in range(int(work["batches"])):
-            ids, mask, rows = work[f"ids{b}"], work[f"mask{b}"], work[f"rows{b}"]
-            hidden = session.run(["hidden"], {"input_ids": ids, "attention_mask": mask})[0]
-            weights = mask[..., None].astype(np.float32)
-            mean = (hidden * weights).sum(1) / weights.sum(1)
-            found[rows] = mean / np.linalg.norm(mean, axis=1, keepdims=True)
-        out[name] = found
-    return out
+    with np.load(folder / "batches.npz") as saved:
+        work = [(saved[f"rows{b}"], saved[f"ids{b}"], saved[f"mask{b}"]) for b in range(int(saved["batches"]))]
+        count, hidden = int(saved["count"]), int(saved["hidden"])
+    return {name: embed(ort.InferenceSession(str(folder / f"{i}.onnx"), options,
+                                             providers=["CPUExecutionProvider"]), work, count, hidden)
+            for i, name in enumerate(GRAPHS)}
 
 
 def prepare(folder: Path) -> None:
@@ -63,7 +56,7 @@ def prepare(folder: Path) -> None:
     from distilframe._download import packaged_folder
     from distilframe._registry import find
     from distilframe._resolve import resolve
-    from distilframe._tokens import WordPieceTokenizer
+    from int8_activations import padded_batches
     from throughput import sentences
 
     if packaged_folder(find("minilm")) is None:
@@ -75,18 +68,11 @@ def prepare(folder: Path) -> None:
                                _onnx.build_graph(trained, state, int8=True, weight_max=63))):
         onnx.save(model, str(folder / f"{i}.onnx"))
     texts = sentences()
-    encoded = WordPieceTokenizer(trained.vocab_path, do_lower_case=trained.do_lower_case).encode(texts,
-                                                                                                 max_length=256)
-    order, arrays = np.argsort(encoded.lengths, kind="stable"), {}
-    starts = range(0, len(texts), 32)
-    for b, start in enumerate(starts):  # length-sorted padded batches of 32, as the other int8 scripts
-        rows = order[start:start + 32]
-        ids = np.zeros((len(rows), int(encoded.lengths[rows].max())), np.int64)
-        mask = np.zeros_like(ids)
-        for r, i in enumerate(rows):
-            ids[r, :encoded.lengths[i]], mask[r, :encoded.lengths[i]] = encoded.ids[i], 1
+    arrays = {}
+    for b, (rows, ids, mask) in enumerate(padded_batches(trained, texts)):
         arrays.update({f"ids{b}": ids, f"mask{b}": mask, f"rows{b}": rows})
-    np.savez(folder / "batches.npz", count=len(texts), hidden=trained.hidden_size, batches=len(starts), **arrays)
+    np.savez(folder / "batches.npz", count=len(texts), hidden=trained.hidden_size, batches=len(arrays) // 3,
+             **arrays)
 
 
 def main() -> None:
@@ -102,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="distilframe-novnni-") as tmp:
         folder = Path(tmp)
         prepare(folder)
-        here = embed(folder)
+        here = embed_all(folder)
         start = time.perf_counter()
         child = subprocess.run([qemu, "-cpu", EMULATED_CPU, sys.executable, __file__, "--child", str(folder)],
                                capture_output=True, text=True)
@@ -136,7 +122,7 @@ def child(folder: Path) -> None:
     if "AVX2" not in flags or flags & {"AVX512F", "AVX512_VNNI", "AVX512VNNI", "AVXVNNI"}:
         print(f"unexpected CPU features: {sorted(flags)}")
         return
-    found = embed(folder)
+    found = embed_all(folder)
     np.savez(folder / "emulated.npz", **{str(i): found[name] for i, name in enumerate(GRAPHS)})
     print("avx2 kernels")
 
