@@ -13,7 +13,8 @@ choice), so that each row's threads, peak RSS (VmHWM) and cold start are its own
   model);
 * PyTorch + transformers fp32, what a user would otherwise write: AutoTokenizer + AutoModel,
   batches of 32 in input order; the same with length-sorted batches; bf16 autocast;
-* onnxruntime fp32 (the PyTorch model exported to ONNX), length-sorted batches of 32, and two int8
+* onnxruntime fp32 (the PyTorch model exported to ONNX), length-sorted batches of 32, numpy in and out
+  (tokenizer output and mean pooling, as fastembed runs it: no torch threads beside ORT's), and two int8
   versions of it: ``quantize_dynamic`` as the fastembed / sentence-transformers ONNX-int8 route makes it
   (per-tensor weight scales), and per-channel scales with the six FFN output projections kept in fp32
   (distilframe's int8 before it gave each token its own scale); when onnxruntime is installed
@@ -33,7 +34,9 @@ PyTorch fp32's. "cold" is the time a new process takes to embed its first 10 row
 The fp32 GEMM ceiling is measured in the same run on 2048x768x3072 with each library present (PyTorch, numpy,
 ONNX Runtime; the fastest counts, as one library can be far from the CPU's peak): once at the start,
 and right before and after each of three more fp32 runs (it moves from minute to minute on a shared
-or turbo-boosting machine), each run being compared with the mean of the two around it.
+or turbo-boosting machine), each run being compared with the mean of the two around it. Likewise
+distilframe int8 and onnxruntime's dynamic int8 run three more times each, alternating, and each round's
+ratio counts (the table row's ratio is one run of each, minutes apart).
 """
 
 from __future__ import annotations
@@ -167,13 +170,19 @@ def child(row: str, folder: Path, out: Path) -> None:
             pooled = np.empty((len(batch), model.config.hidden_size), np.float32)
             for start in range(0, len(order), BATCH):
                 idx = order[start:start + BATCH]
-                enc = tok([batch[i] for i in idx], padding=True, truncation=True, max_length=512, return_tensors="pt")
-                if session is not None:
-                    hidden = torch.from_numpy(session.run(None, {"input_ids": enc["input_ids"].numpy(),
-                                                                 "attention_mask": enc["attention_mask"].numpy()})[0])
-                else:
-                    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("bf16", False)):
-                        hidden = model(**enc).last_hidden_state.float()
+                chunk = [batch[i] for i in idx]
+                if session is not None:  # as fastembed runs it: numpy in and out, no torch threads beside ORT's
+                    enc = tok(chunk, padding=True, truncation=True, max_length=512, return_tensors="np")
+                    hidden = session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                                                "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
+                    mask = enc["attention_mask"][..., None].astype(np.float32)
+                    vec = (hidden * mask).sum(1) / mask.sum(1)
+                    pooled[idx] = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+                    continue
+                enc = tok(chunk, padding=True, truncation=True, max_length=512, return_tensors="pt")
+                bf16 = spec.get("bf16", False)
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    hidden = model(**enc).last_hidden_state.float()
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 vec = (hidden * mask).sum(1) / mask.sum(1)
                 pooled[idx] = torch.nn.functional.normalize(vec, dim=1).numpy()
@@ -357,6 +366,16 @@ def main() -> None:
             if "error" not in run:
                 rounds.append((tokens * FLOPS_PER_TOKEN / run["seconds"] / 1e9, before, after))
 
+        # int8 against onnxruntime's dynamic int8 in alternating runs (one after the other, the order swapped
+        # each round), so that a slow minute of the machine counts against both: the ratio is each round's.
+        duel, pair = [], ("onnxruntime dynamic int8, length-sorted", "distilframe int8")
+        for k in range(3):
+            runs = {}
+            for row in (pair if k % 2 == 0 else pair[::-1]):
+                runs[row] = run_child(["--child", row, "--folder", str(folder), "--out", str(tmp / f"d{k}.npy")])
+            if not any("error" in r for r in runs.values()):
+                duel.append((runs[pair[0]]["seconds"], runs[pair[1]]["seconds"]))
+
         reference = np.load(results["PyTorch fp32, length-sorted"]["file"])
         base_in_order = results["PyTorch fp32, input order"].get("seconds")
         base_sorted = results["PyTorch fp32, length-sorted"].get("seconds")
@@ -404,6 +423,12 @@ def main() -> None:
                   + f" -> median {ratios[1]:.0f}% of the ceiling around it "
                   f"(best run {100 * max(g for g, _, _ in rounds) / highest:.0f}% of the highest ceiling seen, "
                   f"{highest:.0f} GFLOP/s)")
+        if duel:
+            ratios = sorted(o / d for o, d in duel)
+            print("distilframe int8 against onnxruntime dynamic int8, 3 alternating rounds (sentences/s, "
+                  "distilframe vs onnxruntime): " + "; ".join(f"{len(texts) / d:.0f} vs {len(texts) / o:.0f}"
+                                                             for o, d in duel)
+                  + f" -> median {ratios[len(ratios) // 2]:.2f}x (range {ratios[0]:.2f}x-{ratios[-1]:.2f}x)")
         colds = sorted(f["cold"] for f in firsts if "error" not in f)
         if colds:
             print(f"first use in a fresh cache (Hugging Face conversion + export, then 10 rows), {len(colds)} runs: "
