@@ -7,8 +7,9 @@ ONNX Runtime) shares:
   Each checkpoint is exported once (``paddle.jit.to_static``, dynamic batch and
   length) into ``<DISTILFRAME_HOME>/compiled/<content hash>-paddle<version>/`` and
   reused by every later process, which then needs neither PaddleNLP nor a model
-  build: a fast cold start. On a CPU with native bf16 (AVX512-BF16 or AMX) bf16
-  runs about 4x faster than fp32 dygraph on 2 cores (benchmarks/engines.py).
+  build: a fast cold start. With AMX, bf16 runs about 4.7x faster than fp32 on 2 cores,
+  with AMD's AVX512-BF16 1.75x, and with Intel's AVX512-BF16 alone 0.77x
+  (benchmarks/engines.py), so ``auto`` takes bf16 only where it is faster.
 * ``PaddleEngine``: PaddleNLP's network in dygraph; it validates the weights and is
   what gets exported, and the fallback when export or the predictor fails.
 
@@ -45,26 +46,28 @@ from . import _config as config
 from . import _fs as fs
 from . import _paddle
 from ._checkpoint import Checkpoint, content_hash
-from ._config import available_cores, native_bf16
+from ._config import available_cores, fast_bf16, native_bf16
 from ._options import PRECISIONS
-from .errors import CheckpointError
+from .errors import CheckpointError, PrecisionWarning, warn
 
 __all__ = ["GRAPH_VERSION", "PREFIX", "PaddleEngine", "PredictorEngine", "check_bf16", "export", "load_state",
            "paddlenlp_config", "resolve_precision"]
 
 PREFIX = "distilbert."
+_slow_bf16_warned = False  # the warning of check_bf16 for bf16 slower than fp32, given once per process
 _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
 
 
 def resolve_precision(precision: str | None) -> str:
-    """``"fp32"``, ``"bf16"`` or ``"int8"``: ``"auto"`` is DISTILFRAME_PRECISION if set, else bf16 on a CPU with native
-    bf16 and no GPU, else fp32. bf16 asked for on a CPU without native bf16 is refused (see :func:`check_bf16`)."""
+    """``"fp32"``, ``"bf16"`` or ``"int8"``: ``"auto"`` is DISTILFRAME_PRECISION if set, else bf16 on a CPU where it is
+    faster than fp32 (:func:`~distilframe._config.fast_bf16`) and no GPU, else fp32. bf16 asked for on a CPU without
+    native bf16 is refused, and where it is native but slower than fp32 it warns once (see :func:`check_bf16`)."""
     source = f"precision={precision!r}"
     if precision is None or precision == "auto":
         precision = config.precision()
         source = f"DISTILFRAME_PRECISION={precision!r}"
         if precision == "auto":
-            precision = "bf16" if native_bf16() and not _paddle.gpu_visible() else "fp32"
+            precision = "bf16" if fast_bf16() and not _paddle.gpu_visible() else "fp32"
             source = ""
     if precision not in PRECISIONS[1:]:
         raise ValueError(f"Got precision={precision!r} but expected 'auto', 'fp32', 'bf16' or 'int8'.")
@@ -77,8 +80,19 @@ def check_bf16(source: str = "precision='bf16'") -> None:
     """ValueError when bf16 would not run natively: no AVX512-BF16 or AMX flag (and no GPU), unless
     ``DISTILFRAME_EMULATED_BF16=1``. oneDNN does not refuse it: on AVX-512 it emulates bf16 (the engines
     benchmark's bf16 row took over 10 minutes where fp32 takes 4 s, on a Xeon with AVX-512 VNNI), and on
-    AVX2 it computes in fp32 (no speed-up, measured on an AMD EPYC)."""
-    if native_bf16() or _paddle.gpu_visible() or config.emulated_bf16():
+    AVX2 it computes in fp32 (no speed-up, measured on an AMD EPYC).
+
+    Where bf16 is native but slower than fp32 (Intel's AVX512-BF16 without AMX), it runs as asked, with one
+    warning per process that says so (it still halves the weights' memory)."""
+    global _slow_bf16_warned
+    if _paddle.gpu_visible() or config.emulated_bf16():
+        return
+    if native_bf16():
+        if not fast_bf16() and not _slow_bf16_warned:
+            _slow_bf16_warned = True
+            warn(f"{source} on {config.cpu_name()}: it has avx512_bf16 but no amx_bf16, and on such Intel CPUs bf16 "
+                 f"measured 0.77x fp32's speed, so fp32 is faster here, and exact ('auto' means fp32 on this CPU). "
+                 f"Running bf16 as asked (it takes less memory).", PrecisionWarning)
         return
     flags = config.cpu_flags()
     if not flags:  # no /proc/cpuinfo flags (macOS, Windows, ARM): unknown, so not refused

@@ -100,10 +100,12 @@ _OPTIONS_DOC = f"""
             Also add ``<column>_n_tokens`` (tokens before truncation, [CLS] and [SEP] included;
             null for missing values) and ``<column>_status`` (ok, null, empty, truncated, chunked).
         precision
-            ``"auto"`` (bf16 on a CPU with native bf16, else fp32; ``DISTILFRAME_PRECISION`` can
-            set it), ``"fp32"`` (exact), ``"bf16"`` (about 3-4x faster on such CPUs; cosine to
-            fp32 about 0.9999; refused, with the CPU's missing flags, on a CPU without native bf16,
-            where it would be emulated and many times slower), or ``"int8"`` (ONNX Runtime, extra
+            ``"auto"`` (bf16 where it is faster than fp32: AMX, or AVX512-BF16 on AMD; else fp32;
+            ``DISTILFRAME_PRECISION`` can set it), ``"fp32"`` (exact), ``"bf16"`` (1.75x fp32 on
+            AMD's AVX512-BF16, about 4.7x with AMX; cosine to fp32 about 0.9999; refused, with the
+            CPU's missing flags, on a CPU without native bf16, where it would be emulated and many
+            times slower; on Intel's AVX512-BF16 without AMX it runs at 0.77x fp32, with a
+            ``PrecisionWarning``), or ``"int8"`` (ONNX Runtime, extra
             ``int8``: faster on CPUs without bf16; opt-in, as its error is larger: per-row cosine
             to fp32 at least 0.99 on every benchmark sentence with the trained all-MiniLM-L6-v2; a
             classification whose top two scores int8 puts within 1 of each other in logits (or, for

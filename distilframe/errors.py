@@ -16,7 +16,8 @@ exception a Python user would expect, so ``except KeyError`` keeps working::
     ├── TestModelWarning                      a test-size model whose outputs carry no meaning
     ├── CasingWarning                         a checkpoint that does not say whether it lower-cases
     ├── CacheWarning                          the result cache cannot be used; work runs without it
-    └── EngineWarning                         the fast engine could not be used; the slow one runs
+    ├── EngineWarning                         the fast engine could not be used; the slow one runs
+    └── PrecisionWarning                      a precision asked for that is slower than fp32 on this CPU
 
 Messages say what came in and what to do about it.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "EngineWarning",
     "FileError",
     "ModelNotAvailableError",
+    "PrecisionWarning",
     "TestModelWarning",
     "TruncationWarning",
     "UnknownModelError",
@@ -94,6 +96,10 @@ class CacheWarning(DistilFrameWarning):
 
 class EngineWarning(DistilFrameWarning):
     """Paddle Inference could not be used for a model; PaddleNLP's slower dygraph model runs it instead."""
+
+
+class PrecisionWarning(DistilFrameWarning):
+    """The precision asked for runs, but slower than fp32 would on this CPU (bf16 on Intel without AMX)."""
 
 
 class TestModelWarning(DistilFrameWarning):

@@ -553,11 +553,11 @@ class RunPanel(w.VBox, _Background):
 
 
 def _precisions() -> list[tuple[str, str]]:
-    """The precision choices here: what auto resolves to, bf16 only where it is native (elsewhere it is refused),
-    int8 only where ONNX Runtime is installed."""
+    """The precision choices here: what auto resolves to, bf16 only where it is native (elsewhere it is refused;
+    said to be slower where it is), int8 only where ONNX Runtime is installed."""
     import importlib.util
 
-    from ._config import native_bf16
+    from ._config import fast_bf16, native_bf16
     from ._engine import resolve_precision
 
     try:
@@ -566,7 +566,8 @@ def _precisions() -> list[tuple[str, str]]:
         auto = f"auto ({str(e)[:40]}...)"
     choices = [(auto, "auto"), ("fp32 (exact)", "fp32")]
     if native_bf16():
-        choices.append(("bf16 (cosine to fp32 ~0.9999)", "bf16"))
+        choices.append(("bf16 (cosine to fp32 ~0.9999)" if fast_bf16() else "bf16 (slower than fp32 on this CPU)",
+                        "bf16"))
     if importlib.util.find_spec("onnxruntime") is not None:
         choices.append(("int8 (faster without bf16; cosine ~0.99)", "int8"))
     return choices

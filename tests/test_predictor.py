@@ -84,17 +84,25 @@ def test_bf16_is_close_to_fp32(tmp_path, monkeypatch):
         assert not np.array_equal(fp32, bf16)
 
 
-AMX_CPU = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile\n"
-VNNI_CPU = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
-AVX2_CPU = "processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n"
+INTEL, AMD = "processor\t: 0\nvendor_id\t: GenuineIntel\n", "processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+AMX_CPU = INTEL + "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile\n"
+INTEL_BF16_CPU = INTEL + "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16\n"  # AMX hidden
+AMD_BF16_CPU = AMD + "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16\n"
+VNNI_CPU = INTEL + "flags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
+AVX2_CPU = AMD + "flags\t\t: fpu sse avx avx2 fma\n"
 
 
-@pytest.mark.parametrize("cpuinfo, native", [(AMX_CPU, True), (VNNI_CPU, False), (AVX2_CPU, False), ("", False)])
-def test_native_bf16_reads_the_cpu_flags(tmp_path, cpuinfo, native):
-    # Both kinds of CPU this suite runs on (and an AVX2-only one), simulated from their /proc/cpuinfo.
+@pytest.mark.parametrize("cpuinfo, native, fast", [(AMX_CPU, True, True), (AMD_BF16_CPU, True, True),
+                                                   (INTEL_BF16_CPU, True, False), (VNNI_CPU, False, False),
+                                                   (AVX2_CPU, False, False), ("", False, False)])
+def test_native_and_fast_bf16_read_the_cpu_flags(tmp_path, cpuinfo, native, fast):
+    # The kinds of CPU this suite runs on (and an AVX2-only one), simulated from their /proc/cpuinfo: bf16 is
+    # native with either flag, and faster than fp32 with AMX or on AMD (Intel's AVX512-BF16 alone: 0.77x).
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     assert engine_mod.native_bf16(tmp_path / "cpuinfo") is native
+    assert engine_mod.fast_bf16(tmp_path / "cpuinfo") is fast
     assert engine_mod.native_bf16(tmp_path / "missing") is False
+    assert engine_mod.fast_bf16(tmp_path / "missing") is False
 
 
 @pytest.mark.parametrize("cpuinfo, says", [(VNNI_CPU, "it has avx2, avx512f, avx512_vnni.*over 100x slower"),
@@ -121,24 +129,49 @@ def test_bf16_without_native_bf16_is_refused_with_the_missing_flags(tmp_path, mo
 
 
 def test_auto_precision(monkeypatch):
-    real_native_bf16 = engine_mod.native_bf16
+    real_fast_bf16 = engine_mod.fast_bf16
     monkeypatch.setenv("DISTILFRAME_PRECISION", "auto")
-    monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: True)
     assert engine_mod.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: False)
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)  # native but slower: Intel without AMX
+    assert engine_mod.resolve_precision("auto") == "fp32"
     monkeypatch.setattr(engine_mod, "native_bf16", lambda: False)
     assert engine_mod.resolve_precision("auto") == "fp32"
     monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")
     assert engine_mod.resolve_precision("bf16") == "bf16"
     monkeypatch.delenv("DISTILFRAME_EMULATED_BF16")
     monkeypatch.setenv("DISTILFRAME_PRECISION", "fp32")
-    monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: True)
     assert engine_mod.resolve_precision("auto") == "fp32"
     with pytest.raises(ValueError, match="precision='fp16'"):
         engine_mod.resolve_precision("fp16")
     with pytest.raises(ValueError, match="precision='fp16'"):
         pd.Series(["a"]).distil.embed(precision="fp16")
-    flags = open("/proc/cpuinfo").read()  # this machine, whichever kind it is (not the patched function)
-    assert real_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    cpuinfo = open("/proc/cpuinfo").read()  # this machine, whichever kind it is (not the patched function)
+    assert real_fast_bf16() == ("amx_bf16" in cpuinfo or ("avx512_bf16" in cpuinfo and "AuthenticAMD" in cpuinfo))
+
+
+def test_bf16_slower_than_fp32_runs_with_one_warning(tmp_path, monkeypatch):
+    # Intel's AVX512-BF16 without AMX: native (so not refused) but slower than fp32, so bf16 asked for warns,
+    # once per process, and auto means fp32.
+    (tmp_path / "cpuinfo").write_text("model name\t: Some Xeon 8000\n" + INTEL_BF16_CPU)
+    cpu = tmp_path / "cpuinfo"
+    real_name = config.cpu_name
+    monkeypatch.setattr(config, "cpu_name", lambda: real_name(cpu))
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: config.native_bf16(cpu))
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: config.fast_bf16(cpu))
+    monkeypatch.setattr(engine_mod, "_slow_bf16_warned", False)
+    monkeypatch.delenv("DISTILFRAME_PRECISION", raising=False)
+    monkeypatch.delenv("DISTILFRAME_EMULATED_BF16", raising=False)
+    monkeypatch.setattr(engine_mod._paddle, "gpu_visible", lambda: False)
+    assert engine_mod.resolve_precision("auto") == "fp32"
+    with pytest.warns(distilframe.PrecisionWarning, match=r"precision='bf16' on Some Xeon 8000: it has avx512_bf16 "
+                      r"but no amx_bf16.*0\.77x fp32.*'auto' means fp32 on this CPU\)\. Running bf16 as asked"):
+        assert engine_mod.resolve_precision("bf16") == "bf16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        assert engine_mod.resolve_precision("bf16") == "bf16"
 
 
 def test_a_failing_predictor_falls_back_to_dygraph_with_one_warning(tmp_path, monkeypatch):
