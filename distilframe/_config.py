@@ -228,13 +228,17 @@ def native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
 
 def fast_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     """Whether bf16 is faster than fp32 on this CPU, so that ``precision="auto"`` takes it: with AMX (Intel
-    Sapphire Rapids and later, where the flag is visible), or AVX512-BF16 on AMD (Zen 4 and later).
+    Sapphire Rapids and later, where the flag is visible), or AVX512-BF16 on AMD or Hygon (Zen 4 and later).
 
-    Intel's AVX512-BF16 without AMX is native but slower than fp32. Measured on 2 cores of an Intel Xeon (Emerald Rapids, AMX hidden by its hypervisor):
-    bf16 0.77x fp32 through distilframe (77.8 against 100.8 sentences/s, distilbert-base size), 0.62x in
-    PyTorch, GEMMs 143 against 273 GFLOP/s; on an AMD EPYC with AVX512-BF16, 1.75x; with AMX, 4.7x."""
+    AVX512-BF16 without AMX on an Intel CPU, or on a CPU whose vendor is unknown, does not count: native, but
+    slower than fp32 on Intel. Measured on 2 cores of an Intel Xeon (Emerald Rapids, AMX hidden by its
+    hypervisor): bf16 0.77x fp32 through distilframe (77.8 against 100.8 sentences/s, distilbert-base size),
+    0.62x in PyTorch, GEMMs 143 against 273 GFLOP/s; on an AMD EPYC with AVX512-BF16, 1.75x; with AMX, 4.7x."""
     flags = cpu_flags(cpuinfo)
-    return "amx_bf16" in flags or ("avx512_bf16" in flags and cpu_vendor(cpuinfo) == "AuthenticAMD")
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and cpu_vendor(cpuinfo) in ZEN_VENDORS)
+
+
+ZEN_VENDORS = ("AuthenticAMD", "HygonGenuine")  # AVX512-BF16 there is faster than fp32 (Zen 4 and later)
 
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products that accumulate in 32 bits

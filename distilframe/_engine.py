@@ -54,6 +54,7 @@ __all__ = ["GRAPH_VERSION", "PREFIX", "PaddleEngine", "PredictorEngine", "check_
            "paddlenlp_config", "resolve_precision"]
 
 PREFIX = "distilbert."
+_slow_bf16_lock = threading.Lock()
 _slow_bf16_warned = False  # the warning of check_bf16 for bf16 slower than fp32, given once per process
 _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias")
 
@@ -85,14 +86,21 @@ def check_bf16(source: str = "precision='bf16'") -> None:
     Where bf16 is native but slower than fp32 (Intel's AVX512-BF16 without AMX), it runs as asked, with one
     warning per process that says so (it still halves the weights' memory)."""
     global _slow_bf16_warned
-    if _paddle.gpu_visible() or config.emulated_bf16():
+    if _paddle.gpu_visible():
         return
     if native_bf16():
-        if not fast_bf16() and not _slow_bf16_warned:
-            _slow_bf16_warned = True
-            warn(f"{source} on {config.cpu_name()}: it has avx512_bf16 but no amx_bf16, and on such Intel CPUs bf16 "
-                 f"measured 0.77x fp32's speed, so fp32 is faster here, and exact ('auto' means fp32 on this CPU). "
-                 f"Running bf16 as asked (it takes less memory).", PrecisionWarning)
+        if not fast_bf16():
+            with _slow_bf16_lock:
+                if _slow_bf16_warned:
+                    return
+                instead = ("unset DISTILFRAME_PRECISION (then auto means fp32 here)" if source.startswith("DISTILFRAME")
+                           else "precision='fp32' or 'auto' (which means fp32 here) is faster, and exact")
+                warn(f"{source} on {config.cpu_name()}: it has avx512_bf16 but no amx_bf16, and without AMX bf16 "
+                     "measured 0.77x fp32's speed (an Intel Xeon, benchmarks/engines.py). Running bf16 as asked (it "
+                     f"takes less memory); {instead}.", PrecisionWarning)
+                _slow_bf16_warned = True  # after warn: under a warnings-as-errors filter each call raises
+        return
+    if config.emulated_bf16():
         return
     flags = config.cpu_flags()
     if not flags:  # no /proc/cpuinfo flags (macOS, Windows, ARM): unknown, so not refused

@@ -77,8 +77,8 @@ class RunOptions:
     return_status
         Add ``<column>_n_tokens`` and ``<column>_status``.
     precision
-        ``"auto"``, ``"fp32"``, ``"bf16"`` (refused where the CPU has no native bf16; a warning where it is slower than fp32) or ``"int8"`` (ONNX
-        Runtime, extra ``int8``; opt-in: its error is larger).
+        ``"auto"``, ``"fp32"``, ``"bf16"`` (refused where the CPU has no native bf16; a warning where it is
+        slower than fp32) or ``"int8"`` (ONNX Runtime, extra ``int8``; opt-in: its error is larger).
     num_threads
         CPU threads for the model; None: every core available to the process.
     cache

@@ -90,11 +90,14 @@ INTEL_BF16_CPU = INTEL + "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf1
 AMD_BF16_CPU = AMD + "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16\n"
 VNNI_CPU = INTEL + "flags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
 AVX2_CPU = AMD + "flags\t\t: fpu sse avx avx2 fma\n"
+HYGON_BF16_CPU = "processor\t: 0\nvendor_id\t: HygonGenuine\nflags\t\t: avx2 avx512f avx512_bf16\n"  # Zen-based
+UNKNOWN_BF16_CPU = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16\n"  # no vendor line: as Intel's, fp32
 
 
 @pytest.mark.parametrize("cpuinfo, native, fast", [(AMX_CPU, True, True), (AMD_BF16_CPU, True, True),
                                                    (INTEL_BF16_CPU, True, False), (VNNI_CPU, False, False),
-                                                   (AVX2_CPU, False, False), ("", False, False)])
+                                                   (AVX2_CPU, False, False), ("", False, False),
+                                                   (HYGON_BF16_CPU, True, True), (UNKNOWN_BF16_CPU, True, False)])
 def test_native_and_fast_bf16_read_the_cpu_flags(tmp_path, cpuinfo, native, fast):
     # The kinds of CPU this suite runs on (and an AVX2-only one), simulated from their /proc/cpuinfo: bf16 is
     # native with either flag, and faster than fp32 with AMX or on AMD (Intel's AVX512-BF16 alone: 0.77x).
@@ -149,7 +152,8 @@ def test_auto_precision(monkeypatch):
     with pytest.raises(ValueError, match="precision='fp16'"):
         pd.Series(["a"]).distil.embed(precision="fp16")
     cpuinfo = open("/proc/cpuinfo").read()  # this machine, whichever kind it is (not the patched function)
-    assert real_fast_bf16() == ("amx_bf16" in cpuinfo or ("avx512_bf16" in cpuinfo and "AuthenticAMD" in cpuinfo))
+    zen = "AuthenticAMD" in cpuinfo or "HygonGenuine" in cpuinfo
+    assert real_fast_bf16() == ("amx_bf16" in cpuinfo or ("avx512_bf16" in cpuinfo and zen))
 
 
 def test_bf16_slower_than_fp32_runs_with_one_warning(tmp_path, monkeypatch):
@@ -166,12 +170,24 @@ def test_bf16_slower_than_fp32_runs_with_one_warning(tmp_path, monkeypatch):
     monkeypatch.delenv("DISTILFRAME_EMULATED_BF16", raising=False)
     monkeypatch.setattr(engine_mod._paddle, "gpu_visible", lambda: False)
     assert engine_mod.resolve_precision("auto") == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", distilframe.PrecisionWarning)  # an error filter: every call raises
+        for _ in range(2):
+            with pytest.raises(distilframe.PrecisionWarning):
+                engine_mod.resolve_precision("bf16")
+    monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")  # allows emulated bf16; says nothing of slow native bf16
     with pytest.warns(distilframe.PrecisionWarning, match=r"precision='bf16' on Some Xeon 8000: it has avx512_bf16 "
-                      r"but no amx_bf16.*0\.77x fp32.*'auto' means fp32 on this CPU\)\. Running bf16 as asked"):
+                      r"but no amx_bf16.*0\.77x fp32.*Running bf16 as asked.*precision='fp32' or 'auto' \(which "
+                      r"means fp32 here\)"):
         assert engine_mod.resolve_precision("bf16") == "bf16"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process
         assert engine_mod.resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(engine_mod, "_slow_bf16_warned", False)
+    monkeypatch.setenv("DISTILFRAME_PRECISION", "bf16")  # the variable makes auto mean bf16: the advice says so
+    with pytest.warns(distilframe.PrecisionWarning, match=r"DISTILFRAME_PRECISION='bf16' on Some Xeon 8000.*unset "
+                      r"DISTILFRAME_PRECISION \(then auto means fp32 here\)"):
+        assert engine_mod.resolve_precision("auto") == "bf16"
 
 
 def test_a_failing_predictor_falls_back_to_dygraph_with_one_warning(tmp_path, monkeypatch):
