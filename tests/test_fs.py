@@ -1,7 +1,9 @@
 """The storage module: atomic writes, and permissions that follow the umask everywhere distilframe writes."""
 
+import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -137,3 +139,86 @@ def test_memoized_values_are_bounded(tmp_path, monkeypatch):
         fs.memoized(("bound", i), [tmp_path], lambda: (i, []))
     assert len([k for k in fs._memos if k[0] == "bound"]) <= 3
     assert fs.memoized(("bound", 0), [tmp_path], lambda: ("again", [])) == "again"  # the oldest went first
+
+
+def _reads(monkeypatch):
+    """The files _fs opens from now on."""
+    opened = []
+    real_open = open
+
+    def counting(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "open", counting, raising=False)
+    return opened
+
+
+def _settle():
+    """Let the files' change times fall behind (writes within one tick of them would not move them)."""
+    time.sleep(fs.SETTLED_NS[0] / 1e9 + 0.02)
+
+
+def test_a_hash_is_recalled_by_a_later_process_until_the_file_is_written_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"a" * 5000)
+    _settle()
+    first = fs.sha256(weights)
+    both = fs.digest([weights, tmp_path / "weights.bin"], b"extra")
+    opened = _reads(monkeypatch)
+    fs._digests.clear()  # a new process: only the records in <home>/.hashes remain
+    assert fs.sha256(weights) == first and fs.digest([weights, weights], b"extra") == both
+    assert opened == []  # recalled, not read
+    assert fs.digest([weights, weights], b"other") != both and opened.count("weights.bin") == 2  # another hash
+    # Written again with the same size and its modification time put back: the change time still moved.
+    mtime = weights.stat().st_mtime_ns
+    weights.write_bytes(b"b" * 5000)
+    os.utime(weights, ns=(mtime, mtime))
+    fs._digests.clear()
+    assert fs.sha256(weights) != first and fs.digest([weights, weights], b"extra") != both
+    records = sorted((tmp_path / "home" / ".hashes").iterdir())
+    assert records and all(json.loads(r.read_text())["value"] for r in records)
+
+
+def test_a_file_just_written_is_hashed_again_and_never_recorded(tmp_path, monkeypatch):
+    # Within one tick of a file's times a second write would leave them as they were: such a hash is not kept.
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    opened = _reads(monkeypatch)
+    path = tmp_path / "fresh.bin"
+    path.write_bytes(b"x" * 100)
+    fs.sha256(path)
+    fs.sha256(path)
+    assert opened.count("fresh.bin") == 2 and not (tmp_path / "home" / ".hashes").exists()
+
+
+def test_a_damaged_file_is_found_though_its_hash_was_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    with fs.staged_folder(tmp_path / "cache") as tmp:
+        (tmp / "weights.bin").write_bytes(b"w" * 4096)
+        _settle()
+        fs.write_manifest(tmp, ["weights.bin"])  # recorded in the staged folder, by inode: holds after the rename
+    opened = _reads(monkeypatch)
+    fs._digests.clear()
+    assert fs.damaged(tmp_path / "cache") == [] and opened == []
+    (tmp_path / "cache" / "weights.bin").write_bytes(b"v" * 4096)  # same size, other bytes
+    assert fs.damaged(tmp_path / "cache") == ["weights.bin"]
+
+
+def test_a_foreign_or_unwritable_hash_record_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"q" * 1000)
+    _settle()
+    good = fs.sha256(path)
+    records = list((tmp_path / "home" / ".hashes").iterdir())
+    for garbage in ("not json", json.dumps({"key": "other", "stamps": [], "value": "0" * 64}),
+                    json.dumps({**json.loads(records[0].read_text()), "value": 5})):
+        records[0].write_text(garbage)
+        fs._digests.clear()
+        assert fs.sha256(path) == good
+        records[0].write_text(garbage)
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "a file"))  # a home that cannot be made: no error
+    (tmp_path / "a file").write_text("")
+    fs._digests.clear()
+    assert fs.sha256(path) == good
