@@ -75,12 +75,13 @@ def shareable(path: Path) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask())
 
 
-def sha256(path: Path) -> str:
+def sha256(path: Path, *, written_here: bool = False) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks; recalled instead while the file is as it was hashed
-    (:func:`_recall`)."""
+    (:func:`_recall`). ``written_here``: this process wrote the file, and no other writer knows its folder (a
+    staged folder, before its rename): its hash is kept though it was just written."""
     path = Path(path)
     before = os.stat(path)
-    read_at = time.time_ns()
+    read_at = None if written_here else time.time_ns()
     key = ("sha256", before.st_dev, before.st_ino)
     value = _recall(key, [before])
     if value is None:
@@ -163,9 +164,10 @@ def _recall(key: tuple, stats: list[os.stat_result]) -> str | None:
     return value
 
 
-def _remember(key: tuple, stats: list[os.stat_result], read_at: int, files: list[Path], value: str) -> None:
+def _remember(key: tuple, stats: list[os.stat_result], read_at: int | None, files: list[Path], value: str) -> None:
     """Keep ``value``, the hash for ``key`` of ``files`` that had ``stats`` when their reading began (at
-    ``read_at``, ns), if each had been still before (:func:`_settled`) and none changed meanwhile."""
+    ``read_at``, ns), if each had been still before (:func:`_settled`; ``None``: files this process wrote into a
+    folder of its own) and none changed meanwhile."""
     try:
         after = [os.stat(f) for f in files]
     except OSError:
@@ -173,7 +175,7 @@ def _remember(key: tuple, stats: list[os.stat_result], read_at: int, files: list
     stamps = _stamps(stats)
     if _stamps(after) != stamps:
         return  # written while it was read: the value may be of neither version
-    if not all(_settled(st, read_at) for st in stats):
+    if read_at is not None and not all(_settled(st, read_at) for st in stats):
         return
     with _digest_lock:
         _digests[json.dumps(key)] = (stamps, value)
@@ -309,7 +311,7 @@ def build_once(target: Path, complete: Callable[[Path], bool], build: Callable[[
         sweep_stale(target.parent, ".*")
         with staged_folder(target) as tmp:
             build(tmp)
-            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
+            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())], written_here=True)
     return target
 
 
@@ -396,11 +398,13 @@ def sweep_stale(parent: Path, pattern: str, max_age: float = STALE_SECONDS) -> N
             pass
 
 
-def write_manifest(folder: Path, names: Iterable[str]) -> None:
-    """Record the size and SHA-256 of ``names`` in ``folder``'s manifest (added to what it holds)."""
+def write_manifest(folder: Path, names: Iterable[str], *, written_here: bool = False) -> None:
+    """Record the size and SHA-256 of ``names`` in ``folder``'s manifest (added to what it holds);
+    ``written_here`` as for :func:`sha256`."""
     manifest = read_json(folder / MANIFEST) or {}
     for name in names:
-        manifest[name] = {"size": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
+        manifest[name] = {"size": (folder / name).stat().st_size,
+                          "sha256": sha256(folder / name, written_here=written_here)}
     atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1))
 
 
