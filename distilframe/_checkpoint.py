@@ -79,7 +79,7 @@ class Checkpoint:
 
 def content_hash(checkpoint: Checkpoint) -> str:
     """SHA-256 (32 hex digits) of the files that determine a checkpoint's outputs: weights, config,
-    vocabulary and tokenizer settings (memoized per process per file version, see ``_fs.digest``)."""
+    vocabulary and tokenizer settings (kept per file version, across processes, see ``_fs.digest``)."""
     files = [checkpoint.weights_path, checkpoint.vocab_path]
     extra = (*CONFIGS, TOKENIZER_CONFIG, ADDED_TOKENS, "added_tokens.json", "tokenizer.json")
     files += [checkpoint.path / name for name in extra if (checkpoint.path / name).is_file()]

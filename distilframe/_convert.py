@@ -170,7 +170,7 @@ def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str
         save_state(state, tmp / "model_state.pdparams")
         if head is not None:
             write_head(tmp, head)
-        fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())], written_here=True)  # staged: ours alone
+        fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return out
 
 

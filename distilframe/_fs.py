@@ -12,8 +12,8 @@ here, so that the rules hold everywhere:
   holds a file lock in ``<DISTILFRAME_HOME>/.locks``;
 * **verified**: a manifest (``distilframe_manifest.json``) records the size and SHA-256 of the files
   written into a cache folder; sizes are checked on every use, hashes once per file version (kept
-  across processes, :func:`_recall`), so a truncated or altered file is found before Paddle reads
-  garbage from it;
+  across processes while a file's times stay as they were, :func:`_recall`), so a truncated or
+  rewritten file is found before Paddle reads garbage from it;
 * **swept**: temporary folders left by killed processes are removed after a day.
 
 :func:`digest` is the one content hash: of a checkpoint's files (its identity in the result cache
@@ -45,7 +45,8 @@ MANIFEST = "distilframe_manifest.json"
 STALE_SECONDS = 24 * 3600  # a temporary folder older than this belongs to a process that was killed
 _BLOCK = 1 << 20
 
-_digests: dict[str, tuple[list, str]] = {}
+_digests: OrderedDict[str, tuple[list, str]] = OrderedDict()
+_pruned = False
 _digest_lock = threading.Lock()
 _memos: OrderedDict[tuple, tuple[Any, tuple[Path, ...], tuple]] = OrderedDict()
 T = TypeVar("T")
@@ -75,23 +76,10 @@ def shareable(path: Path) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask())
 
 
-def sha256(path: Path, *, written_here: bool = False) -> str:
+def sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks; recalled instead while the file is as it was hashed
-    (:func:`_recall`). ``written_here``: this process wrote the file, and no other writer knows its folder (a
-    staged folder, before its rename): its hash is kept though it was just written."""
-    path = Path(path)
-    before = os.stat(path)
-    read_at = None if written_here else time.time_ns()
-    key = ("sha256", before.st_dev, before.st_ino)
-    value = _recall(key, [before])
-    if value is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(_BLOCK), b""):
-                h.update(block)
-        value = h.hexdigest()
-        _remember(key, [before], read_at, [path], value)
-    return value
+    (:func:`_recall`)."""
+    return _hashed(("sha256",), [Path(path)], b"", names=False)
 
 
 def digest(files: Iterable[Path], extra: bytes = b"", *, names: bool = True) -> str:
@@ -99,37 +87,56 @@ def digest(files: Iterable[Path], extra: bytes = b"", *, names: bool = True) -> 
     ``extra``: a content hash.
 
     Memoized per process, and recalled in later ones, while every file is as it was hashed (:func:`_recall`):
-    a repeated call costs a ``stat`` per file; a file changed on disk is hashed again."""
-    files = [Path(f) for f in files]
-    stats = [os.stat(f) for f in files]
+    a repeated call costs an ``open`` and ``fstat`` per file; a file changed on disk is hashed again."""
+    return _hashed(("digest", names, hashlib.sha256(extra).hexdigest()), [Path(f) for f in files], extra,
+                   names=names)
+
+
+def _hashed(kind: tuple, files: list[Path], extra: bytes, *, names: bool) -> str:
+    stats = [_stat(f) for f in files]  # raises FileNotFoundError for a missing file, as reading it would
     read_at = time.time_ns()
-    key = ("digest", names, hashlib.sha256(extra).hexdigest(),
-           [(f.name, st.st_dev, st.st_ino) for f, st in zip(files, stats)])
+    key = [*kind, [[f.name if names else "", st.st_dev, st.st_ino] for f, st in zip(files, stats)]]  # JSON as is
     value = _recall(key, stats)
     if value is None:
         h = hashlib.sha256()
         for f in files:
             if names:
                 h.update(f.name.encode())
-            with open(f, "rb") as handle:
-                for block in iter(lambda: handle.read(_BLOCK), b""):
-                    h.update(block)
+            _hash_file(h, f)
         h.update(extra)
         value = h.hexdigest()
         _remember(key, stats, read_at, files, value)
     return value
 
 
+def _hash_file(h: Any, path: Path) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            h.update(block)
+
+
+def _stat(path: Path) -> os.stat_result:
+    """A file's status through an open descriptor: on NFS, opening a file revalidates its cached attributes
+    (close-to-open consistency), where a plain ``stat`` may return them seconds old."""
+    with open(path, "rb") as f:
+        return os.fstat(f.fileno())
+
+
 # A hash is recalled, in this process or a later one, while each file it read has the same size, modification
-# and change times, inode and device as when it was read. The change time (ctime) moves on every write, and no
-# tool can set it back (``touch`` and ``os.utime`` set the modification time, and that moves the change time
-# too), so a file written again is hashed again. A process keeps its hashes in memory; a later process finds
-# them in ``<home>/.hashes/`` (one small JSON file per hash, named by the files' inodes, so that a record made
-# in a staged folder holds after the folder is renamed into place), and no longer reads a model's 250 MB three
-# or four times before its first batch (0.77 s of a 2.2 s start at distilbert-base size). A file written again
-# within one tick of its times would keep them, so a hash is kept only when every file it read had been still
-# for a while before it was read (:data:`SETTLED_NS`). Not on Windows, where st_ctime is the creation time.
+# and change times, inode and device as when it was read. Writing a file through write() moves its change time
+# (ctime), and no tool sets that back (``touch`` and ``os.utime`` set the modification time, and that moves the
+# change time too), so a file written again is hashed again. Trusted on these times alone: a write that moves
+# no time (to a memory-mapped page already dirty) or a disk's own decay goes unseen, as it would by a size
+# check. A process keeps its hashes in memory; later processes of the same user find them in
+# ``<home>/.hashes/`` (one small JSON file per hash, named by the files' inodes; another user's are not read),
+# and no longer read a model's 250 MB three or four times before the first batch (0.77 s of a 2.2 s start at
+# distilbert-base size). A file written again within one tick of its times keeps them, so a hash is kept only
+# when every file it read had been still for a while before it was read (:data:`SETTLED_NS`), and on disk only
+# once those files are on disk (fsync): after a power cut a record never vouches for data that was lost. Records
+# unused for :data:`RECORD_DAYS` are removed. Not on Windows, where st_ctime is the creation time.
 SETTLED_NS = (50_000_000, 2_000_000_000)  # on file systems with sub-second times (jiffies), and on the others
+RECORD_DAYS = 30
+MEMO_HASHES = 4096  # hashes kept in memory at most: the least recently used go first
 
 
 def _stamps(stats: list[os.stat_result]) -> list[list[int]]:
@@ -137,56 +144,89 @@ def _stamps(stats: list[os.stat_result]) -> list[list[int]]:
 
 
 def _settled(st: os.stat_result, now_ns: int) -> bool:
-    """Whether the file had not changed for a while at ``now_ns`` (a write since would have moved its times)."""
+    """Whether the file had not changed for a while at ``now_ns`` (a write since would have moved its times);
+    a change time ahead of this clock is not."""
     return now_ns - st.st_ctime_ns >= SETTLED_NS[st.st_ctime_ns % 1_000_000_000 == 0]
 
 
-def _record_path(key: tuple) -> Path:
+def _record_path(key: list) -> Path:
     name = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:40]
     return config.home() / ".hashes" / f"{name}.json"
 
 
-def _recall(key: tuple, stats: list[os.stat_result]) -> str | None:
-    """The hash remembered for ``key`` (JSON-able) while its files have these ``stats``, or None."""
+def _recall(key: list, stats: list[os.stat_result]) -> str | None:
+    """The hash remembered for ``key`` (JSON) while its files have these ``stats``, or None."""
     stamps = _stamps(stats)
     memo = json.dumps(key)
     with _digest_lock:
         if memo in _digests and _digests[memo][0] == stamps:
+            _digests.move_to_end(memo)
             return _digests[memo][1]
     if os.name == "nt":
         return None
-    record = read_json(_record_path(key))
-    value = record.get("value") if record is not None else None
-    if not isinstance(value, str) or record.get("key") != json.loads(memo) or record.get("stamps") != stamps:
+    path = _record_path(key)
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.geteuid():
+                return None  # another user's, in a shared home: not trusted
+            record = json.loads(f.read())
+    except (OSError, ValueError, RecursionError):
         return None
-    with _digest_lock:
-        _digests[memo] = (stamps, value)
+    if not isinstance(record, dict) or record.get("key") != key or record.get("stamps") != stamps:
+        return None
+    value = record.get("value")
+    if not isinstance(value, str):
+        return None
+    _memo(memo, stamps, value)
+    with contextlib.suppress(OSError):
+        os.utime(path)  # in use: not removed as unused
     return value
 
 
-def _remember(key: tuple, stats: list[os.stat_result], read_at: int | None, files: list[Path], value: str) -> None:
+def _memo(memo: str, stamps: list, value: str) -> None:
+    with _digest_lock:
+        _digests[memo] = (stamps, value)
+        _digests.move_to_end(memo)
+        while len(_digests) > MEMO_HASHES:
+            _digests.popitem(last=False)
+
+
+def _remember(key: list, stats: list[os.stat_result], read_at: int, files: list[Path], value: str) -> None:
     """Keep ``value``, the hash for ``key`` of ``files`` that had ``stats`` when their reading began (at
-    ``read_at``, ns), if each had been still before (:func:`_settled`; ``None``: files this process wrote into a
-    folder of its own) and none changed meanwhile."""
+    ``read_at``, ns), if each had been still before (:func:`_settled`) and none changed meanwhile."""
+    if not all(_settled(st, read_at) for st in stats):
+        return
     try:
-        after = [os.stat(f) for f in files]
+        after = []
+        for f in files:
+            with open(f, "rb") as handle:
+                after.append(os.fstat(handle.fileno()))
+                if os.name != "nt":
+                    os.fsync(handle.fileno())  # on disk before a record says what it holds
     except OSError:
         return
     stamps = _stamps(stats)
     if _stamps(after) != stamps:
         return  # written while it was read: the value may be of neither version
-    if read_at is not None and not all(_settled(st, read_at) for st in stats):
-        return
-    with _digest_lock:
-        _digests[json.dumps(key)] = (stamps, value)
+    _memo(json.dumps(key), stamps, value)
     if os.name == "nt":
         return
     path = _record_path(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps({"key": key, "stamps": stamps, "value": value}))
+        _prune(path.parent)
     except OSError:
         pass  # a read-only or full cache: hashed again next time
+
+
+def _prune(records: Path) -> None:
+    """Remove the records unused for RECORD_DAYS (of deleted or rewritten files), once per process."""
+    global _pruned
+    if _pruned:
+        return
+    _pruned = True
+    sweep_stale(records, "*.json", RECORD_DAYS * 86400, files=True)
 
 
 def tree_stamp(folders: Iterable[Path]) -> tuple:
@@ -239,7 +279,7 @@ def read_json(path: Path) -> dict | None:
     """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: brackets nested too deep
         return None
     return data if isinstance(data, dict) else None
 
@@ -311,7 +351,7 @@ def build_once(target: Path, complete: Callable[[Path], bool], build: Callable[[
         sweep_stale(target.parent, ".*")
         with staged_folder(target) as tmp:
             build(tmp)
-            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())], written_here=True)
+            write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return target
 
 
@@ -386,25 +426,27 @@ def exclusive(path: Path, owner: str) -> Iterator[None]:
         os.close(fd)
 
 
-def sweep_stale(parent: Path, pattern: str, max_age: float = STALE_SECONDS) -> None:
-    """Remove the folders in ``parent`` matching ``pattern`` older than ``max_age`` seconds (left by
-    processes that were killed)."""
+def sweep_stale(parent: Path, pattern: str, max_age: float = STALE_SECONDS, *, files: bool = False) -> None:
+    """Remove the folders (with ``files``, the files) in ``parent`` matching ``pattern`` older than ``max_age``
+    seconds (left by processes that were killed)."""
     now = time.time()
     for old in parent.glob(pattern):
         try:
-            if old.is_dir() and now - old.stat().st_mtime > max_age:
+            if now - old.stat().st_mtime <= max_age:
+                continue
+            if files and old.is_file():
+                old.unlink()
+            elif not files and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             pass
 
 
-def write_manifest(folder: Path, names: Iterable[str], *, written_here: bool = False) -> None:
-    """Record the size and SHA-256 of ``names`` in ``folder``'s manifest (added to what it holds);
-    ``written_here`` as for :func:`sha256`."""
+def write_manifest(folder: Path, names: Iterable[str]) -> None:
+    """Record the size and SHA-256 of ``names`` in ``folder``'s manifest (added to what it holds)."""
     manifest = read_json(folder / MANIFEST) or {}
     for name in names:
-        manifest[name] = {"size": (folder / name).stat().st_size,
-                          "sha256": sha256(folder / name, written_here=written_here)}
+        manifest[name] = {"size": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
     atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1))
 
 

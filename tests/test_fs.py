@@ -142,38 +142,50 @@ def test_memoized_values_are_bounded(tmp_path, monkeypatch):
 
 
 def _reads(monkeypatch):
-    """The files _fs opens from now on."""
-    opened = []
-    real_open = open
+    """The files _fs hashes from now on."""
+    hashed = []
+    real = fs._hash_file
 
-    def counting(path, *args, **kwargs):
-        opened.append(Path(path).name)
-        return real_open(path, *args, **kwargs)
+    def counting(h, path):
+        hashed.append(Path(path).name)
+        return real(h, path)
 
-    monkeypatch.setattr(fs, "open", counting, raising=False)
-    return opened
-
-
-def _settle():
-    """Let the files' change times fall behind (writes within one tick of them would not move them)."""
-    time.sleep(fs.SETTLED_NS[0] / 1e9 + 0.02)
+    monkeypatch.setattr(fs, "_hash_file", counting)
+    return hashed
 
 
-def test_a_hash_is_recalled_by_a_later_process_until_the_file_is_written_again(tmp_path, monkeypatch):
+def _rewrite(path: Path, data: bytes) -> None:
+    """Write ``path`` again, in place, past the tick of its change time (on any file system's granularity)."""
+    before = path.stat().st_ctime_ns
+    for _ in range(300):
+        path.write_bytes(data)
+        if path.stat().st_ctime_ns != before:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the change time never moved")
+
+
+@pytest.fixture
+def settled(monkeypatch, tmp_path):
+    """Every file counts as settled (the rule itself is tested apart), in a home of this test's own."""
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(fs, "SETTLED_NS", (0, 0))
+    monkeypatch.setattr(fs, "_pruned", False)
+
+
+def test_a_hash_is_recalled_by_a_later_process_until_the_file_is_written_again(tmp_path, monkeypatch, settled):
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"a" * 5000)
-    _settle()
     first = fs.sha256(weights)
     both = fs.digest([weights, tmp_path / "weights.bin"], b"extra")
-    opened = _reads(monkeypatch)
+    hashed = _reads(monkeypatch)
     fs._digests.clear()  # a new process: only the records in <home>/.hashes remain
     assert fs.sha256(weights) == first and fs.digest([weights, weights], b"extra") == both
-    assert opened == []  # recalled, not read
-    assert fs.digest([weights, weights], b"other") != both and opened.count("weights.bin") == 2  # another hash
+    assert hashed == []  # recalled, not read
+    assert fs.digest([weights, weights], b"other") != both and hashed == ["weights.bin"] * 2  # another hash
     # Written again with the same size and its modification time put back: the change time still moved.
     mtime = weights.stat().st_mtime_ns
-    weights.write_bytes(b"b" * 5000)
+    _rewrite(weights, b"b" * 5000)
     os.utime(weights, ns=(mtime, mtime))
     fs._digests.clear()
     assert fs.sha256(weights) != first and fs.digest([weights, weights], b"extra") != both
@@ -184,42 +196,63 @@ def test_a_hash_is_recalled_by_a_later_process_until_the_file_is_written_again(t
 def test_a_file_just_written_is_hashed_again_and_never_recorded(tmp_path, monkeypatch):
     # Within one tick of a file's times a second write would leave them as they were: such a hash is not kept.
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
-    opened = _reads(monkeypatch)
+    monkeypatch.setattr(fs, "SETTLED_NS", (10 ** 12, 10 ** 12))  # every file was written just now
+    hashed = _reads(monkeypatch)
     path = tmp_path / "fresh.bin"
     path.write_bytes(b"x" * 100)
     fs.sha256(path)
     fs.sha256(path)
-    assert opened.count("fresh.bin") == 2 and not (tmp_path / "home" / ".hashes").exists()
+    assert hashed == ["fresh.bin"] * 2 and not (tmp_path / "home" / ".hashes").exists()
+    # The rule: still for 50 ms (2 s where the file system keeps whole seconds), by this clock.
+    st = path.stat()
+    assert fs._settled(st, st.st_ctime_ns + 10 ** 12) and not fs._settled(st, st.st_ctime_ns - 10 ** 9)
+    monkeypatch.setattr(fs, "SETTLED_NS", (50_000_000, 2_000_000_000))
+    assert fs._settled(st, st.st_ctime_ns + 60_000_000) == (st.st_ctime_ns % 10 ** 9 != 0)
 
 
-def test_a_damaged_file_is_found_though_its_hash_was_recorded(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
-    # What a cache folder's builder wrote into its staged folder is known to be as written: its hashes are kept
-    # at once, by inode, so they hold after the rename (the next process does not read the files again).
-    fs.build_once(tmp_path / "cache", lambda folder: False,
-                  lambda tmp: (tmp / "weights.bin").write_bytes(b"w" * 4096))
-    opened = _reads(monkeypatch)
+def test_a_damaged_file_is_found_though_its_hash_was_recorded(tmp_path, monkeypatch, settled):
+    with fs.staged_folder(tmp_path / "cache") as tmp:
+        (tmp / "weights.bin").write_bytes(b"w" * 4096)
+        fs.write_manifest(tmp, ["weights.bin"])  # recorded by inode: holds after the rename
+    hashed = _reads(monkeypatch)
     fs._digests.clear()
-    assert fs.damaged(tmp_path / "cache") == [] and opened == []
-    time.sleep(0.02)  # past the tick of the file's times (no one else could write it before the rename)
-    (tmp_path / "cache" / "weights.bin").write_bytes(b"v" * 4096)  # same size, other bytes
-    assert fs.damaged(tmp_path / "cache") == ["weights.bin"] and opened == ["weights.bin"]
+    assert fs.damaged(tmp_path / "cache") == [] and hashed == []
+    _rewrite(tmp_path / "cache" / "weights.bin", b"v" * 4096)  # same size, other bytes
+    assert fs.damaged(tmp_path / "cache") == ["weights.bin"] and hashed == ["weights.bin"]
 
 
-def test_a_foreign_or_unwritable_hash_record_changes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+def test_a_foreign_or_unwritable_hash_record_changes_nothing(tmp_path, monkeypatch, settled):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"q" * 1000)
-    _settle()
     good = fs.sha256(path)
-    records = list((tmp_path / "home" / ".hashes").iterdir())
-    for garbage in ("not json", json.dumps({"key": "other", "stamps": [], "value": "0" * 64}),
-                    json.dumps({**json.loads(records[0].read_text()), "value": 5})):
-        records[0].write_text(garbage)
+    (record,) = (tmp_path / "home" / ".hashes").iterdir()
+    real = json.loads(record.read_text())
+    forged = {**real, "value": "0" * 64}
+    for garbage in ("not json", "[" * 100_000, json.dumps([1, 2]), json.dumps({**forged, "key": ["other"]}),
+                    json.dumps({**forged, "stamps": []}), json.dumps({**real, "value": 5})):
+        record.write_text(garbage)
         fs._digests.clear()
         assert fs.sha256(path) == good
-        records[0].write_text(garbage)
+    record.write_text(json.dumps(forged))
+    fs._digests.clear()
+    assert fs.sha256(path) == "0" * 64  # the record is trusted as it stands: so only its owner's are
+    if os.geteuid() == 0:  # another user's record in a shared home is not read
+        os.chown(record, 12345, 12345)
+        fs._digests.clear()
+        assert fs.sha256(path) == good
     monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "a file"))  # a home that cannot be made: no error
     (tmp_path / "a file").write_text("")
     fs._digests.clear()
     assert fs.sha256(path) == good
+
+
+def test_unused_hash_records_are_removed(tmp_path, monkeypatch, settled):
+    records = tmp_path / "home" / ".hashes"
+    records.mkdir(parents=True)
+    old, recent = records / "old.json", records / "recent.json"
+    for r in (old, recent):
+        r.write_text("{}")
+    os.utime(old, (time.time() - 40 * 86400,) * 2)  # unused for 40 days: of a file deleted or rewritten since
+    (tmp_path / "a.bin").write_bytes(b"a")
+    fs.sha256(tmp_path / "a.bin")
+    assert not old.exists() and recent.exists() and len(list(records.iterdir())) == 2
