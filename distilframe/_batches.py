@@ -5,7 +5,8 @@ and the one padding rule.
                                                  ─► pad(batch): ids and a mask that numbers the inputs
     unique results ─► expand(codes) ─► one row per text, in input order
 
-One batcher serves both tasks. When embedding, short inputs share rows of ``PACK_WIDTH`` tokens,
+One batcher serves both tasks. When embedding, short inputs share rows of ``PACK_WIDTH`` tokens (the
+engine's ``pack_width``: ``INT8_PACK_WIDTH`` in int8),
 each attending only to itself (the engine's mask numbers them): on the 512-sentence benchmark
 (median 16 tokens) one text per row left 23% of the computed tokens as padding; packed rows of
 128, about 1%. Classification keeps one input per row where the engine's head reads the row's first token
@@ -20,8 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "EMPTY", "INT8_TOKEN_BUDGET", "NULL",
-           "PACK_WIDTH", "PAD_MULTIPLE", "Unique", "dedupe", "expand", "pad", "plan", "round_up"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "DEFAULT_TOKEN_BUDGET", "EMPTY", "INT8_PACK_WIDTH",
+           "INT8_TOKEN_BUDGET", "NULL", "PACK_WIDTH", "PAD_MULTIPLE", "Unique", "dedupe", "expand", "pad", "plan",
+           "round_up"]
 
 # Measured on 2 cores with a distilbert-base-sized model (benchmarks/throughput.py): batches of
 # ~2k padded tokens run fastest; 8k-token batches were ~45% slower (activations leave the cache).
@@ -38,6 +40,12 @@ PAD_MULTIPLE = 8  # padded lengths are rounded up to this, so the engine sees fe
 # (which shorter ones may fill). Attention costs grow with the row: at 128 they add ~3% to the
 # matrix products of distilbert-base, against ~23% of padding without packing (benchmark above).
 PACK_WIDTH = 128
+# The int8 engine's (``pack_width`` of ONNX Runtime's engine): its integer GEMMs are 3-4x faster than fp32's, so
+# the attention a token pays over the whole packed row (masked, but computed) weighs more. Over the 512 benchmark
+# sentences (best of 3 rounds, widths in turn, Intel Xeon with AMX, 2 cores): at distilbert-base size 32, 48 and
+# 64 ran 485, 480 and 470 sentences/s against 407 at 128 (432 unpacked); on all-MiniLM-L6-v2 873, 870 and 809
+# against 640 (790). Paddle's fp32 and bf16 keep 128: there 64 ran 0.95x and 0.87x of it.
+INT8_PACK_WIDTH = 48
 NULL, EMPTY = -1, -2  # codes of rows without a result: a missing value, a text with no token
 
 
@@ -89,19 +97,19 @@ def round_up(length: int) -> int:
 
 
 def plan(lengths: np.ndarray, *, pack: bool, batch_size: int, token_budget: int,
-         skip: np.ndarray | None = None) -> list[list[list[int]]]:
+         skip: np.ndarray | None = None, pack_width: int = PACK_WIDTH) -> list[list[list[int]]]:
     """Batches of rows of inputs (by index into ``lengths``): each batch at most ``batch_size`` rows and
     ``token_budget`` tokens (padded to its fullest row), every input but ``skip`` in exactly one row.
 
     Inputs go longest first. With ``pack``, best fit decreasing: each input goes to the row with the least
-    room that still fits it; a new row holds PACK_WIDTH tokens, or the input's own length rounded up if
+    room that still fits it; a new row holds ``pack_width`` tokens, or the input's own length rounded up if
     longer. Without, each input has a row of its own.
     """
     order = np.argsort(-lengths, kind="stable")
     if skip is not None and len(skip):
         order = order[~np.isin(order, skip)]
     if pack:
-        rows, fill = _best_fit(lengths, order, token_budget)
+        rows, fill = _best_fit(lengths, order, min(pack_width, token_budget))
     else:
         rows, fill = [[i] for i in order.tolist()], lengths[order].tolist()
     batches: list[list[list[int]]] = []
@@ -119,7 +127,7 @@ def plan(lengths: np.ndarray, *, pack: bool, batch_size: int, token_budget: int,
     return batches
 
 
-def _best_fit(lengths: np.ndarray, order: np.ndarray, token_budget: int) -> tuple[list[list[int]], list[int]]:
+def _best_fit(lengths: np.ndarray, order: np.ndarray, width: int) -> tuple[list[list[int]], list[int]]:
     rows: list[list[int]] = []
     fill: list[int] = []
     room: dict[int, list[int]] = {}  # free tokens -> rows with that much room left
@@ -127,7 +135,7 @@ def _best_fit(lengths: np.ndarray, order: np.ndarray, token_budget: int) -> tupl
         n = int(lengths[i])
         free = next((f for f in sorted(room) if f >= n and room[f]), None)
         if free is None:
-            row, free = len(rows), max(min(PACK_WIDTH, token_budget), round_up(n))
+            row, free = len(rows), max(width, round_up(n))
             rows.append([])
             fill.append(0)
         else:

@@ -222,10 +222,13 @@ class PaddleEngine:
         False: ``logits`` takes one text per row (the executor packs only embeddings for it).
     token_budget
         None: batches of the executor's default size (``_batches.DEFAULT_TOKEN_BUDGET``).
+    pack_width
+        None: packed rows of the executor's default width (``_batches.PACK_WIDTH``).
     """
 
     packs_logits = False
     token_budget = None
+    pack_width = None
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         paddle = _paddle.with_threads(num_threads)
@@ -393,6 +396,7 @@ class PredictorEngine:
 
     packs_logits = False
     token_budget = None  # the executor's default
+    pack_width = None
 
     def __init__(self, checkpoint: Checkpoint, *, precision: str, num_threads: int | None = None) -> None:
         self.paddle = _paddle.with_threads(num_threads)

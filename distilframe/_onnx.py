@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _config as config
 from . import _fs as fs
-from ._batches import INT8_TOKEN_BUDGET
+from ._batches import INT8_PACK_WIDTH, INT8_TOKEN_BUDGET
 from ._checkpoint import Checkpoint, content_hash
 from ._engine import PREFIX, load_state, paddlenlp_config
 from ._pool import first_tokens
@@ -252,6 +252,7 @@ class OnnxInt8Engine:
     precision = "int8"
     packs_logits = True  # the head runs here, on each sequence's first token: classification rows can be packed
     token_budget = INT8_TOKEN_BUDGET  # smaller batches than Paddle's (measured: _batches)
+    pack_width = INT8_PACK_WIDTH  # and narrower packed rows
 
     def __init__(self, checkpoint: Checkpoint, *, num_threads: int | None = None) -> None:
         _, onnxruntime = _modules()

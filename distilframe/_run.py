@@ -259,7 +259,8 @@ def _run_chunk(model: "LoadedModel", task: str, options: RunOptions, max_length:
     logits = np.full_like(items, np.nan) if recheck else None  # what near-ties are judged on
     plan = batches.plan(encoded.lengths, pack=task == "embed" or model.engine.packs_logits, skip=skip,
                         batch_size=options.batch_size or batches.DEFAULT_BATCH_SIZE,
-                        token_budget=_token_budget(model, options))
+                        token_budget=_token_budget(model, options),
+                        pack_width=model.engine.pack_width or batches.PACK_WIDTH)
     for batch in plan:
         rows = np.fromiter((r for row in batch for r in row), dtype=np.int64)
         out = _forward(model, task, batch, encoded.ids, options.pooling, prompt_skip)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._batches import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, INT8_TOKEN_BUDGET, PACK_WIDTH
+from ._batches import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, INT8_PACK_WIDTH, INT8_TOKEN_BUDGET, PACK_WIDTH
 from ._frame import with_columns
 from ._options import DEFAULTS, RunOptions
 from ._text import select_column
@@ -90,7 +90,8 @@ _OPTIONS_DOC = f"""
         batch_size
             Model rows per batch at most (default {DEFAULT_BATCH_SIZE}; batches also stay under
             {DEFAULT_TOKEN_BUDGET} tokens, {INT8_TOKEN_BUDGET} in int8). When embedding (and classifying
-            in int8), short texts share rows of {PACK_WIDTH} tokens, each attending only to itself.
+            in int8), short texts share rows of {PACK_WIDTH} tokens ({INT8_PACK_WIDTH} in int8), each attending
+            only to itself.
         errors
             Non-string values: ``"raise"`` TypeError naming them, or ``"coerce"`` (bytes decoded
             as UTF-8, others with ``str()``).

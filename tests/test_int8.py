@@ -129,8 +129,9 @@ def test_int8_classification_packs_short_texts_into_rows(tmp_path, monkeypatch):
 
 
 def test_int8_batches_default_to_its_own_token_budget_and_the_option_overrides_it(tmp_path, monkeypatch):
-    """int8 runs batches of INT8_TOKEN_BUDGET padded tokens (its measured best), Paddle's engines the executor's
-    default; an explicit token_budget wins over both; an fp32 recheck plans by the fp32 engine's budget."""
+    """int8 runs batches of INT8_TOKEN_BUDGET padded tokens and packs rows of INT8_PACK_WIDTH (its measured best),
+    Paddle's engines the executor's defaults; an explicit token_budget wins over both; an fp32 recheck plans by
+    the fp32 engine's budget."""
     from distilframe import _batches, _run
     from distilframe._options import RunOptions
 
@@ -139,13 +140,25 @@ def test_int8_batches_default_to_its_own_token_budget_and_the_option_overrides_i
     int8, fp32 = manager.get(folder, precision="int8"), manager.get(folder, precision="fp32")
     assert int8.engine.token_budget == _batches.INT8_TOKEN_BUDGET < _batches.DEFAULT_TOKEN_BUDGET
     assert fp32.engine.token_budget is None
-    budgets, real = [], _batches.plan
-    monkeypatch.setattr(_batches, "plan", lambda *a, **k: budgets.append(k["token_budget"]) or real(*a, **k))
+    budgets, widths, planned, real = [], [], [], _batches.plan
+
+    def plan(*a, **k):
+        budgets.append(k["token_budget"])
+        widths.append(k.get("pack_width"))
+        planned.append((a[0], real(*a, **k)))
+        return planned[-1][1]
+
+    monkeypatch.setattr(_batches, "plan", plan)
     texts = [f"text number {i} " * (1 + i % 30) for i in range(200)]
     _run.run(texts, int8, "embed")
     _run.run(texts, fp32, "embed")
     _run.run(texts, int8, "embed", RunOptions(token_budget=4096))
     assert budgets == [_batches.INT8_TOKEN_BUDGET, _batches.DEFAULT_TOKEN_BUDGET, 4096]
+    assert widths == [_batches.INT8_PACK_WIDTH, _batches.PACK_WIDTH, _batches.INT8_PACK_WIDTH]
+    for (lengths, batches), width in zip(planned, widths):  # a row is that wide, unless one input is longer
+        rows = [row for batch in batches for row in batch]
+        assert all(sum(lengths[row]) <= max(width, _batches.round_up(int(lengths[row[0]]))) for row in rows)
+        assert any(len(row) > 1 for row in rows)  # and short texts do share rows
     budgets.clear()
     monkeypatch.setenv("DISTILFRAME_INT8_RECHECK", "1000")  # every text is a near-tie: all rechecked in fp32
     rechecked = manager.get(folder, precision="int8", task="classify")
