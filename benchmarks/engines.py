@@ -36,7 +36,9 @@ ONNX Runtime; the fastest counts, as one library can be far from the CPU's peak)
 and right before and after each of three more fp32 runs (it moves from minute to minute on a shared
 or turbo-boosting machine), each run being compared with the mean of the two around it. Likewise
 distilframe int8 and onnxruntime's dynamic int8 run three more times each, alternating, and each round's
-ratio counts (the table row's ratio is one run of each, minutes apart).
+ratio counts (the table row's ratio is one run of each, minutes apart). A warm call's fixed overhead is the
+median of 30 calls on one short text (auto, fp32, int8), and of 30 calls each on a different short text (a new
+input shape each time).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def child(row: str, folder: Path, out: Path) -> None:
 
         embed(texts[:10])
         result["cold"] = time.perf_counter() - START
-        if row in ("distilframe auto", "distilframe int8"):
+        if row in ("distilframe auto", "distilframe fp32", "distilframe int8"):
             from distilframe._manager import get_model
 
             engine = get_model(folder, precision=spec["precision"]).engine
@@ -138,6 +140,15 @@ def child(row: str, folder: Path, out: Path) -> None:
                 embed(["hello world"])
                 calls.append(time.perf_counter() - t)
             engine.hidden_states = forward
+            # A different short text each call (1 to 12 words), as a notebook user sends them: each new padded
+            # length is a new input shape, whose oneDNN state replaces the one kept (_engine.SHAPE_CACHE).
+            words = "the quick brown fox jumps over a lazy dog and then runs far away".split()
+            varied = []
+            for i in range(30):
+                t = time.perf_counter()
+                embed([" ".join(words[:1 + i % 12])])
+                varied.append(time.perf_counter() - t)
+            result["warm_varied_ms"] = 1000 * float(np.median(varied))
             result["warm_call_ms"] = 1000 * float(np.median(calls))
             result["warm_model_ms"] = 1000 * float(np.median(model_times))
             result["warm_rest_ms"] = 1000 * float(np.median(np.array(calls) - np.array(model_times)))
@@ -433,12 +444,13 @@ def main() -> None:
         if colds:
             print(f"first use in a fresh cache (Hugging Face conversion + export, then 10 rows), {len(colds)} runs: "
                   + ", ".join(f"{c:.1f}" for c in colds) + f" s (median {colds[len(colds) // 2]:.1f} s)")
-        for name in ("distilframe auto", "distilframe int8"):
+        for name in ("distilframe auto", "distilframe fp32", "distilframe int8"):
             warm = results[name]
             if "error" not in warm:
                 print(f"{name} ({warm['resolved']}): a warm call's fixed overhead (1 short text): "
                       f"{warm['warm_call_ms']:.1f} ms, of which the model {warm['warm_model_ms']:.1f} ms "
-                      f"and the rest {warm['warm_rest_ms']:.1f} ms")
+                      f"and the rest {warm['warm_rest_ms']:.1f} ms; a different short text each call "
+                      f"{warm['warm_varied_ms']:.1f} ms")
         if "error" not in big:
             print(f"embedding 100,000 rows (512 distinct) with precision auto: peak RSS {big['peak']:,.0f} MB, "
                   f"{big['seconds']:.1f} s")
