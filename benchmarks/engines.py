@@ -37,8 +37,8 @@ and right before and after each of three more fp32 runs (it moves from minute to
 or turbo-boosting machine), each run being compared with the mean of the two around it. Likewise
 distilframe int8 and onnxruntime's dynamic int8 run three more times each, alternating, and each round's
 ratio counts (the table row's ratio is one run of each, minutes apart). A warm call's fixed overhead is the
-median of 30 calls on one short text (auto, fp32, int8), and of 30 calls each on a different short text (a new
-input shape each time).
+median of 30 calls on one short text (auto, fp32, int8), and of 30 calls each on a different short text whose
+padded length differs from the call's before (a new input shape each time).
 """
 
 from __future__ import annotations
@@ -140,13 +140,14 @@ def child(row: str, folder: Path, out: Path) -> None:
                 embed(["hello world"])
                 calls.append(time.perf_counter() - t)
             engine.hidden_states = forward
-            # A different short text each call (1 to 12 words), as a notebook user sends them: each new padded
-            # length is a new input shape, whose oneDNN state replaces the one kept (_engine.SHAPE_CACHE).
-            words = "the quick brown fox jumps over a lazy dog and then runs far away".split()
+            # A different short text each call, as a notebook user sends them: 1, 9, 17 and 25 words in turn, so
+            # that each call's padded length differs from the one before: a new input shape, whose oneDNN state
+            # replaces the one kept (_engine.SHAPE_CACHE).
+            words = "the quick brown fox jumps over a lazy dog and then runs far away".split() * 2
             varied = []
             for i in range(30):
                 t = time.perf_counter()
-                embed([" ".join(words[:1 + i % 12])])
+                embed([" ".join(words[i % 5:i % 5 + 1 + 8 * (i % 4)])])
                 varied.append(time.perf_counter() - t)
             result["warm_varied_ms"] = 1000 * float(np.median(varied))
             result["warm_call_ms"] = 1000 * float(np.median(calls))
