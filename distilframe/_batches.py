@@ -44,7 +44,8 @@ PACK_WIDTH = 128
 # the attention a token pays over the whole packed row (masked, but computed) weighs more. Over the 512 benchmark
 # sentences (best of 3 rounds, widths in turn, Intel Xeon with AMX, 2 cores): at distilbert-base size 32, 48 and
 # 64 ran 485, 480 and 470 sentences/s against 407 at 128 (432 unpacked); on all-MiniLM-L6-v2 873, 870 and 809
-# against 640 (790). Paddle's fp32 and bf16 keep 128: there 64 ran 0.95x and 0.87x of it.
+# against 640 (790). 48 sits within the noise of 32 and 64 (measured on that CPU only). Paddle's fp32 and bf16
+# keep 128: there 64 ran 0.95x and 0.87x of it.
 INT8_PACK_WIDTH = 48
 NULL, EMPTY = -1, -2  # codes of rows without a result: a missing value, a text with no token
 

@@ -14,7 +14,8 @@ here, so that the rules hold everywhere:
   written into a cache folder; sizes are checked on every use, hashes once per file version (kept
   across processes while a file's times stay as they were, :func:`_recall`), so a truncated or
   rewritten file is found before Paddle reads garbage from it;
-* **swept**: temporary folders left by killed processes are removed after a day.
+* **swept**: temporary folders and files left by killed processes are removed after a day, hash records
+  unused for 30 days after that long.
 
 :func:`digest` is the one content hash: of a checkpoint's files (its identity in the result cache
 and the export cache) and of a conversion's source. :func:`memoized` keeps what was read from a
@@ -129,8 +130,8 @@ def _stat(path: Path) -> os.stat_result:
 # no time (to a memory-mapped page already dirty) or a disk's own decay goes unseen, as it would by a size
 # check. A process keeps its hashes in memory; later processes of the same user find them in
 # ``<home>/.hashes/`` (one small JSON file per hash, named by the files' inodes; another user's are not read),
-# and no longer read a model's 250 MB three or four times before the first batch (0.77 s of a 2.2 s start at
-# distilbert-base size). A file written again within one tick of its times keeps them, so a hash is kept only
+# and no longer read a model's 250 MB three or four times before the first batch (0.77 s of a 2.0-2.6 s
+# start at distilbert-base size). A file written again within one tick of its times keeps them, so a hash is kept only
 # when every file it read had been still for a while before it was read (:data:`SETTLED_NS`), and on disk only
 # once those files are on disk (fsync): after a power cut a record never vouches for data that was lost. Records
 # unused for :data:`RECORD_DAYS` are removed. Not on Windows, where st_ctime is the creation time.
@@ -227,6 +228,7 @@ def _prune(records: Path) -> None:
         return
     _pruned = True
     sweep_stale(records, "*.json", RECORD_DAYS * 86400, files=True)
+    sweep_stale(records, ".*.tmp", STALE_SECONDS, files=True)  # left by a process killed while writing one
 
 
 def tree_stamp(folders: Iterable[Path]) -> tuple:

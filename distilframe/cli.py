@@ -60,9 +60,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="non-string values: stop with an error, or convert them with str() "
                         f"(default {DEFAULTS.errors})")
     p.add_argument("--precision", choices=CHOICES["precision"], default=DEFAULTS.precision,
-                   help=f"auto: bf16 where it is faster than fp32 (AMX, or AVX512-BF16 on AMD), else fp32 (exact); "
-                        "bf16 is refused on CPUs without native bf16; int8: ONNX Runtime (extra int8), faster there, "
-                        "cosine to fp32 about 0.99, near-tie classifications made again in fp32 "
+                   help=f"auto: bf16 where it is faster than fp32 (AMX, or AVX512-BF16 on AMD/Hygon), else fp32 "
+                        "(exact); bf16 is refused on CPUs without native bf16; int8: ONNX Runtime (extra int8), "
+                        "faster there, cosine to fp32 about 0.99, near-tie classifications made again in fp32 "
                         "(DISTILFRAME_INT8_RECHECK; not zero-shot labels, which come from embeddings) "
                         f"(default {DEFAULTS.precision})")
     p.add_argument("--threads", type=_positive, default=DEFAULTS.num_threads, metavar="N",

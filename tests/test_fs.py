@@ -253,6 +253,9 @@ def test_unused_hash_records_are_removed(tmp_path, monkeypatch, settled):
     for r in (old, recent):
         r.write_text("{}")
     os.utime(old, (time.time() - 40 * 86400,) * 2)  # unused for 40 days: of a file deleted or rewritten since
+    left = records / ".x.json.abc.tmp"  # a record's temporary file, left by a process killed while writing it
+    left.write_text("{")
+    os.utime(left, (time.time() - 2 * 86400,) * 2)
     (tmp_path / "a.bin").write_bytes(b"a")
     fs.sha256(tmp_path / "a.bin")
-    assert not old.exists() and recent.exists() and len(list(records.iterdir())) == 2
+    assert not old.exists() and not left.exists() and recent.exists() and len(list(records.iterdir())) == 2

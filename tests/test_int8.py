@@ -129,7 +129,7 @@ def test_int8_classification_packs_short_texts_into_rows(tmp_path, monkeypatch):
 
 
 def test_int8_batches_default_to_its_own_token_budget_and_the_option_overrides_it(tmp_path, monkeypatch):
-    """int8 runs batches of INT8_TOKEN_BUDGET padded tokens and packs rows of INT8_PACK_WIDTH (its measured best),
+    """int8 runs batches of INT8_TOKEN_BUDGET padded tokens and packs rows of INT8_PACK_WIDTH (measured: _batches),
     Paddle's engines the executor's defaults; an explicit token_budget wins over both; an fp32 recheck plans by
     the fp32 engine's budget."""
     from distilframe import _batches, _run
