@@ -142,7 +142,8 @@ def child(row: str, folder: Path, out: Path) -> None:
             engine.hidden_states = forward
             # A different short text each call, as a notebook user sends them: 1, 9, 17 and 25 words in turn, so
             # that each call's padded length differs from the one before: a new input shape, whose oneDNN state
-            # replaces the one kept (_engine.SHAPE_CACHE).
+            # would replace the one kept (_engine.SHAPE_CACHE) but for _engine.KEEP_SHAPE_TOKENS
+            # (benchmarks/warm_calls.py times both).
             words = "the quick brown fox jumps over a lazy dog and then runs far away".split() * 2
             varied = []
             for i in range(30):

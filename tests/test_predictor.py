@@ -310,9 +310,9 @@ def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 engine = ModelManager().get(sys.argv[1]).engine
-engine.hidden_states(np.full((64, 8), 7), np.ones((64, 8), dtype=np.int64))
+engine.hidden_states(np.full((48, 8), 7), np.ones((48, 8), dtype=np.int64))
 start = rss()
-for batch in range(63, 55, -1):  # eight more shapes, as the last batches of a job's widths give
+for batch in range(49, 57):  # eight more shapes (each too large for the one before: engine_mod.kept_shape)
     engine.hidden_states(np.full((batch, 8), 7), np.ones((batch, 8), dtype=np.int64))
 print(rss() - start)
 """
@@ -326,3 +326,50 @@ def test_memory_does_not_grow_with_the_number_of_input_shapes(tmp_path):
     grown = int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(folder)], capture_output=True, text=True,
                                check=True).stdout.split()[-1])
     assert grown < 2 * weights, f"RSS grew by {grown / 2**20:.0f} MB over 8 input shapes"
+
+
+@pytest.mark.parametrize("last, rows, width, keep, shape", [
+    (None, 1, 8, 64, (1, 8)),  # the first batch
+    ((1, 32), 1, 8, 64, (1, 32)),  # a shorter text after a longer one: 24 tokens of padding more
+    ((1, 32), 1, 40, 64, (1, 40)),  # wider than the shape before
+    ((4, 128), 5, 128, 512, (5, 128)),  # more rows
+    ((4, 128), 3, 128, 64, (3, 128)),  # a row of padding: more than keep
+    ((4, 128), 3, 128, 128, (4, 128)),
+    ((4, 128), 3, 120, 128, (3, 120)),  # 152 tokens more
+    ((1, 32), 1, 8, 0, (1, 8)),  # keep 0: always the batch's own shape
+])
+def test_a_batch_keeps_the_shape_before_it_only_within_the_padding_allowed(last, rows, width, keep, shape):
+    assert engine_mod.kept_shape(last, rows, width, keep) == shape
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_batch_run_in_the_shape_before_it_gets_the_results_it_gets_alone(tmp_path, monkeypatch, precision):
+    # Paddle's oneDNN kernels keep one input shape's state; a short batch after a longer one runs padded to that
+    # shape (mask 0) rather than reorder every weight again, and must give its own results, rows and width.
+    monkeypatch.setenv("DISTILFRAME_EMULATED_BF16", "1")
+    original, ran = engine_mod.kept_shape, []
+
+    def spy(*args):
+        ran.append(original(*args))
+        return ran[-1]
+
+    monkeypatch.setattr(engine_mod, "kept_shape", spy)
+    loaded = ModelManager().get(write_checkpoint(tmp_path / "ckpt", seed=85, num_labels=3), precision=precision)
+    engine = loaded.engine
+    assert isinstance(engine, engine_mod.PredictorEngine)
+    rng = np.random.default_rng(5)
+    short_ids, long_ids = rng.integers(5, 90, (1, 8)), rng.integers(5, 90, (2, 24))
+    packed = np.array([[1, 1, 1, 2, 2, 2, 2, 0]])  # two texts in one row, then padding
+    alone = engine.hidden_states(short_ids, packed)
+    logits_alone = engine.logits(short_ids, (packed > 0).astype(np.int64))
+    engine.hidden_states(long_ids, np.ones((2, 24), dtype=np.int64))
+    engine.logits(long_ids, np.ones((2, 24), dtype=np.int64))
+    after = engine.hidden_states(short_ids, packed)
+    logits_after = engine.logits(short_ids, (packed > 0).astype(np.int64))
+    assert ran == [(1, 8), (1, 8), (2, 24), (2, 24), (2, 24), (2, 24)]  # the last two: padded to the shape before
+    assert after.shape == alone.shape and logits_after.shape == logits_alone.shape == (1, 3)
+    tolerance = 1e-6 if precision == "fp32" else 1e-3  # bf16 GEMMs may round in other shapes differently
+    real = packed[0] > 0  # a padding token's state means nothing (and attends to more padding now)
+    np.testing.assert_allclose(after[:, real], alone[:, real], atol=tolerance)
+    np.testing.assert_allclose(logits_after, logits_alone, atol=tolerance)
+
