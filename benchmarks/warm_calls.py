@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--keep", type=int, help="padded tokens the rule may add (default: the engine's, "
                         "_engine.KEEP_SHAPE_TOKENS, per precision)")
     args = parser.parse_args()
+    if args.keep is not None and args.keep < 1:
+        parser.error(f"--keep {args.keep}: the rule off is the other column; give 1 or more")
     with tempfile.TemporaryDirectory(prefix="distilframe-warm-") as tmp:
         tmp = Path(tmp)
         os.environ["DISTILFRAME_HOME"] = str(tmp / "home")

@@ -410,7 +410,7 @@ class PredictorEngine:
         self.num_labels = int(info["num_labels"])
         self.hidden_size = int(info["hidden_size"])
         self._predictors: dict[str, Any] = {}
-        self._shapes: dict[str, tuple[int, int]] = {}  # per predictor, the input shape of its last batch
+        self._on_gpu = _paddle.gpu_visible()  # no oneDNN state there: no shape to keep (KEEP_SHAPE_TOKENS)
         self._lock = threading.Lock()
         self._predictor("encoder")  # fail here, at load time, not in the middle of a job
 
@@ -447,17 +447,21 @@ class PredictorEngine:
 
     def _run(self, kind: str, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         with self._lock:  # a predictor runs one batch at a time
+            global _last_shape
             predictor, inputs, output = self._predictor(kind)
             rows, width = input_ids.shape
-            shape = kept_shape(self._shapes.get(kind), rows, width, KEEP_SHAPE_TOKENS[self.precision])
+            last = _last_shape
+            if self._on_gpu or (kind == "classifier" and last[1] > self.checkpoint.max_positions):
+                last = None  # the classifier's positions count every token of its row, padding too
+            shape = kept_shape(last, rows, width, KEEP_SHAPE_TOKENS[self.precision])
             for handle, array in zip(inputs, (input_ids, attention_mask)):
                 array = np.ascontiguousarray(array, dtype=np.int64)
-                if shape != array.shape:  # padding: mask 0 (position 0, attended by no token of the input)
+                if shape != array.shape:  # padding, mask 0: no token of the batch attends to it
                     array = np.pad(array, ((0, shape[0] - rows), (0, shape[1] - width)))
                 handle.reshape(shape)
                 handle.copy_from_cpu(array)
             predictor.run()
-            self._shapes[kind] = shape
+            _last_shape = shape
             out = np.asarray(output.copy_to_cpu(), dtype=np.float32)
             return out[:rows, :width] if out.ndim == 3 else out[:rows]
 
@@ -485,8 +489,10 @@ SHAPE_CACHE = 1
 # differ by a row, 0.99x in fp32 and 1.50x in bf16, where 256 gave 1.35x and 512 1.20x in another run; in fp32
 # 128 ran those 0.91x (512: 0.72x): a padded row costs fp32 about what the reorder does. Jobs 0.99-1.03x. The
 # embeddings agree to 4e-8 in fp32 (rounding of other GEMM shapes; 3e-4 in bf16, far inside bf16's own error).
-# It needs no memory: the shape run is the one kept.
+# It needs no memory: the shape run is the one kept. Paddle keeps it once per process, for every predictor (they
+# share one session of its oneDNN cache), so the shape to keep is the last one any predictor ran.
 KEEP_SHAPE_TOKENS = {"fp32": 64, "bf16": 128}
+_last_shape: tuple[int, int] = (0, 0)  # (0, 0): none yet
 
 # What the exported graphs compute (their inputs' meaning): part of the export's cache key, so that a
 # change here never reuses an older export (and the result cache never serves its results).

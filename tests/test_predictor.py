@@ -354,6 +354,7 @@ def test_a_batch_run_in_the_shape_before_it_gets_the_results_it_gets_alone(tmp_p
         return ran[-1]
 
     monkeypatch.setattr(engine_mod, "kept_shape", spy)
+    monkeypatch.setattr(engine_mod, "_last_shape", (0, 0))  # what earlier tests ran is not this test's
     loaded = ModelManager().get(write_checkpoint(tmp_path / "ckpt", seed=85, num_labels=3), precision=precision)
     engine = loaded.engine
     assert isinstance(engine, engine_mod.PredictorEngine)
@@ -373,3 +374,31 @@ def test_a_batch_run_in_the_shape_before_it_gets_the_results_it_gets_alone(tmp_p
     np.testing.assert_allclose(after[:, real], alone[:, real], atol=tolerance)
     np.testing.assert_allclose(logits_after, logits_alone, atol=tolerance)
 
+
+
+def test_the_shape_kept_is_the_last_any_predictor_ran_and_never_too_long_for_the_classifier(tmp_path, monkeypatch):
+    # Paddle keeps one shape's oneDNN state per process, for all predictors: a batch of one model after another
+    # model's batch is padded to that one's shape; a classifier batch, whose positions count every token of its
+    # row, never to a width past the model's positions (a packed encoder row may be that wide).
+    monkeypatch.setattr(engine_mod, "_last_shape", (0, 0))
+    first = ModelManager().get(write_checkpoint(tmp_path / "a", seed=86, positions=16), precision="fp32").engine
+    second = ModelManager().get(write_checkpoint(tmp_path / "b", seed=87, num_labels=2, positions=16),
+                                precision="fp32").engine
+    original, ran = engine_mod.kept_shape, []
+
+    def spy(*args):
+        ran.append(original(*args))
+        return ran[-1]
+
+    monkeypatch.setattr(engine_mod, "kept_shape", spy)
+    rng = np.random.default_rng(6)
+    ids, mask = rng.integers(5, 90, (1, 8)), np.ones((1, 8), dtype=np.int64)
+    alone = second.hidden_states(ids, mask)
+    first.hidden_states(rng.integers(5, 90, (1, 16)), np.ones((1, 16), dtype=np.int64))
+    after = second.hidden_states(ids, mask)
+    np.testing.assert_allclose(after, alone, atol=1e-6)
+    packed = np.repeat([1, 2], 12)[None]  # two texts of 12 tokens in a row of 24, past the 16 positions
+    first.hidden_states(rng.integers(5, 90, (1, 24)), packed)
+    logits = second.logits(ids, mask)
+    assert ran == [(1, 8), (1, 16), (1, 16), (1, 24), (1, 8)]
+    assert logits.shape == (1, 2) and np.isfinite(logits).all()
