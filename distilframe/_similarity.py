@@ -165,6 +165,16 @@ def _from_column(column: "pd.Series", loaded: LoadedModel, options: RunOptions, 
     return Embedded(_search.unit(matrix, valid, copy=False), valid, loaded, options)
 
 
+def embedded_column(columns: Sequence[Any], text_columns: Sequence[Any]) -> Any:
+    """The text column search and duplicates read when none is named and a frame has not exactly one text
+    column: the one of ``text_columns`` whose ``<column>_embedding`` is among ``columns`` (as embed leaves it);
+    else None (the usual rule, and its error)."""
+    if len(text_columns) == 1:
+        return None
+    held = [name for name in text_columns if out_name(name, "embedding") in columns]
+    return held[0] if len(held) == 1 else None
+
+
 def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: str | os.PathLike | None,
                      options: RunOptions, embeddings: Any = None,
                      fallback: str | os.PathLike | None = None) -> Embedded:
@@ -343,7 +353,7 @@ def check_labels(labels: Any, template: Any) -> tuple[list[str], str]:
             fields = None
     if fields != [""]:
         raise ValueError(f"Got template={template!r} but expected a string with one '{{}}' for the label (write "
-                         "'{{{{' and '}}}}' for braces), such as 'This review is about {}.'.")
+                         "'{{' and '}}' for braces), such as 'This review is about {}.'.")
     return list(labels), template
 
 

@@ -130,9 +130,10 @@ def string_columns(df: pd.DataFrame) -> list[Any]:
     return [name for i, name in enumerate(df.columns) if is_text(df.iloc[:, i])]
 
 
-def select_column(df: pd.DataFrame, column: Any) -> pd.Series:
+def select_column(df: pd.DataFrame, column: Any, example: str = "df.distil.embed('text')") -> pd.Series:
     """The one text column ``column`` names (or the frame's only string column when it is None), with errors
-    that say what is wrong: a missing name (and the closest one), an ambiguous or a duplicated name."""
+    that say what is wrong: a missing name (and the closest one), an ambiguous or a duplicated name; ``example``
+    is the call that names it, for the message."""
     if column is None:
         candidates = string_columns(df)
         if len(candidates) == 1:
@@ -140,7 +141,7 @@ def select_column(df: pd.DataFrame, column: Any) -> pd.Series:
         listed = ", ".join(map(repr, candidates)) or "none"
         raise ValueError(
             f"column= is needed: the frame has {len(candidates)} string columns ({listed}). "
-            "Name the text column, e.g. df.distil.embed('text')."
+            f"Name the text column, e.g. {example}."
         )
     try:
         present = column in df.columns

@@ -20,7 +20,7 @@ import pandas as pd
 from ._batches import DEFAULT_BATCH_SIZE, DEFAULT_TOKEN_BUDGET, INT8_PACK_WIDTH, INT8_TOKEN_BUDGET, PACK_WIDTH
 from ._frame import with_columns
 from ._options import DEFAULTS, RunOptions
-from ._text import select_column
+from ._text import select_column, string_columns
 
 __all__ = ["DistilDataFrameAccessor", "DistilSeriesAccessor"]
 
@@ -54,6 +54,16 @@ def _search(frame: pd.DataFrame, texts: pd.Series, arguments: dict[str, Any]) ->
 
     queries, k = check_queries(arguments["query"]), check_k(arguments["k"])
     return search(frame, _embedded(frame, texts, arguments), queries, k)
+
+
+def _vector_texts(frame: pd.DataFrame, column: Any, example: str) -> pd.Series:
+    """The text column of search and duplicates: as named; without a name, the only text column, or the one
+    whose ``<column>_embedding`` the frame holds."""
+    if column is None:
+        from ._similarity import embedded_column
+
+        column = embedded_column(list(frame.columns), string_columns(frame))
+    return select_column(frame, column, example)
 
 
 def _embedded(frame: pd.DataFrame | None, texts: pd.Series, arguments: dict[str, Any]):
@@ -234,7 +244,8 @@ class DistilDataFrameAccessor:
         >>> df = pd.DataFrame({{"review": ["great!", "awful."]}})
         >>> df.distil.classify("review")  # doctest: +SKIP
         """
-        return with_columns(self._obj, _added("classify", select_column(self._obj, column), locals()))
+        texts = select_column(self._obj, column, "df.distil.classify('text')")
+        return with_columns(self._obj, _added("classify", texts, locals()))
 
     def search(
         self,
@@ -268,7 +279,8 @@ class DistilDataFrameAccessor:
         query
             A string, or a list of strings.
         column
-            The text column; may be omitted when the frame has exactly one string column.
+            The text column; may be omitted when the frame has exactly one string column, or one whose
+            ``<column>_embedding`` it holds (as :meth:`embed` leaves it).
         k
             Rows per query (fewer when fewer rows have text).
         model
@@ -290,7 +302,7 @@ class DistilDataFrameAccessor:
         --------
         >>> df.distil.search("a refund for a broken item", "review", k=5)  # doctest: +SKIP
         """
-        return _search(self._obj, select_column(self._obj, column), locals())
+        return _search(self._obj, _vector_texts(self._obj, column, "df.distil.search('a query', 'text')"), locals())
 
     def search_index(
         self,
@@ -326,7 +338,7 @@ class DistilDataFrameAccessor:
         """
         from ._similarity import SearchIndex
 
-        texts = select_column(self._obj, column)
+        texts = _vector_texts(self._obj, column, "df.distil.search_index('text')")
         return SearchIndex(self._obj, _embedded(self._obj, texts, locals()), approximate=approximate)
 
     def duplicates(
@@ -365,7 +377,8 @@ class DistilDataFrameAccessor:
         --------
         >>> df.distil.duplicates("question", threshold=0.9)  # doctest: +SKIP
         """
-        return with_columns(self._obj, _duplicates(self._obj, select_column(self._obj, column), locals()))
+        texts = _vector_texts(self._obj, column, "df.distil.duplicates('text')")
+        return with_columns(self._obj, _duplicates(self._obj, texts, locals()))
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False,
                    write_index: bool | None = None) -> Path:

@@ -42,7 +42,7 @@ from ._frame import OutputSchema, file_metadata, output_target, parquet_table, s
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import describe, load, pandas_result
 from ._registry import find, no_head_message
-from ._text import select_column
+from ._text import select_column, string_columns
 from .errors import UnsupportedTaskError
 
 __all__ = ["DaskDistilDataFrameAccessor", "DaskDistilSeriesAccessor"]
@@ -196,12 +196,15 @@ class DaskDistilDataFrameAccessor(_Base):
         Each partition finds its own k best rows (with its embeddings, computed where it runs); the client
         merges them (by score, then by row order). ``embeddings`` is a column name.
         """
-        from ._similarity import check_k, check_queries, result_names, results_frame
+        from ._similarity import check_k, check_queries, embedded_column, result_names, results_frame
 
         ddf = self._obj
         queries, k = check_queries(query), check_k(k)
         options = RunOptions.pick(locals()).replace(progress=False)
-        series = select_column(ddf._meta_nonempty, column)
+        sample = ddf._meta_nonempty
+        if column is None:  # as pandas: the only text column, or the one whose <column>_embedding the frame holds
+            column = embedded_column(list(sample.columns), string_columns(sample))
+        series = select_column(sample, column, "ddf.distil.search('a query', 'text')")
         name = series.name.item() if isinstance(series.name, np.generic) else series.name
         result_names(ddf._meta)
         attrs = dict(ddf._meta.attrs)

@@ -47,8 +47,8 @@ from ._frame import META_PREFIX, STEPS_KEY, OutputSchema, file_metadata, output_
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import describe, load
 from ._run import STATUSES
-from ._similarity import (added_columns, check_k, check_labels, check_queries, frame_embeddings, result_names,
-                          top_rows, zero_shot_metadata)
+from ._similarity import (added_columns, check_k, check_labels, check_queries, embedded_column, frame_embeddings,
+                          result_names, top_rows, zero_shot_metadata)
 
 __all__ = ["DistilLazyFrameNamespace", "DistilPolarsFrameNamespace", "DistilPolarsSeriesNamespace"]
 
@@ -89,16 +89,19 @@ def _is_text_dtype(dtype: Any, *, named: bool = True) -> bool:
     return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)) or (named and dtype == pl.Null)
 
 
-def _column(schema: Any, column: Any, errors: str) -> str:
-    """The text column ``column`` names (or the only text column), with the pandas accessor's errors."""
+def _column(schema: Any, column: Any, errors: str, example: str = "df.distil.embed('text')", *,
+            vectors: bool = False) -> str:
+    """The text column ``column`` names (or the only text column; with ``vectors``, for search, else the one
+    whose ``<column>_embedding`` the frame holds), with the pandas accessor's errors."""
     names = list(schema.names())
     if column is None:
         texts = [n for n in names if _is_text_dtype(schema[n], named=False)]
-        if len(texts) != 1:
+        held = embedded_column(names, texts) if vectors else None
+        if len(texts) != 1 and held is None:
             listed = ", ".join(map(repr, texts)) or "none"
             raise ValueError(f"column= is needed: the frame has {len(texts)} string columns ({listed}). Name the "
-                             "text column, e.g. df.distil.embed('text').")
-        column = texts[0]
+                             f"text column, e.g. {example}.")
+        column = texts[0] if held is None else held
     if not isinstance(column, str):
         raise TypeError(f"Got column={column!r} ({type(column).__name__}) but expected one column name. Run embed "
                         "once per column.")
@@ -251,7 +254,8 @@ class DistilPolarsFrameNamespace(_Eager):
         has those names). Call ``df.with_row_index()`` first to keep row numbers. ``embeddings``: a column
         name or a Series of vectors. As ``pandas.DataFrame.distil.search``."""
         options = RunOptions.pick(locals())
-        return self._search(self._df, _column(self._df.schema, column, options.errors), locals())
+        name = _column(self._df.schema, column, options.errors, "df.distil.search('a query', 'text')", vectors=True)
+        return self._search(self._df, name, locals())
 
     def write_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a result of :meth:`embed` or :meth:`classify` to one Parquet file with the file pipeline's

@@ -286,6 +286,8 @@ def test_search_equals_pandas_and_duplicates_say_what_to_do(tmp_path):
     embedded = ddf.distil.embed("text", model=model)
     found = embedded.distil.search("the cat 3", k=3)  # the existing column and its model, on every partition
     assert list(found.index) == list(df.distil.search("the cat 3", "text", k=3, model=model).index)
+    noted = embedded.assign(note="x")  # two text columns: the one whose embeddings the frame holds
+    assert list(noted.distil.search("the cat 3", k=3).index) == list(found.index)
     with pytest.raises(NotImplementedError, match=r"\.compute\(\)\.distil\.duplicates"):
         ddf.distil.duplicates("text")
 

@@ -115,6 +115,10 @@ def test_search_equals_pandas(df, model):
     assert embedded.distil.search(queries, "text", k=3)["id"].to_list() == want["id"].tolist()
     with pytest.raises(distilframe.ColumnNotFoundError):
         df.distil.search("cat", "text", model=model, embeddings="vectors")
+    two = embedded.with_columns(pl.lit("x").alias("note"))  # two text columns: the embedded one is searched
+    assert two.distil.search(queries, k=3, model=model)["id"].to_list() == want["id"].tolist()
+    with pytest.raises(ValueError, match=r"2 string columns .*df\.distil\.search\('a query', 'text'\)"):
+        two.drop("text_embedding").distil.search(queries, model=model)
 
 
 def test_lazyframe_equals_eager_runs_in_batches_and_sinks_parquet_with_metadata(df, model, tmp_path, monkeypatch):

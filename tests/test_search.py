@@ -182,7 +182,8 @@ def test_zero_shot_labels(sentence):
     (lambda df, m: df.distil.classify(labels="price", model=m), "labels='price'"),
     (lambda df, m: df.distil.classify(labels=["a", "b", "a"], model=m), "more than once"),
     (lambda df, m: df.distil.classify(labels=["a", ""], model=m), "non-empty string"),
-    (lambda df, m: df.distil.classify(labels=["a", "b"], template="about", model=m), "one '\\{\\}'"),
+    (lambda df, m: df.distil.classify(labels=["a", "b"], template="about", model=m),
+     "one '\\{\\}' for the label \\(write '\\{\\{' and '\\}\\}' for braces\\)"),
     (lambda df, m: df.distil.classify(labels=["a", "b"], template="about {} ({x})", model=m), "one '\\{\\}'"),
     (lambda df, m: df.distil.classify(labels=["a"], model=m), "at least two"),
 ])
@@ -267,3 +268,23 @@ def test_a_template_may_hold_escaped_braces(sentence):
     out = pd.DataFrame({"text": ["the cat"]}).distil.classify(labels=["cat", "dog"], template="{{x}} {}",
                                                                model=sentence)
     assert out["text_label"].iloc[0] in ("cat", "dog")
+
+
+def test_search_and_duplicates_find_the_text_column_of_the_frames_one_embedding_column(sentence, count_runs):
+    # The README's example: out = df.distil.embed("review"); out.distil.search("late delivery") on a frame with
+    # two text columns reads "review", whose review_embedding it holds.
+    df = pd.DataFrame({"product": ["kettle", "kettle", "lamp"], "review": ["it broke", "late delivery", "it broke"]})
+    with pytest.raises(ValueError, match=r"2 string columns \('product', 'review'\).*df.distil.search\('a query'"):
+        df.distil.search("late", model=sentence)
+    out = df.distil.embed("review", model=sentence, cache=False)
+    seen = count_runs(get_model(sentence))
+    found = out.distil.search("late delivery", k=1, cache=False)
+    assert seen == [1] and found["review"].tolist() == ["late delivery"]
+    groups = out.distil.duplicates(cache=False)["review_dup_group"]
+    assert groups.tolist()[::2] == [0, 0] and pd.isna(groups.iloc[1])  # by review, not by product
+    assert out.distil.search_index(cache=False).search("it broke", k=1)["review"].tolist() == ["it broke"]
+    both = out.distil.embed("product", model=sentence, cache=False)  # two embedding columns: name the one meant
+    with pytest.raises(ValueError, match="column= is needed.*df.distil.duplicates\\('text'\\)"):
+        both.distil.duplicates()
+    with pytest.raises(ValueError, match="df.distil.classify\\('text'\\)"):
+        df.distil.classify(model=sentence, labels=["a", "b"])
