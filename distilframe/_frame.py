@@ -363,8 +363,10 @@ def _hashable(name: Any) -> Any:
 
 def output_target(path: Any, overwrite: bool, index: "pd.Index", write_index: bool | None) -> tuple[Path, bool]:
     """Where a result goes and whether its index is written, refused before any work: an existing output
-    without ``overwrite``, a missing folder. The index is written by default only when it is named (a
-    default range index is not data)."""
+    without ``overwrite``, a missing folder. The index is written by default unless it is the default one,
+    an unnamed range 0, 1, 2, ... (not data; a Dask frame's partitions each count from where the one before
+    ended), as ``DataFrame.to_parquet`` would keep it; the file has no pandas metadata to restore it from, so it
+    comes back as columns (:func:`parquet_table`)."""
     from pathlib import Path  # noqa: F811 (at run time; the annotation's is for type checkers)
 
     from .errors import FileError
@@ -375,7 +377,10 @@ def output_target(path: Any, overwrite: bool, index: "pd.Index", write_index: bo
     if not target.parent.is_dir():
         raise FileError(f"The output folder {str(target.parent)!r} does not exist.")
     if write_index is None:
-        write_index = any(n is not None for n in index.names)
+        import pandas as pd
+
+        default = isinstance(index, pd.RangeIndex) and index.step == 1 and index.name is None
+        write_index = not default or (len(index) > 0 and index.start != 0)
     return target, bool(write_index)
 
 
@@ -384,5 +389,10 @@ def parquet_table(frame: "pd.DataFrame", metadata: dict[str, str], write_index: 
     a fixed-size list dtype back from its own metadata (pandas#59738), and plain ``pd.read_parquet`` reads this."""
     import pyarrow as pa
 
+    if write_index and any(name is None for name in frame.index.names):  # named as reset_index() names them
+        default = ["index" if "index" not in frame.columns else "level_0"] if frame.index.nlevels == 1 else [
+            f"level_{i}" for i in range(frame.index.nlevels)]
+        frame = frame.rename_axis([name if name is not None else default[i]
+                                   for i, name in enumerate(frame.index.names)])
     table = pa.Table.from_pandas(frame, preserve_index=write_index)
     return table.replace_schema_metadata({f"{META_PREFIX}{k}": v for k, v in metadata.items()})

@@ -394,7 +394,8 @@ class DistilDataFrameAccessor:
         The file appears complete or not at all, with the permissions your umask gives.
 
         write_index
-            Write the index as a column; by default only a named index (a default range index is not data).
+            Write the index as columns, named as ``reset_index`` names them (``index`` when unnamed); by
+            default unless it is an unnamed range 0, 1, 2, ... (not data), as ``DataFrame.to_parquet``.
 
         Examples
         --------

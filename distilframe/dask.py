@@ -253,7 +253,8 @@ class DaskDistilDataFrameAccessor(_Base):
         place once every part is written. On a cluster, ``path`` must be reachable from every worker.
 
         write_index
-            Write the index as a column; by default only a named index (a default range index is not data).
+            Write the index as columns, named as ``reset_index`` names them (``index`` when unnamed); by
+            default unless it is an unnamed range 0, 1, 2, ... (not data), as ``DataFrame.to_parquet``.
         """
         ddf = self._obj
         step = step_to_write(ddf._meta.attrs, list(ddf.columns), "Dask frame")

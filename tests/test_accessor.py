@@ -313,6 +313,23 @@ def test_to_parquet_writes_a_file_plain_pandas_reads_with_the_file_pipelines_met
     meta = read_metadata(labelled.distil.to_parquet(tmp_path / "labels.parquet"))
     assert meta["task"] == "classify" and json.loads(meta["labels"]) == ["NEGATIVE", "POSITIVE"]
 
+    # The index is data unless it is the default range: written, named as reset_index() names it.
+    for index, names, values in [(pd.Index(["x", "y", "z", "w"]), ["index"], ["x", "y", "z", "w"]),
+                                 (pd.Index([1, 1, 5, 9]), ["index"], [1, 1, 5, 9]),
+                                 (pd.RangeIndex(5, 9), ["index"], [5, 6, 7, 8]),
+                                 (pd.MultiIndex.from_tuples([("a", 1), ("a", 2), ("b", 1), ("b", 2)],
+                                                            names=[None, "n"]), ["level_0", "n"], ["a", "a", "b", "b"]),
+                                 (pd.RangeIndex(4), [], None)]:
+        written = out.set_axis(index).distil.to_parquet(tmp_path / "index.parquet", overwrite=True)
+        back = pd.read_parquet(written)
+        assert list(back.columns) == ["id", "text", "text_embedding", *names]
+        assert values is None or back[names[0]].tolist() == values
+    with_index_column = out.rename(columns={"id": "index"}).set_axis(pd.Index(list("abcd")))
+    written = with_index_column.distil.to_parquet(tmp_path / "index.parquet", overwrite=True)
+    assert list(pd.read_parquet(written).columns) == ["index", "text", "text_embedding", "level_0"]
+    unwritten = out.set_axis(list("abcd")).distil.to_parquet(tmp_path / "none.parquet", write_index=False)
+    assert list(pd.read_parquet(unwritten).columns) == ["id", "text", "text_embedding"]
+
     with pytest.raises(ValueError, match="holds no distilframe result"):
         df.distil.to_parquet(tmp_path / "plain.parquet")
     with pytest.raises(ValueError, match="holds no distilframe result"):
