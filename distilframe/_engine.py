@@ -488,7 +488,8 @@ SHAPE_CACHE = 1
 # faster in fp32 (49.8 -> 25.3 ms) and 3.17x in bf16 (48.0 -> 15.1 ms); 8-24 sentences per call, whose batches
 # differ by a row, 0.99x in fp32 and 1.50x in bf16, where 256 gave 1.35x and 512 1.20x in another run; in fp32
 # 128 ran those 0.91x (512: 0.72x): a padded row costs fp32 about what the reorder does. Jobs 0.99-1.03x. The
-# embeddings agree to 4e-8 in fp32 (rounding of other GEMM shapes; 3e-4 in bf16, far inside bf16's own error).
+# embeddings agree to 4e-8 in fp32 and 3e-4 in bf16 (oneDNN rounds other GEMM shapes differently; on
+# all-MiniLM-L6-v2, 1.4e-7 and 7e-4): a text's result depends on the batch before it as on its batch neighbours.
 # It needs no memory: the shape run is the one kept. Paddle keeps it once per process, for every predictor (they
 # share one session of its oneDNN cache), so the shape to keep is the last one any predictor ran.
 KEEP_SHAPE_TOKENS = {"fp32": 64, "bf16": 128}
