@@ -26,6 +26,7 @@ import shutil
 import socket
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -240,6 +241,7 @@ class _Job:
         for name in keep:
             if name not in names:
                 raise missing_column(name, names)
+        self._check_repeated(reader, keep)
 
         from ._pipeline import load
 
@@ -247,6 +249,7 @@ class _Job:
         loaded = load(self.task, self.model, self.options)
         meta = file_metadata(self.task, self.column, self.options, loaded)
         self.outputs = list(OutputSchema.for_model(self.task, self.column, self.options, loaded).kinds)
+        self._check_outputs(names)
         done = self._prepare_parts(meta)
 
         bar = _progress_bar(self.progress, reader.total_rows)
@@ -285,6 +288,50 @@ class _Job:
             rows += len(table)
             bar.update(len(table))
         return rows, n_chunks, resumed
+
+    def _check_repeated(self, reader: "_Reader", keep: list[str]) -> None:
+        """Refuse, before any model work, columns that are not one name each: a name given twice in ``keep``, or
+        a header that repeats a name the job reads (the readers would keep one of the columns, or the job would
+        fail only when writing OUTPUT, after every chunk)."""
+        twice = [name for name, n in Counter(self.keep or []).items() if n > 1]
+        if twice:
+            raise FileError(f"Got --keep {','.join(map(str, self.keep))} (keep={self.keep!r}), which names "
+                            f"{', '.join(map(repr, twice))} more than once: name each column once.")
+        read = {*keep, self.column}
+        repeated = [name for name, n in Counter(reader.names).items() if n > 1 and name in read]
+        if not repeated:
+            return
+        shown = ", ".join(map(repr, repeated))
+        others = [name for name in repeated if name != self.column]
+        if not others:
+            hint = ""
+        elif self.keep is None:
+            hint = (f", or pass --keep (keep=[...]) with the columns to carry over, without "
+                    f"{', '.join(map(repr, others))}")
+        else:
+            hint = f", or leave {', '.join(map(repr, others))} out of --keep (keep=[...])"
+        if reader.kind == "parquet":
+            raise FileError(f"{self.input.name!r} has more than one column named {shown} (its schema repeats the "
+                            f"name): write it again with a name of its own for each column{hint}.")
+        where = f"Sheet {reader.sheet!r} of {self.input.name!r}" if reader.kind == "excel" else repr(self.input.name)
+        raise FileError(f"{where} has more than one column named {shown} (its header repeats the name): rename the "
+                        f"repeated header cells so that each column has a name of its own{hint}.")
+
+    def _check_outputs(self, names: list[str]) -> None:
+        """An input column with the name of an output column: replaced by it, as the accessor replaces a column of
+        the same name, with a note; refused when ``keep`` asks for it by name, since it could not be kept."""
+        clash = [name for name in self.outputs if name in names]
+        asked = [name for name in clash if self.keep is not None and name in self.keep]
+        if asked:
+            shown = ", ".join(map(repr, asked))
+            raise FileError(f"Got --keep {','.join(map(str, self.keep))} (keep={self.keep!r}), but the {self.task} "
+                            f"job writes its own {shown} in OUTPUT, which would replace the input's. Leave {shown} out "
+                            f"of --keep, or rename the column in {self.input.name!r}.")
+        if clash:
+            shown = ", ".join(map(repr, clash))
+            _note(f"{self.input.name!r} has {'columns' if len(clash) > 1 else 'a column'} {shown} with the name of "
+                  f"an output column: OUTPUT holds this job's {shown} in its place. To keep the input's as well, "
+                  "rename it in the input file.")
 
     def _part(self, index: int) -> Path:
         return self.parts / f"part-{index:06d}.parquet"

@@ -405,3 +405,73 @@ def test_only_the_text_column_of_a_csv_is_read_as_bytes(tmp_path):
     table = pq.read_table(out)
     assert table.schema.field("note").type == pa.string() and table.schema.field("id").type == pa.int64()
     assert table.column("text").to_pylist() == ["a good film", "caf\ufffd"]
+
+
+# ------------------------------------------------------------------- one name per column
+
+def repeated_header(path: Path) -> Path:
+    """An input whose header names ``id`` twice: text,id,id."""
+    if path.suffix == ".parquet":
+        names = ["text", "id", "id"]
+        pq.write_table(pa.Table.from_arrays([pa.array(["x", "y"]), pa.array([1, 2]), pa.array([3, 4])], names=names),
+                       path)
+    elif path.suffix == ".xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook()
+        for row in (["text", "id", "id"], ["x", 1, 2], ["y", 3, 4]):
+            book.active.append(row)
+        book.save(path)
+    else:
+        sep = "\t" if path.suffix == ".tsv" else ","
+        path.write_text("".join(sep.join(row) + "\n" for row in (["text", "id", "id"], ["x", "1", "2"])))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".xlsx"])
+def test_a_repeated_column_name_is_refused_before_any_model_work(tmp_path, suffix, monkeypatch):
+    from distilframe import _pipeline
+
+    source = repeated_header(tmp_path / f"in{suffix}")
+    out = tmp_path / "out.parquet"
+    real = _pipeline.load
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the header was checked")
+
+    monkeypatch.setattr(_pipeline, "load", no_model)
+    for keep in (None, ["id"], ["text", "id"]):
+        with pytest.raises(FileError, match=r"in\%s.* more than one column named 'id'" % suffix) as caught:
+            embed_file(source, out, column="text", keep=keep)
+        assert ("rename the repeated header cells" if suffix != ".parquet" else "name of its own") in str(caught.value)
+        assert "--keep" in str(caught.value)
+        assert not list(tmp_path.glob("out.parquet*"))  # no OUTPUT, no parts folder, no lock
+    with pytest.raises(FileError, match="which names 'id' more than once"):  # the same name twice in keep
+        embed_file(write_input(pd.DataFrame({"id": [1], "text": ["x"]}), tmp_path / "clean.csv"), out,
+                   column="text", keep=["id", "text", "id"])
+    monkeypatch.setattr(_pipeline, "load", real)
+    embed_file(source, out, column="text", keep=["text"], cache=False)  # a repeated name the job does not read
+    assert pq.read_table(out).column_names == ["text", "text_embedding"]
+
+
+def test_a_repeated_text_column_is_refused_on_the_command_line_naming_file_and_column(tmp_path):
+    source = tmp_path / "dupcol.csv"
+    source.write_text("text,text,id\nx,y,1\n")
+    out = tmp_path / "x.parquet"
+    run = run_cli("embed", source, out, "--column", "text")
+    assert_one_line_error(run, "'dupcol.csv' has more than one column named 'text'", "rename the repeated header")
+    assert "--keep" not in run.stderr  # the text column cannot be left out
+    assert not list(tmp_path.glob("x.parquet*"))
+
+
+def test_an_input_column_named_as_an_output_column_is_replaced_with_a_note_or_refused_if_kept(tmp_path, capsys):
+    source = write_input(pd.DataFrame({"text": ["a good film", "bad"], "text_embedding": ["old", "old"]}),
+                         tmp_path / "in.csv")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(FileError, match="Got --keep text_embedding .* writes its own 'text_embedding'"):
+        embed_file(source, out, column="text", keep=["text_embedding"], cache=False)
+    assert not list(tmp_path.glob("out.parquet*"))
+    embed_file(source, out, column="text", cache=False)
+    assert "'in.csv' has a column 'text_embedding' with the name of an output column" in capsys.readouterr().err
+    schema = pq.read_schema(out)
+    assert schema.names == ["text", "text_embedding"] and pa.types.is_fixed_size_list(schema.field(1).type)
