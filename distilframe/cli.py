@@ -70,7 +70,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store results in the result cache")
     p.add_argument("--chunk-rows", type=_positive, default=DEFAULT_CHUNK_ROWS, metavar="N",
                    help=f"rows per chunk: memory use and resume granularity (default {DEFAULT_CHUNK_ROWS})")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command (on a "
+                   "Parquet OUTPUT it already finished: nothing to do)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--sheet", metavar="NAME", help="the worksheet of an .xlsx INPUT (default: the first)")
     p.add_argument("--na-strings", action="store_true",
@@ -176,6 +177,11 @@ def _job_options(args: argparse.Namespace) -> dict:
 
 
 def _report(result, args: argparse.Namespace) -> int:
+    if result.already_complete:  # --resume on the finished output of this same job
+        if not args.quiet:
+            print(f"distilframe: {result.output} is already complete ({result.rows:,} rows, written by this same "
+                  "job): nothing to do.", file=sys.stderr)
+        return 0
     if not args.quiet:
         resumed = f", {result.resumed_chunks} resumed" if result.resumed_chunks else ""
         chunks = f"{result.chunks} chunk{'s' if result.chunks != 1 else ''}"

@@ -8,17 +8,19 @@
   (streamed), Excel ``.xlsx`` (extra ``excel``).
 * Output: embeddings to Parquet, as a fixed-size list of float32 with key-value
   metadata (model, checkpoint content hash, pooling, normalize, max_length, dim,
-  distilframe version, created-at); classification to Parquet, CSV/TSV or ``.xlsx``.
+  distilframe version, created-at, job hash); classification to Parquet, CSV/TSV or ``.xlsx``.
 * Atomic: OUTPUT only ever holds a complete file.
 * Resumable: finished chunks stay in the parts folder; ``resume=True`` checks that
   the input file and the options are those of the interrupted run and continues
-  from the first missing chunk. The result is identical row for row.
+  from the first missing chunk. The result is identical row for row. On a Parquet OUTPUT that
+  this same job already finished (its ``job_hash``), it does nothing and says so.
 
 The same pipeline, row rules (``_text``) and output schema (``_frame``) as the pandas accessor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -53,13 +55,15 @@ PART_JOB_KEY = b"distilframe_part_job"  # which job wrote a part
 
 @dataclass(frozen=True)
 class FileResult:
-    """What a file job did."""
+    """What a file job did. ``already_complete``: ``resume=True`` found OUTPUT finished by this same job and
+    computed nothing (``chunks`` is 0, ``rows`` those of OUTPUT)."""
 
     output: Path
     rows: int
     chunks: int
     resumed_chunks: int
     seconds: float
+    already_complete: bool = False
 
 
 def embed_file(
@@ -103,7 +107,9 @@ def embed_file(
     pooling, normalize, max_length, prompt, prompt_name, long_text, stride, batch_size, errors
         As in ``DataFrame.distil.embed`` (None: the model's own settings).
     resume
-        Continue an interrupted run of the same command from its last finished chunk.
+        Continue an interrupted run of the same command from its last finished chunk. When OUTPUT is a
+        Parquet file this same job already finished (the input file and options unchanged, as its
+        ``job_hash`` metadata records), nothing is computed: the result says ``already_complete``.
     overwrite
         Replace an existing OUTPUT (otherwise it is an error).
     sheet
@@ -250,7 +256,10 @@ class _Job:
         meta = file_metadata(self.task, self.column, self.options, loaded)
         self.outputs = list(OutputSchema.for_model(self.task, self.column, self.options, loaded).kinds)
         self._check_outputs(names)
-        done = self._prepare_parts(meta)
+        state = self._state(meta)
+        if self.resume and not self.overwrite and self.output.exists():  # _check_paths let it through
+            return self._already_complete(meta, state, start)
+        done = self._prepare_parts(state)
 
         bar = _progress_bar(self.progress, reader.total_rows)
         try:
@@ -266,7 +275,7 @@ class _Job:
             empty = reader.empty_table([*dict.fromkeys([*keep, self.column])])
             _write_part(self._process(empty, keep, loaded, row_offset=0), self._part(0), self.job)
             n_chunks = 1
-        self._finish(meta, n_chunks, rows, reader)
+        self._finish({**meta, "job_hash": _job_hash(state)}, n_chunks, rows, reader)
         return FileResult(output=self.output, rows=rows, chunks=n_chunks, resumed_chunks=resumed,
                           seconds=time.perf_counter() - start)
 
@@ -347,21 +356,64 @@ class _Job:
             raise FileError(f"Cannot write {self.task} results to {self.output.name!r}: the output must end with "
                             f"{', '.join(WRITERS[self.task])}.")
         if self.output.exists() and not self.overwrite:
-            raise FileError(f"Output {str(self.output)!r} already exists. Pass --overwrite (overwrite=True) "
-                            "to replace it.")
+            if not self.resume:
+                raise FileError(f"Output {str(self.output)!r} already exists. Pass --overwrite (overwrite=True) "
+                                "to replace it.")
+            if self.output.suffix.lower() not in (".parquet", ".pq"):  # checked against this job in _run
+                raise FileError(f"Output {str(self.output)!r} already exists, and a {self.output.suffix} file records "
+                                "nothing of the job that made it, so --resume cannot tell whether it is this job's "
+                                "finished output. Pass --overwrite (overwrite=True) to compute it again, or write to "
+                                "another OUTPUT.")
         if not self.output.parent.is_dir():
             raise FileError(f"The output folder {str(self.output.parent)!r} does not exist.")
         if self.sheet is not None and kind != "excel":
             raise FileError(f"Got --sheet {self.sheet!r} but {self.input.name!r} is not a spreadsheet (.xlsx).")
         return _Reader(self.input, kind, sheet=self.sheet, na_strings=self.na_strings)
 
-    def _prepare_parts(self, meta: dict[str, str]) -> dict[int, int]:
+    def _state(self, meta: dict[str, str]) -> dict[str, Any]:
+        """What makes this job this job: the input file (path, size, modification time), the options and what
+        ``meta`` records (model, checkpoint hash...). The parts folder's manifest; OUTPUT records its digest."""
+        stat = self.input.stat()
+        return {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors,
+                "sheet": self.sheet, "na_strings": self.na_strings, **meta}
+
+    def _already_complete(self, meta: dict[str, str], state: dict[str, Any], start: float) -> FileResult:
+        """``resume=True`` on an existing Parquet OUTPUT: done if this same job wrote it, refused otherwise."""
+        import pyarrow.parquet as pq
+
+        try:
+            info = pq.read_metadata(self.output)
+        except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
+            raise FileError(f"Output {str(self.output)!r} already exists and is not a readable Parquet file "
+                            f"({type(e).__name__}), so --resume cannot tell whether it is this job's. Pass "
+                            "--overwrite (overwrite=True) to replace it.") from None
+        theirs = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in (info.metadata or {}).items()
+                  if k.decode().startswith(META_PREFIX)}
+        if theirs.get("job_hash") != _job_hash(state):
+            if not theirs:
+                why = "it was not written by distilframe"
+            elif "job_hash" not in theirs:
+                why = "it records no job_hash (an earlier distilframe, or a DataFrame or Dask writer, wrote it)"
+            else:
+                recorded = {*meta, *theirs} - {"created_at", "job_hash"}
+                changed = sorted(k for k in recorded if meta.get(k) != theirs.get(k))
+                why = (f"another job wrote it (its {', '.join(changed)} {'differs' if len(changed) == 1 else 'differ'})"
+                       if changed else "another job wrote it (the input file, or --keep, --chunk-rows, --errors, "
+                       "--sheet or --na-strings differ)")
+            raise FileError(f"Output {str(self.output)!r} already exists and is not this job's finished output: "
+                            f"{why}. Pass --overwrite (overwrite=True) to replace it, or write to another OUTPUT.")
+        # This job's parts left beside its output (a kill after the rename): finished work, removed.
+        previous = fs.read_json(self.parts / "state.json") or {}
+        previous.pop("job", None)
+        if previous == state:
+            shutil.rmtree(self.parts, ignore_errors=True)
+        return FileResult(output=self.output, rows=info.num_rows, chunks=0, resumed_chunks=0,
+                          seconds=time.perf_counter() - start, already_complete=True)
+
+    def _prepare_parts(self, state: dict[str, Any]) -> dict[int, int]:
         """Chunks already done (resume): their rows by chunk index, after checking that the input and options
         have not changed and that each part is whole and this job's (a damaged part is named and redone)."""
-        stat = self.input.stat()
-        state = {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                 "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors,
-                 "sheet": self.sheet, "na_strings": self.na_strings, **meta}
         state_file = self.parts / "state.json"
         self.job = secrets.token_hex(8)  # written into every part: the finished file holds this job's parts only
         if self.parts.exists():
@@ -479,6 +531,11 @@ class _Job:
                 with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
                     frame.to_excel(writer, index=False)
         shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def _job_hash(state: dict[str, Any]) -> str:
+    """A digest of a job's state (``_Job._state``): the first 32 hex digits of the SHA-256 of its JSON."""
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _set_column(table, name: str, array):

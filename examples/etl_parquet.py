@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
     meta = read_metadata(done.output)
-    print(f"Wrote {done.rows} rows to {done.output} in {done.seconds:.1f} s "
-          f"({done.chunks} chunks, {done.resumed_chunks} resumed).")
+    if done.already_complete:  # --resume after this same job had finished
+        print(f"{done.output} is already complete ({done.rows} rows): nothing to do.")
+    else:
+        print(f"Wrote {done.rows} rows to {done.output} in {done.seconds:.1f} s "
+              f"({done.chunks} chunks, {done.resumed_chunks} resumed).")
     print(f"model={meta['model']} dim={meta['dim']} pooling={meta['pooling']} "
           f"checkpoint_hash={meta['checkpoint_hash']} columns={meta['columns']}")
     return 0

@@ -59,6 +59,10 @@ def test_etl_example_writes_parquet_with_metadata_and_fails_in_one_line(tmp_path
     assert f"Wrote 20 rows to {out}" in run.stdout and "model=distilbert-base-uncased" in run.stdout
     df = pd.read_parquet(out, dtype_backend="pyarrow")
     assert list(df.columns) == ["id", "review_embedding"] and len(df) == 20
+    again = subprocess.run([sys.executable, str(ROOT / "examples/etl_parquet.py"), str(source), str(out),
+                            "--keep", "id", "--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{out} is already complete (20 rows): nothing to do." in again.stdout  # --resume after it finished
 
     bad = subprocess.run([sys.executable, str(ROOT / "examples/etl_parquet.py"), str(source), str(out),
                           "--column", "reviews"], capture_output=True, text=True, timeout=300)

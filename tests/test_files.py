@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -475,3 +476,76 @@ def test_an_input_column_named_as_an_output_column_is_replaced_with_a_note_or_re
     assert "'in.csv' has a column 'text_embedding' with the name of an output column" in capsys.readouterr().err
     schema = pq.read_schema(out)
     assert schema.names == ["text", "text_embedding"] and pa.types.is_fixed_size_list(schema.field(1).type)
+
+
+# ------------------------------------------------------------------- --resume on a finished OUTPUT
+
+def test_resume_on_the_finished_output_of_the_same_job_does_nothing_and_says_so(tmp_path, frame, monkeypatch):
+    from distilframe import files
+
+    source = write_input(frame, tmp_path / "in.csv")
+    out = tmp_path / "w.parquet"
+    parts = tmp_path / "w.parquet.distilframe-parts"
+    real = files._Job._finish
+
+    def killed_before_the_parts_are_removed(self, *args):
+        shutil.copytree(self.parts, tmp_path / "kept-parts")
+        real(self, *args)
+        shutil.move(tmp_path / "kept-parts", self.parts)
+
+    monkeypatch.setattr(files._Job, "_finish", killed_before_the_parts_are_removed)
+    embed_file(source, out, column="text", chunk_rows=3)
+    monkeypatch.undo()
+    assert parts.exists() and len(read_metadata(out)["job_hash"]) == 32
+    written = out.read_bytes()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a finished output was computed again")
+
+    monkeypatch.setattr(files._Job, "_chunks", no_work)
+    monkeypatch.setattr(files._Job, "_finish", no_work)
+    result = embed_file(source, out, column="text", chunk_rows=3, resume=True)
+    assert result.already_complete and result.rows == len(TEXTS) and result.chunks == 0
+    assert out.read_bytes() == written and not parts.exists()  # this job's leftover parts: removed
+    parts.mkdir()
+    (parts / "state.json").write_text('{"job": "another"}')  # another job's unfinished work is left alone
+    assert embed_file(source, out, column="text", chunk_rows=3, resume=True).already_complete
+    assert (parts / "state.json").exists()
+    monkeypatch.undo()
+    shutil.rmtree(parts)
+    again = run_cli("embed", source, out, "--column", "text", "--chunk-rows", "3", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert f"{out} is already complete (7 rows, written by this same job): nothing to do." in again.stderr
+    assert out.read_bytes() == written
+
+
+def test_resume_on_an_output_another_job_wrote_is_refused_saying_why(tmp_path, frame):
+    source = write_input(frame, tmp_path / "in.parquet")
+    out = tmp_path / "w.parquet"
+    embed_file(source, out, column="text", cache=False)
+    written = out.read_bytes()
+    with pytest.raises(FileError, match=r"not this job's finished output: another job wrote it \(its pooling differs\)"
+                                        r".*--overwrite"):
+        embed_file(source, out, column="text", pooling="cls", cache=False, resume=True)
+    with pytest.raises(FileError, match="the input file, or --keep"):
+        embed_file(source, out, column="text", keep=["id"], cache=False, resume=True)
+    os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))  # the input changed since
+    with pytest.raises(FileError, match="the input file, or --keep"):
+        embed_file(source, out, column="text", cache=False, resume=True)
+    assert out.read_bytes() == written
+    table = pq.read_table(out)
+    pq.write_table(table.replace_schema_metadata({k: v for k, v in table.schema.metadata.items()
+                                                  if k != b"distilframe.job_hash"}), out)
+    with pytest.raises(FileError, match="records no job_hash"):
+        embed_file(source, out, column="text", cache=False, resume=True)
+    pq.write_table(table.replace_schema_metadata(None), out)
+    with pytest.raises(FileError, match="not written by distilframe"):
+        embed_file(source, out, column="text", cache=False, resume=True)
+    out.write_text("not parquet")
+    with pytest.raises(FileError, match="not a readable Parquet file"):
+        embed_file(source, out, column="text", cache=False, resume=True)
+    assert out.read_text() == "not parquet" and not (tmp_path / "w.parquet.distilframe-parts").exists()
+    labels = tmp_path / "labels.csv"  # a CSV records nothing of its job: refused, saying so
+    classify_file(source, labels, column="text", model="sst2-tiny", cache=False)
+    refused = run_cli("classify", source, labels, "--column", "text", "--model", "sst2-tiny", "--resume")
+    assert_one_line_error(refused, "already exists, and a .csv file records nothing of the job", "--overwrite")
