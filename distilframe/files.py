@@ -497,17 +497,27 @@ class _Job:
         with fs.staged_file(self.output) as tmp:  # OUTPUT appears complete, with umask permissions
             import pyarrow as pa
 
-            # Chunks of a CSV or JSON Lines file may infer different types (int, then float): unify.
-            schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in parts],
-                                      promote_options="permissive")
+            def differ(e: Exception) -> FileError:
+                # Bad data found only now: the same command would fail again, so nothing is left (as in _run).
+                shutil.rmtree(self.parts, ignore_errors=True)
+                return FileError(f"The chunks of {self.input.name!r} do not share column types "
+                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): convert the input to "
+                                 "Parquet, keep fewer columns (--keep), or read it as one chunk (--chunk-rows above "
+                                 "its number of rows).")
+
+            # Chunks of a CSV, JSON Lines file or sheet may infer different types (int, then float): unify.
+            try:
+                schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in parts],
+                                          promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+                raise differ(e) from e
             schema = schema.with_metadata({f"{META_PREFIX}{k}": v for k, v in meta.items()})
 
             def read(part: Path):
                 try:
                     return pq.read_table(part).cast(schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                    raise FileError(f"The chunks of {self.input.name!r} do not share column types ({e}); "
-                                    "convert the input to Parquet, or keep fewer columns.") from e
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+                    raise differ(e) from e
 
             suffix = self.output.suffix.lower()
             if suffix in (".parquet", ".pq"):

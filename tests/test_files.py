@@ -549,3 +549,15 @@ def test_resume_on_an_output_another_job_wrote_is_refused_saying_why(tmp_path, f
     classify_file(source, labels, column="text", model="sst2-tiny", cache=False)
     refused = run_cli("classify", source, labels, "--column", "text", "--model", "sst2-tiny", "--resume")
     assert_one_line_error(refused, "already exists, and a .csv file records nothing of the job", "--overwrite")
+
+
+def test_chunks_whose_column_types_differ_fail_naming_the_file_and_leave_no_parts(tmp_path):
+    source = tmp_path / "mixed.jsonl"  # v: numbers in the first chunk, a text in the second
+    source.write_text('{"text": "a", "v": 1}\n{"text": "b", "v": 2}\n{"text": "c", "v": "x"}\n')
+    out = tmp_path / "out.parquet"
+    with pytest.raises(FileError, match=r"The chunks of 'mixed.jsonl' do not share column types \(.*Field v.*"
+                                        r"--chunk-rows"):
+        embed_file(source, out, column="text", chunk_rows=2, cache=False)
+    assert not list(tmp_path.glob("out.parquet*"))  # bad data: no parts folder to resume
+    embed_file(source, out, column="text", chunk_rows=3, cache=False)  # one chunk: a mixed column is text
+    assert pq.read_table(out).column("v").to_pylist() == ["1", "2", "x"]
