@@ -363,10 +363,11 @@ def _hashable(name: Any) -> Any:
 
 def output_target(path: Any, overwrite: bool, index: "pd.Index", write_index: bool | None) -> tuple[Path, bool]:
     """Where a result goes and whether its index is written, refused before any work: an existing output
-    without ``overwrite``, a missing folder. The index is written by default unless it is the default one,
-    an unnamed range 0, 1, 2, ... (not data; a Dask frame's partitions each count from where the one before
-    ended), as ``DataFrame.to_parquet`` would keep it; the file has no pandas metadata to restore it from, so it
-    comes back as columns (:func:`parquet_table`)."""
+    without ``overwrite``, a missing folder. The index is written by default when it is named or holds other
+    labels than integers (strings, dates...): decided by its names and dtypes, never by its values, so that
+    every chunk of a job and every partition of a Dask frame writes the same columns. An unnamed integer index
+    (a range, or what filtering and sorting leave of one) is row numbers, not data. The file has no pandas
+    metadata to restore an index from: it comes back as columns (:func:`parquet_table`)."""
     from pathlib import Path  # noqa: F811 (at run time; the annotation's is for type checkers)
 
     from .errors import FileError
@@ -379,8 +380,9 @@ def output_target(path: Any, overwrite: bool, index: "pd.Index", write_index: bo
     if write_index is None:
         import pandas as pd
 
-        default = isinstance(index, pd.RangeIndex) and index.step == 1 and index.name is None
-        write_index = not default or (len(index) > 0 and index.start != 0)
+        levels = [index.get_level_values(i) for i in range(index.nlevels)]
+        write_index = any(n is not None for n in index.names) or not all(
+            pd.api.types.is_integer_dtype(level.dtype) for level in levels)
     return target, bool(write_index)
 
 
@@ -390,9 +392,15 @@ def parquet_table(frame: "pd.DataFrame", metadata: dict[str, str], write_index: 
     import pyarrow as pa
 
     if write_index and any(name is None for name in frame.index.names):  # named as reset_index() names them
-        default = ["index" if "index" not in frame.columns else "level_0"] if frame.index.nlevels == 1 else [
-            f"level_{i}" for i in range(frame.index.nlevels)]
-        frame = frame.rename_axis([name if name is not None else default[i]
-                                   for i, name in enumerate(frame.index.names)])
+        taken = {str(name) for name in [*frame.columns, *frame.index.names] if name is not None}
+        names = []
+        for i, name in enumerate(frame.index.names):
+            if name is None:  # index (one level), else level_<i>; the next free level_<n> where taken
+                candidates = (["index"] if frame.index.nlevels == 1 else []) + [f"level_{n}" for n in range(
+                    i, i + len(taken) + 2)]
+                name = next(c for c in candidates if c not in taken)
+                taken.add(name)
+            names.append(name)
+        frame = frame.rename_axis(names)
     table = pa.Table.from_pandas(frame, preserve_index=write_index)
     return table.replace_schema_metadata({f"{META_PREFIX}{k}": v for k, v in metadata.items()})

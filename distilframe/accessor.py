@@ -56,10 +56,10 @@ def _search(frame: pd.DataFrame, texts: pd.Series, arguments: dict[str, Any]) ->
     return search(frame, _embedded(frame, texts, arguments), queries, k)
 
 
-def _vector_texts(frame: pd.DataFrame, column: Any, example: str) -> pd.Series:
-    """The text column of search and duplicates: as named; without a name, the only text column, or the one
-    whose ``<column>_embedding`` the frame holds."""
-    if column is None:
+def _vector_texts(frame: pd.DataFrame, column: Any, embeddings: Any, example: str) -> pd.Series:
+    """The text column of search and duplicates: as named; without a name, the only text column, or (unless
+    ``embeddings`` names the vectors) the one whose ``<column>_embedding`` the frame holds."""
+    if column is None and embeddings is None:
         from ._similarity import embedded_column
 
         column = embedded_column(list(frame.columns), string_columns(frame))
@@ -302,7 +302,8 @@ class DistilDataFrameAccessor:
         --------
         >>> df.distil.search("a refund for a broken item", "review", k=5)  # doctest: +SKIP
         """
-        return _search(self._obj, _vector_texts(self._obj, column, "df.distil.search('a query', 'text')"), locals())
+        texts = _vector_texts(self._obj, column, embeddings, "df.distil.search('a query', 'text')")
+        return _search(self._obj, texts, locals())
 
     def search_index(
         self,
@@ -338,7 +339,7 @@ class DistilDataFrameAccessor:
         """
         from ._similarity import SearchIndex
 
-        texts = _vector_texts(self._obj, column, "df.distil.search_index('text')")
+        texts = _vector_texts(self._obj, column, embeddings, "df.distil.search_index('text')")
         return SearchIndex(self._obj, _embedded(self._obj, texts, locals()), approximate=approximate)
 
     def duplicates(
@@ -377,7 +378,7 @@ class DistilDataFrameAccessor:
         --------
         >>> df.distil.duplicates("question", threshold=0.9)  # doctest: +SKIP
         """
-        texts = _vector_texts(self._obj, column, "df.distil.duplicates('text')")
+        texts = _vector_texts(self._obj, column, embeddings, "df.distil.duplicates('text')")
         return with_columns(self._obj, _duplicates(self._obj, texts, locals()))
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False,
@@ -395,7 +396,8 @@ class DistilDataFrameAccessor:
 
         write_index
             Write the index as columns, named as ``reset_index`` names them (``index`` when unnamed); by
-            default unless it is an unnamed range 0, 1, 2, ... (not data), as ``DataFrame.to_parquet``.
+            default when it is named or its labels are not integers (an unnamed integer index, a range
+            or what filtering left of one, is row numbers): by dtype, so every chunk writes the same.
 
         Examples
         --------

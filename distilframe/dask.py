@@ -202,7 +202,7 @@ class DaskDistilDataFrameAccessor(_Base):
         queries, k = check_queries(query), check_k(k)
         options = RunOptions.pick(locals()).replace(progress=False)
         sample = ddf._meta_nonempty
-        if column is None:  # as pandas: the only text column, or the one whose <column>_embedding the frame holds
+        if column is None and embeddings is None:  # as pandas: the one whose <column>_embedding the frame holds
             column = embedded_column(list(sample.columns), string_columns(sample))
         series = select_column(sample, column, "ddf.distil.search('a query', 'text')")
         name = series.name.item() if isinstance(series.name, np.generic) else series.name
@@ -254,7 +254,8 @@ class DaskDistilDataFrameAccessor(_Base):
 
         write_index
             Write the index as columns, named as ``reset_index`` names them (``index`` when unnamed); by
-            default unless it is an unnamed range 0, 1, 2, ... (not data), as ``DataFrame.to_parquet``.
+            default when it is named or its labels are not integers (an unnamed integer index, a range
+            or what filtering left of one, is row numbers): by dtype, so every chunk writes the same.
         """
         ddf = self._obj
         step = step_to_write(ddf._meta.attrs, list(ddf.columns), "Dask frame")

@@ -256,7 +256,7 @@ class _Job:
         meta = file_metadata(self.task, self.column, self.options, loaded)
         self.outputs = list(OutputSchema.for_model(self.task, self.column, self.options, loaded).kinds)
         self._check_outputs(names)
-        state = self._state(meta)
+        state = self._state(meta, reader)
         if self.resume and not self.overwrite and self.output.exists():  # _check_paths let it through
             return self._already_complete(meta, state, start)
         done = self._prepare_parts(state)
@@ -370,10 +370,11 @@ class _Job:
             raise FileError(f"Got --sheet {self.sheet!r} but {self.input.name!r} is not a spreadsheet (.xlsx).")
         return _Reader(self.input, kind, sheet=self.sheet, na_strings=self.na_strings)
 
-    def _state(self, meta: dict[str, str]) -> dict[str, Any]:
-        """What makes this job this job: the input file (path, size, modification time), the options and what
-        ``meta`` records (model, checkpoint hash...). The parts folder's manifest; OUTPUT records its digest."""
-        stat = self.input.stat()
+    def _state(self, meta: dict[str, str], reader: "_Reader") -> dict[str, Any]:
+        """What makes this job this job: the input file (path, size, modification time, as they were before any
+        of it was read), the options and what ``meta`` records (model, checkpoint hash...). The parts folder's
+        manifest; OUTPUT records its digest."""
+        stat = reader.stat
         return {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "chunk_rows": self.chunk_rows, "keep": self.keep, "errors": self.options.errors,
                 "sheet": self.sheet, "na_strings": self.na_strings, **meta}
@@ -630,6 +631,7 @@ class _Reader:
         self.sheet = sheet
         self.sheets: list[str] = []
         self.na_strings = na_strings
+        self.stat = path.stat()  # before reading: a file changed after this is another job's input (_Job._state)
         self.names, self.total_rows = self._inspect()
 
     def _fail(self, e: Exception) -> FileError:
@@ -716,6 +718,10 @@ class _Reader:
         column (a column of the same header is overwritten): sheets, formats, formulas, merged cells kept."""
         import openpyxl
 
+        now = self.path.stat()
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (self.stat.st_size, self.stat.st_mtime_ns, self.stat.st_ino):
+            raise FileError(f"{self.path.name!r} changed while the job ran: its results belong to the rows it had "
+                            "before, and would not line up with the rows it has now. Run the command again.")
         workbook = openpyxl.load_workbook(self.path)  # formulas as formulas
         sheet = workbook[self.sheet]
         width = max(len(self._excel().columns), sheet.max_column)  # cells right of the last header are kept

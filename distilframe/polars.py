@@ -254,7 +254,8 @@ class DistilPolarsFrameNamespace(_Eager):
         has those names). Call ``df.with_row_index()`` first to keep row numbers. ``embeddings``: a column
         name or a Series of vectors. As ``pandas.DataFrame.distil.search``."""
         options = RunOptions.pick(locals())
-        name = _column(self._df.schema, column, options.errors, "df.distil.search('a query', 'text')", vectors=True)
+        name = _column(self._df.schema, column, options.errors, "df.distil.search('a query', 'text')",
+                       vectors=embeddings is None)
         return self._search(self._df, name, locals())
 
     def write_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -313,20 +313,22 @@ def test_to_parquet_writes_a_file_plain_pandas_reads_with_the_file_pipelines_met
     meta = read_metadata(labelled.distil.to_parquet(tmp_path / "labels.parquet"))
     assert meta["task"] == "classify" and json.loads(meta["labels"]) == ["NEGATIVE", "POSITIVE"]
 
-    # The index is data unless it is the default range: written, named as reset_index() names it.
+    # The index is written when named or not integers (by names and dtypes, never by values: every chunk and
+    # partition alike), named as reset_index() names it; an unnamed integer index is row numbers.
+    two_level = pd.MultiIndex.from_tuples([("a", 1), ("a", 2), ("b", 1), ("b", 2)], names=[None, "n"])
     for index, names, values in [(pd.Index(["x", "y", "z", "w"]), ["index"], ["x", "y", "z", "w"]),
-                                 (pd.Index([1, 1, 5, 9]), ["index"], [1, 1, 5, 9]),
-                                 (pd.RangeIndex(5, 9), ["index"], [5, 6, 7, 8]),
-                                 (pd.MultiIndex.from_tuples([("a", 1), ("a", 2), ("b", 1), ("b", 2)],
-                                                            names=[None, "n"]), ["level_0", "n"], ["a", "a", "b", "b"]),
+                                 (pd.date_range("2026-01-01", periods=4), ["index"], None),
+                                 (pd.Index([1, 1, 5, 9], name="row"), ["row"], [1, 1, 5, 9]),
+                                 (two_level, ["level_0", "n"], ["a", "a", "b", "b"]),
+                                 (pd.Index([1, 1, 5, 9]), [], None), (pd.RangeIndex(5, 9), [], None),
                                  (pd.RangeIndex(4), [], None)]:
         written = out.set_axis(index).distil.to_parquet(tmp_path / "index.parquet", overwrite=True)
         back = pd.read_parquet(written)
         assert list(back.columns) == ["id", "text", "text_embedding", *names]
         assert values is None or back[names[0]].tolist() == values
-    with_index_column = out.rename(columns={"id": "index"}).set_axis(pd.Index(list("abcd")))
-    written = with_index_column.distil.to_parquet(tmp_path / "index.parquet", overwrite=True)
-    assert list(pd.read_parquet(written).columns) == ["index", "text", "text_embedding", "level_0"]
+    taken = out.assign(index=0, level_0=1).set_axis(pd.Index(list("abcd")))  # the next free name
+    written = taken.distil.to_parquet(tmp_path / "index.parquet", overwrite=True)
+    assert list(pd.read_parquet(written).columns)[3:] == ["index", "level_0", "level_1"]
     unwritten = out.set_axis(list("abcd")).distil.to_parquet(tmp_path / "none.parquet", write_index=False)
     assert list(pd.read_parquet(unwritten).columns) == ["id", "text", "text_embedding"]
 

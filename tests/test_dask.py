@@ -195,6 +195,21 @@ def test_to_parquet_writes_a_named_index(frame, tmp_path):
     assert sorted(back["row"]) == sorted(frame.index)
 
 
+def test_to_parquet_writes_the_index_pandas_would_by_its_dtype(frame, tmp_path):
+    # As pandas' to_parquet of the same frame: string labels written as "index"; the row numbers of a filtered
+    # frame (integers, unnamed) not, whatever values the partitions hold.
+    labelled = frame.set_axis([f"r{i}" for i in range(len(frame))])
+    numbered = frame.reset_index(drop=True)
+    with sync_scheduler():
+        for source, names in ((labelled, ["index"]), (numbered, [])):
+            ddf = dd.from_pandas(source, npartitions=2, sort=False)
+            ddf = ddf[ddf.id != 10].distil.embed("text", model=MODEL)
+            back = pd.read_parquet(ddf.distil.to_parquet(tmp_path / f"out{len(names)}"))
+            want = pd.read_parquet(ddf.compute().distil.to_parquet(tmp_path / f"pandas{len(names)}.parquet"))
+            assert list(back.columns) == list(want.columns) == ["id", "text", "n", "text_embedding", *names]
+            assert not names or back["index"].tolist() == want["index"].tolist()
+
+
 def sync_scheduler():
     import dask
 

@@ -561,3 +561,45 @@ def test_chunks_whose_column_types_differ_fail_naming_the_file_and_leave_no_part
     assert not list(tmp_path.glob("out.parquet*"))  # bad data: no parts folder to resume
     embed_file(source, out, column="text", chunk_rows=3, cache=False)  # one chunk: a mixed column is text
     assert pq.read_table(out).column("v").to_pylist() == ["1", "2", "x"]
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_an_input_changed_while_the_model_loads_is_not_taken_for_the_finished_job(tmp_path, frame, monkeypatch,
+                                                                                    suffix):
+    # A sheet is read whole before the model loads, a CSV chunk by chunk after: the job is the input file as it
+    # was before any of it was read, so a finished OUTPUT never vouches for a file its rows did not come from.
+    from distilframe import _pipeline
+
+    source, out = write_input(frame, tmp_path / f"in{suffix}"), tmp_path / "w.parquet"
+    real = _pipeline.load
+
+    def load_and_change(*args, **kwargs):
+        monkeypatch.setattr(_pipeline, "load", real)
+        write_input(frame.assign(text="a new text"), source)
+        os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_pipeline, "load", load_and_change)
+    embed_file(source, out, column="text", cache=False)
+    with pytest.raises(FileError, match="not this job's finished output"):
+        embed_file(source, out, column="text", cache=False, resume=True)
+
+
+def test_a_workbook_changed_while_the_job_ran_is_not_labelled_with_the_rows_it_had_before(tmp_path, frame,
+                                                                                       monkeypatch):
+    # An .xlsx OUTPUT is a copy of the input workbook with the labels added: read again at the end, it must still
+    # be the workbook the labels were computed from, or they would land on other rows.
+    from distilframe import _pipeline
+
+    source, out = write_input(frame, tmp_path / "in.xlsx"), tmp_path / "out.xlsx"
+    real = _pipeline.load
+
+    def load_and_change(*args, **kwargs):
+        write_input(frame.iloc[::-1], source)
+        os.utime(source, ns=(time.time_ns(), time.time_ns() + 10**9))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_pipeline, "load", load_and_change)
+    with pytest.raises(FileError, match="'in.xlsx' changed while the job ran.*Run the command again"):
+        classify_file(source, out, column="text", model="sst2-tiny", cache=False)
+    assert not out.exists()

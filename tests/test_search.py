@@ -283,6 +283,11 @@ def test_search_and_duplicates_find_the_text_column_of_the_frames_one_embedding_
     groups = out.distil.duplicates(cache=False)["review_dup_group"]
     assert groups.tolist()[::2] == [0, 0] and pd.isna(groups.iloc[1])  # by review, not by product
     assert out.distil.search_index(cache=False).search("it broke", k=1)["review"].tolist() == ["it broke"]
+    vectors = out.assign(vectors=out.distil.embed("product", model=sentence, cache=False)["product_embedding"])
+    with pytest.raises(ValueError, match="column= is needed"):  # embeddings= of no known column: name its texts
+        vectors.distil.search("lamp", embeddings="vectors", model=sentence)
+    with pytest.raises(ValueError, match="column= is needed"):
+        vectors.distil.duplicates(embeddings="vectors", model=sentence)
     both = out.distil.embed("product", model=sentence, cache=False)  # two embedding columns: name the one meant
     with pytest.raises(ValueError, match="column= is needed.*df.distil.duplicates\\('text'\\)"):
         both.distil.duplicates()
