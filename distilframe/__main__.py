@@ -1,7 +1,5 @@
 """``python -m distilframe``: the same as the ``distilframe`` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -15,6 +15,7 @@ and keeps the finished chunks for ``--resume``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -283,6 +284,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         _restore_signals(previous)
+
+
+def run() -> None:
+    """The ``distilframe`` command (and ``python -m distilframe``): :func:`main`, then exit with its status.
+
+    Once the command has returned, its work is done (an output file is whole, or was never written); an
+    interrupt while Python and Paddle clean up then ends the process at once with that status and no
+    traceback, rather than turn a finished job into an interrupted one."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda number, frame: os._exit(code))
+    sys.exit(code)
 
 
 class _Stopped(KeyboardInterrupt):

@@ -603,3 +603,29 @@ def test_a_workbook_changed_while_the_job_ran_is_not_labelled_with_the_rows_it_h
     with pytest.raises(FileError, match="'in.xlsx' changed while the job ran.*Run the command again"):
         classify_file(source, out, column="text", model="sst2-tiny", cache=False)
     assert not out.exists()
+
+
+FINISHED_THEN_INTERRUPTED = """
+import atexit, os, signal, sys, time
+
+def teardown():  # as Paddle's cleanup at exit, interrupted by a Ctrl-C once the job is done
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(3)
+    print("teardown went on", file=sys.stderr)
+
+atexit.register(teardown)
+sys.argv = ["distilframe", *sys.argv[1:]]
+from distilframe.cli import run
+run()
+"""
+
+
+def test_an_interrupt_after_the_command_finished_ends_it_quietly_with_its_status(tmp_path, frame):
+    source, out = write_input(frame, tmp_path / "in.parquet"), tmp_path / "out.parquet"
+    done = subprocess.run([sys.executable, "-c", FINISHED_THEN_INTERRUPTED, "embed", str(source), str(out),
+                           "--column", "text", "--no-cache"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and "teardown went on" not in done.stderr
+    assert "wrote" in done.stderr and len(pd.read_parquet(out)) == len(frame)
+    refused = subprocess.run([sys.executable, "-c", FINISHED_THEN_INTERRUPTED, "embed", str(source), str(out),
+                              "--column", "text"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "already exists" in refused.stderr  # its own status, kept
