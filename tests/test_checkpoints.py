@@ -368,3 +368,24 @@ def test_memoized_resolution_follows_the_cache_folder_and_chosen_targets(tmp_pat
     os.utime(cased / "vocab.txt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**6))
     with pytest.warns(CasingWarning):
         checkpoints.resolve(cased)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("key, value", [("pre_classifier.weight", np.nan),
+                                        ("distilbert.embeddings.word_embeddings.weight", np.inf)])
+def test_weights_with_nan_or_infinity_are_refused_naming_the_tensor(tmp_path, fresh_manager, key, value, precision):
+    # NaN weights gave every text one label (ReLU turns NaN into 0) and infinities NaN vectors, with status ok.
+    import pandas as pd
+
+    from distilframe.testing import write_hf_checkpoint
+
+    if precision == "int8":
+        pytest.importorskip("onnxruntime")
+    safetensors = pytest.importorskip("safetensors.numpy")
+    folder = write_hf_checkpoint(tmp_path / "hf", seed=3, num_labels=2)
+    state = safetensors.load_file(folder / "model.safetensors")
+    state[key].flat[:2] = value
+    safetensors.save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=rf"hold 2 values that are NaN or infinite in '(distilbert\.)?{key}'.*"
+                                              "damaged.*good copy"):
+        pd.Series(["hello world", "a bad film"]).distil.classify(model=str(folder), precision=precision)
