@@ -312,10 +312,11 @@ def load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
         if key.startswith(("embeddings.", "encoder.")):
             key = PREFIX + key
         state[key] = np.asarray(value)
-        if state[key].dtype.kind == "f" and not np.isfinite(state[key]).all():
-            # A NaN passes through ReLU as 0 and an infinity turns whole rows to NaN: outputs that look like
-            # results (one label for every text; NaN vectors as of missing texts), so refused here, once per file.
-            bad = int(np.size(state[key]) - np.isfinite(state[key]).sum())
+        # A NaN passes through ReLU as 0 and an infinity turns whole rows to NaN: outputs that look like results
+        # (one label for every text; NaN vectors as of missing texts), so refused here, once per file. A sum is
+        # finite exactly when every value is, but for an overflow, which the count below then rules out.
+        if state[key].dtype.kind == "f" and not np.isfinite(np.sum(state[key])) and (
+                bad := int(np.size(state[key]) - np.isfinite(state[key]).sum())):
             raise CheckpointError(
                 f"The weights of {checkpoint.name!r} hold {bad:,} values that are NaN or infinite in {key!r} "
                 f"({checkpoint.weights_path}): the file is damaged, or the model diverged when it was trained. "
