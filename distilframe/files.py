@@ -177,16 +177,24 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     path = Path(path)
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    files = sorted([*path.glob("*.parquet"), *path.glob("*.pq")]) if path.is_dir() else [path]
     if not files:
         raise FileError(f"{path} is a folder without .parquet files.")
     try:
         metas = [pq.read_metadata(f) for f in files]
     except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
         raise FileError(f"Could not read {path} as Parquet: {e}") from e
+
+    def described(meta: Any) -> dict[str, str]:
+        kv = meta.metadata or {}
+        return {k.decode()[len(META_PREFIX):]: v.decode() for k, v in kv.items() if k.decode().startswith(META_PREFIX)}
+
     meta = metas[0]
-    kv = meta.metadata or {}
-    out = {k.decode()[len(META_PREFIX):]: v.decode() for k, v in kv.items() if k.decode().startswith(META_PREFIX)}
+    out = described(meta)
+    for other, f in zip(metas[1:], files[1:]):  # one result's parts (ddf.distil.to_parquet) describe it alike
+        if described(other) != out:
+            raise FileError(f"{path} holds Parquet files of different results ({files[0].name} and {f.name} differ "
+                            "in their distilframe metadata): name one file, or a folder of one result's parts.")
     out["rows"] = sum(m.num_rows for m in metas)
     out["columns"] = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]
     out["columns"] = list(dict.fromkeys(out["columns"]))
