@@ -73,11 +73,13 @@ def _local(path: Path) -> Checkpoint:
     missing = []
     if not any((path / c).is_file() for c in CONFIGS):
         missing.append(f"{CONFIGS[0]} or {CONFIGS[1]}")
-    missing += [f for f in (WEIGHTS, VOCAB) if not (path / f).is_file()]
+    if not (path / WEIGHTS).is_file():  # a Hugging Face folder without its weights reads as neither kind
+        missing.append(f"{WEIGHTS} (PaddleNLP) or {' or '.join(HF_WEIGHTS)} (Hugging Face)")
+    missing += [f for f in (VOCAB,) if not (path / f).is_file()]
     if missing:
         found = sorted(p.name for p in path.iterdir())[:20]
         raise CheckpointError(
-            f"{str(path)!r} is not a PaddleNLP DistilBERT checkpoint: missing {', '.join(missing)}. "
+            f"{str(path)!r} is not a DistilBERT checkpoint: missing {', '.join(missing)}. "
             f"Found: {', '.join(found) or '(empty folder)'}. Expected a PaddleNLP checkpoint ({CONFIGS[0]} "
             f"or {CONFIGS[1]}, {WEIGHTS}, {VOCAB}, optionally {TOKENIZER_CONFIG}) or a Hugging Face one "
             f"(config.json, {' or '.join(HF_WEIGHTS)}, vocab.txt or tokenizer.json)."

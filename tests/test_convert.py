@@ -134,8 +134,9 @@ def test_unsupported_checkpoints_are_refused_with_what_was_found(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="not a PaddleNLP DistilBERT checkpoint.*Hugging Face one"):
-        checkpoints.resolve(empty)
+    with pytest.raises(CheckpointError, match="not a DistilBERT checkpoint: missing model_state.pdparams \\(PaddleNLP"
+                                              "\\) or model.safetensors or pytorch_model.bin \\(Hugging Face\\)"):
+        checkpoints.resolve(empty)  # a Hugging Face config without its weights
 
     novocab = write_hf_checkpoint(tmp_path / "novocab", seed=49)
     (novocab / "vocab.txt").unlink()
