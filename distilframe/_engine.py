@@ -48,9 +48,10 @@ from . import _paddle
 from ._checkpoint import Checkpoint, content_hash
 from ._config import available_cores, fast_bf16, native_bf16
 from ._options import PRECISIONS
-from .errors import CheckpointError, PrecisionWarning, warn
+from .errors import CheckpointError, PrecisionWarning, check_finite, warn
 
-__all__ = ["GRAPH_VERSION", "PREFIX", "PaddleEngine", "PredictorEngine", "check_bf16", "export", "load_state",
+__all__ = ["GRAPH_VERSION", "PREFIX", "WEIGHTS_CHECKED", "PaddleEngine", "PredictorEngine", "check_bf16",
+           "checked_export", "export", "load_state",
            "paddlenlp_config", "resolve_precision"]
 
 PREFIX = "distilbert."
@@ -312,15 +313,7 @@ def load_state(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
         if key.startswith(("embeddings.", "encoder.")):
             key = PREFIX + key
         state[key] = np.asarray(value)
-        # A NaN passes through ReLU as 0 and an infinity turns whole rows to NaN: outputs that look like results
-        # (one label for every text; NaN vectors as of missing texts), so refused here, once per file. A sum is
-        # finite exactly when every value is, but for an overflow, which the count below then rules out.
-        if state[key].dtype.kind == "f" and not np.isfinite(np.sum(state[key])) and (
-                bad := int(np.size(state[key]) - np.isfinite(state[key]).sum())):
-            raise CheckpointError(
-                f"The weights of {checkpoint.name!r} hold {bad:,} values that are NaN or infinite in {key!r} "
-                f"({checkpoint.weights_path}): the file is damaged, or the model diverged when it was trained. "
-                f"Replace it with a good copy of the checkpoint.")
+        check_finite(state[key], repr(checkpoint.name), f"{key!r} ({checkpoint.weights_path})")  # once per file
     return state
 
 
@@ -532,11 +525,22 @@ def export(checkpoint: Checkpoint, num_threads: int | None = None) -> Path:
                 static = paddle.jit.to_static(layer, input_spec=specs, full_graph=True)
                 paddle.jit.save(static, str(tmp / kind))
         info = {"has_classifier": dygraph.has_classifier, "num_labels": dygraph.num_labels,
-                "hidden_size": dygraph.hidden_size, "paddle": paddle.__version__}
+                "hidden_size": dygraph.hidden_size, "paddle": paddle.__version__, "weights_checked": WEIGHTS_CHECKED}
         (tmp / "info.json").write_text(json.dumps(info))
 
     return fs.build_once(config.home() / "compiled" / key, _complete, build)
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / "info.json").is_file() and not fs.damaged(folder)
+    return checked_export(folder) and not fs.damaged(folder)
+
+
+# What an export's weights were checked for when it was built (info.json): an export from before a check is made
+# again, once, without a new cache key (the result cache keeps its entries). 1: no NaN or infinite values.
+WEIGHTS_CHECKED = 1
+
+
+def checked_export(folder: Path) -> bool:
+    """An export folder whose info.json says its weights had every check of this version (``WEIGHTS_CHECKED``)."""
+    info = fs.read_json(folder / "info.json")
+    return isinstance(info, dict) and info.get("weights_checked") == WEIGHTS_CHECKED

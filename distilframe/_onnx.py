@@ -38,7 +38,7 @@ from . import _config as config
 from . import _fs as fs
 from ._batches import INT8_PACK_WIDTH, INT8_TOKEN_BUDGET
 from ._checkpoint import Checkpoint, content_hash
-from ._engine import PREFIX, load_state, paddlenlp_config
+from ._engine import PREFIX, WEIGHTS_CHECKED, checked_export, load_state, paddlenlp_config
 from ._pool import first_tokens
 from .errors import CheckpointError
 
@@ -235,14 +235,15 @@ def int8_model(checkpoint: Checkpoint, weight_max: int | None = None) -> Path:
                   str(tmp / "int8.onnx"))
         info = {"has_classifier": has_classifier,
                 "hidden_size": int(state[f"{PREFIX}embeddings.word_embeddings.weight"].shape[1]),
-                "num_labels": int(state["classifier.weight"].shape[1]) if has_classifier else 0}
+                "num_labels": int(state["classifier.weight"].shape[1]) if has_classifier else 0,
+                "weights_checked": WEIGHTS_CHECKED}
         (tmp / "info.json").write_text(json.dumps(info))
 
     return fs.build_once(config.home() / "compiled" / key, _complete, build)
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / "info.json").is_file() and (folder / "int8.onnx").is_file() and not fs.damaged(folder)
+    return checked_export(folder) and (folder / "int8.onnx").is_file() and not fs.damaged(folder)
 
 
 class OnnxInt8Engine:

@@ -71,11 +71,16 @@ def _local(path: Path) -> Checkpoint:
     if is_huggingface(path):
         return read(convert(path), None, name=str(path))
     missing = []
-    if not any((path / c).is_file() for c in CONFIGS):
+    hf_weights = any((path / w).is_file() for w in HF_WEIGHTS)
+    if hf_weights:  # Hugging Face weights but not a Hugging Face folder (is_huggingface): its config is missing
+        missing.append("config.json")
+    elif not any((path / c).is_file() for c in CONFIGS):
         missing.append(f"{CONFIGS[0]} or {CONFIGS[1]}")
-    if not (path / WEIGHTS).is_file():  # a Hugging Face folder without its weights reads as neither kind
+    if not (path / WEIGHTS).is_file() and not hf_weights:  # neither kind of weights
         missing.append(f"{WEIGHTS} (PaddleNLP) or {' or '.join(HF_WEIGHTS)} (Hugging Face)")
-    missing += [f for f in (VOCAB,) if not (path / f).is_file()]
+    paddlenlp = (path / WEIGHTS).is_file()  # whose tokenizer is vocab.txt; a Hugging Face one's may be tokenizer.json
+    if not (path / VOCAB).is_file() and (paddlenlp or not (path / "tokenizer.json").is_file()):
+        missing.append(VOCAB if paddlenlp else f"{VOCAB} (or tokenizer.json, Hugging Face)")
     if missing:
         found = sorted(p.name for p in path.iterdir())[:20]
         raise CheckpointError(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, check_finite
 
 __all__ = ["HEAD_FILE", "MODES", "SentenceHead", "head_files", "is_sentence_transformers", "module_files",
            "output_dim", "read_folder", "read_head", "source_files", "write_head"]
@@ -229,6 +229,8 @@ def _read_dense(path: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
         raise CheckpointError(f"{path}: the Dense weights have no linear.weight (found {', '.join(sorted(state))}).")
     weight = np.asarray(state["linear.weight"], dtype=np.float32)
     bias = state.get("linear.bias")
+    for name, array in (("linear.weight", weight), ("linear.bias", bias)):
+        check_finite(array, f"the Dense module {path.name!r}", f"{name} ({path})")
     expected = (int(cfg.get("out_features", weight.shape[0])), int(cfg.get("in_features", weight.shape[-1])))
     if weight.ndim != 2 or weight.shape != expected:
         raise CheckpointError(f"{path}: linear.weight has shape {weight.shape}, its config says {expected}.")
@@ -262,6 +264,8 @@ def read_head(folder: Path) -> SentenceHead | None:
     dense = []
     for i, (_, _, has_bias, activation) in enumerate(d.get("dense", [])):
         tensors = load_file(str(folder / f"dense_{i}.safetensors"))
+        for name, array in tensors.items():  # a head converted before the check (_read_dense) is checked too
+            check_finite(array, f"the Dense module {i} of {str(folder)!r}", f"{name} (dense_{i}.safetensors)")
         dense.append((tensors["weight"], tensors.get("bias") if has_bias else None, activation))
     return SentenceHead(pooling=d["pooling"], include_prompt=d["include_prompt"], dense=tuple(dense),
                         normalize=d["normalize"], max_seq_length=d["max_seq_length"], do_lower_case=d["do_lower_case"],

