@@ -164,6 +164,11 @@ def read_folder(folder: Path) -> tuple[Path, SentenceHead]:
     prompts = extra.get("prompts") or {}
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise CheckpointError(f"{folder / 'config_sentence_transformers.json'}: prompts must map names to strings.")
+    default = extra.get("default_prompt_name")
+    if default is not None and default not in prompts:  # sentence-transformers refuses it too
+        raise CheckpointError(f"{folder / 'config_sentence_transformers.json'}: its default_prompt_name {default!r} is "
+                              f"not one of its prompts ({', '.join(map(repr, prompts)) or 'none'}): name one of them, "
+                              "or remove default_prompt_name.")
     if pooling is None:
         raise CheckpointError(f"{folder}: a sentence-transformers model without a Pooling module gives token "
                               "embeddings, not one vector per text; distilframe embeds texts.")

@@ -98,6 +98,10 @@ def test_sentence_modules_reach_files_and_the_cache_key(tmp_path):
     assert not np.allclose(distilframe.to_numpy(out["text_embedding"]), distilframe.to_numpy(plain["text_embedding"]))
     with pytest.raises(ValueError, match="prompt_name='passage'.*its prompts: 'query'"):
         df.distil.embed("text", model=folder, prompt_name="passage")
+    settings = folder / "config_sentence_transformers.json"  # a default that is none of its prompts: refused
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "default_prompt_name": "passage"}))
+    with pytest.raises(CheckpointError, match="default_prompt_name 'passage' is not one of its prompts \\('query'\\)"):
+        df.distil.embed("text", model=folder)
 
 
 @pytest.mark.parametrize("kind, message", [
