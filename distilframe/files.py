@@ -185,20 +185,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
         raise FileError(f"Could not read {path} as Parquet: {e}") from e
 
-    def described(meta: Any) -> dict[str, str]:
-        kv = meta.metadata or {}
-        return {k.decode()[len(META_PREFIX):]: v.decode() for k, v in kv.items() if k.decode().startswith(META_PREFIX)}
-
-    meta = metas[0]
-    out = described(meta)
+    descriptions = [{k.decode()[len(META_PREFIX):]: v.decode() for k, v in (m.metadata or {}).items()
+                     if k.decode().startswith(META_PREFIX)} for m in metas]
+    meta, out = metas[0], dict(descriptions[0])
     # One result's parts (ddf.distil.to_parquet) describe it alike, but for what each worker resolved itself.
     per_worker = ("precision", "int8_recheck", "distilframe_version")
     for key in per_worker:
-        values = sorted({d[key] for d in map(described, metas) if key in d})
+        values = sorted({d[key] for d in descriptions if key in d})
         if len(values) > 1:
             out[key] = ", ".join(values)
-    for other, f in zip(metas[1:], files[1:]):
-        theirs = described(other)
+    for theirs, f in zip(descriptions[1:], files[1:]):
         differ = sorted(k for k in {*out, *theirs} - set(per_worker) if out.get(k) != theirs.get(k))
         if differ:
             raise FileError(f"{path} holds Parquet files of different results ({files[0].name} and {f.name} differ "
