@@ -289,6 +289,22 @@ def test_the_cap_bounds_the_file_on_disk(tmp_path):
     assert info["rows"] > 10_000  # and most of the cap holds rows
 
 
+def test_one_call_larger_than_a_small_cap_stays_within_it(tmp_path):
+    cap = 4 << 20  # one call of 6,000 rows of 768 floats is 19 MB: it grew the file to 38.9 MB before
+    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=cap)
+    rng = np.random.default_rng(1)
+    settings = settings_key(n=4)
+    for call in range(3):
+        texts = [f"call {call} text {i}" for i in range(6000)]
+        values = rng.standard_normal((6000, 768)).astype(np.float32)
+        cache.put(cache.keys(settings, texts), values, np.full(6000, 7))
+        info = cache.info()
+        assert info["bytes"] <= cap and info["disk_bytes"] <= 1.05 * cap, (call, info)
+    found, got, _ = cache.get(cache.keys(settings, texts), 768)
+    assert 500 < found.sum() < 6000 and found[-1] and not found[0]  # the call's last rows, as many as fit
+    assert np.array_equal(got[found], values[found])
+
+
 def test_cache_commands_on_a_damaged_read_only_or_misplaced_cache(tmp_path, monkeypatch):
     import sqlite3
 
