@@ -64,7 +64,8 @@ class RunOptions:
         Embeddings: text put before every text (sentence-transformers' ``prompt=``), or the name of one
         of the model's prompts (``prompt_name=``). None: the model's default prompt, if it has one.
     long_text, stride
-        ``"truncate"`` or ``"chunk"`` (windows overlapping by ``stride`` tokens).
+        ``"truncate"`` or ``"chunk"`` (windows overlapping by ``stride`` tokens, at most half a window:
+        a larger one runs and is recorded as half a window).
     batch_size, token_budget, chunk_size
         Model rows and padded tokens per batch, distinct texts tokenized at once; None: the
         executor's measured defaults.

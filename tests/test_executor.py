@@ -281,3 +281,20 @@ def test_packed_batches_keep_a_token_budget_below_the_row_width():
     for batch in planned:
         widest = max(batches.round_up(int(sum(lengths[i] for i in row))) for row in batch)
         assert len(batch) * widest <= 16
+
+
+def test_what_runs_is_what_is_recorded_a_stride_past_half_a_window_and_max_length_past_the_positions(model):
+    from distilframe._frame import file_metadata
+    from distilframe._options import RunOptions
+
+    positions = model.checkpoint.max_positions
+    filled = model.fill(RunOptions(max_length=16, long_text="chunk", stride=128))
+    assert (filled.max_length, filled.stride) == (16, 7)  # windows of 14 tokens overlap by 7 at most
+    assert model.fill(RunOptions(max_length=10 * positions)).max_length == positions
+    assert model.fill(RunOptions(max_length=16, stride=3)).stride == 3
+    meta = file_metadata("embed", "text", RunOptions(max_length=16, long_text="chunk", stride=128), model)
+    assert (meta["stride"], meta["max_length"]) == ("7", "16")  # it recorded 128: what did not run
+    long_text = " ".join(["cat", "dog", "movie"] * 20)
+    asked, ran = (executor.run([long_text], model, max_length=16, long_text="chunk", stride=s)
+                  for s in (128, 7))
+    np.testing.assert_array_equal(asked.values, ran.values)
