@@ -36,7 +36,7 @@ from ._checkpoint import ADDED_TOKENS, added_tokens, looks_cased
 from ._sentence import SentenceHead, is_sentence_transformers, read_folder, source_files, write_head
 from .errors import CasingWarning, CheckpointError, warn
 
-__all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "convert", "is_huggingface"]
+__all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "as_converted_from", "convert", "converted_from", "is_huggingface"]
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # Hugging Face names -> PaddleNLP names (testing.py writes Hugging Face checkpoints with them, backwards).
@@ -172,6 +172,26 @@ def _write(src: Path, out: Path, hf_config: dict, weights: Path, vocab: list[str
             write_head(tmp, head)
         fs.write_manifest(tmp, [p.name for p in sorted(tmp.iterdir())])
     return out
+
+
+def converted_from(config: dict[str, Any]) -> Path | None:
+    """The Hugging Face folder a converted checkpoint's ``config`` says it was made from, or None."""
+    source = config.get("distilframe_source")
+    return Path(source["path"]) if isinstance(source, dict) and isinstance(source.get("path"), str) else None
+
+
+def as_converted_from(name: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """A converted weight's PaddleNLP name and shape as its Hugging Face DistilBERT source holds it: what an
+    error about the weights names, so that the user finds it in their own files (a BERT's in DistilBERT's
+    names, as folded)."""
+    if name.startswith("distilbert."):  # left out: a checkpoint of the encoder alone has no such prefix
+        name = name[len("distilbert."):]
+        for old, new in RENAMES:
+            name = name.replace(new, old)
+    if name.endswith(".weight") and name.split(".")[-2] in ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2",
+                                                            "pre_classifier", "classifier") and len(shape) == 2:
+        shape = shape[::-1]  # Hugging Face's Linear is [out, in]
+    return name, tuple(shape)
 
 
 def _conversion_of(folder: Path) -> str | None:

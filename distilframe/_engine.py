@@ -355,13 +355,24 @@ def paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_l
 
 
 def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpoint) -> None:
+    from ._convert import HF_WEIGHTS, as_converted_from, converted_from
+
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     prefix = PREFIX if any(k.startswith(PREFIX) for k in expected) else ""
-    missing = [k for k in expected if k not in state]
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs config {shape}"
+    source = converted_from(checkpoint.config)  # a Hugging Face folder: named as its files name them
+    where = [source / f for f in HF_WEIGHTS if (source / f).is_file()][:1] if source is not None else []
+
+    def named(key: str, shape: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
+        if not where:
+            return key, shape
+        return as_converted_from(key if key.startswith((PREFIX, "pre_classifier.", "classifier.")) else PREFIX + key,
+                                 shape)
+
+    missing = [named(k)[0] for k in expected if k not in state]
+    wrong = [f"{named(k)[0]}: file {named(k, tuple(state[k].shape))[1]} vs config {named(k, shape)[1]}"
              for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
     # Encoder weights the config has no place for (more layers than it says) mean another model.
-    unused = [k for k in state if k.startswith(prefix + "encoder.") and k not in expected]
+    unused = [named(k)[0] for k in state if k.startswith(prefix + "encoder.") and k not in expected]
     if missing or wrong or unused:
         details = []
         if missing:
@@ -370,10 +381,11 @@ def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpo
             details.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
         if unused:
             details.append(f"{len(unused)} encoder weights the config does not describe (e.g. {', '.join(unused[:3])})")
-        raise CheckpointError(
-            f"The weights in {checkpoint.weights_path} do not fit the DistilBERT described by its config: "
-            f"{'; '.join(details)}. Check that the config and the weights come from the same model."
-        )
+        files = (f"{where[0]} do not fit the DistilBERT described by {source / 'config.json'} (converted into "
+                 f"{checkpoint.path})") if where else \
+            f"{checkpoint.weights_path} do not fit the DistilBERT described by its config"
+        raise CheckpointError(f"The weights in {files}: {'; '.join(details)}. Check that the config and the weights "
+                              "come from the same model.")
     model.set_state_dict({k: state[k] for k in expected})
 
 

@@ -128,8 +128,23 @@ def test_unsupported_checkpoints_are_refused_with_what_was_found(tmp_path):
 
     shapes = write_hf_checkpoint(tmp_path / "shapes", seed=48)
     (shapes / "config.json").write_text(json.dumps({**cfg, "dim": 64}))
-    with pytest.raises(CheckpointError, match="shape mismatches"):
+    with pytest.raises(CheckpointError, match="shape mismatches") as e:
         ModelManager().get(shapes)
+    message = str(e.value)  # in the user's files' terms, not the converted copy's
+    assert message.startswith(f"The weights in {shapes / 'model.safetensors'} do not fit the DistilBERT described by "
+                              f"{shapes / 'config.json'} (converted into ")
+    assert "embeddings.LayerNorm.weight: file (32,) vs config (64,)" in message and "layer_norm" not in message
+    (shapes / "config.json").write_text(json.dumps({**cfg, "hidden_dim": cfg["hidden_dim"] + 3}))
+    with pytest.raises(CheckpointError) as e:
+        ModelManager().get(shapes)
+    ffn = cfg["hidden_dim"]  # Hugging Face's Linear is [out, in]; PaddleNLP's [in, out]
+    assert f"e.g. transformer.layer.0.ffn.lin1.weight: file ({ffn}, 32) vs config ({ffn + 3}, 32)" in str(e.value)
+    assert "linear1" not in str(e.value) and "encoder.layers" not in str(e.value)
+    layers = write_hf_checkpoint(tmp_path / "layers", seed=48)
+    (layers / "config.json").write_text(json.dumps({**cfg, "n_layers": 1}))
+    with pytest.raises(CheckpointError, match=r"encoder weights the config does not describe \(e.g. transformer"
+                                              r"\.layer\.1\.attention\."):
+        ModelManager().get(layers)
 
     empty = tmp_path / "empty"
     empty.mkdir()
