@@ -62,14 +62,16 @@ _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight
 
 def resolve_precision(precision: str | None) -> str:
     """``"fp32"``, ``"bf16"`` or ``"int8"``: ``"auto"`` is DISTILFRAME_PRECISION if set, else bf16 on a CPU where it is
-    faster than fp32 (:func:`~distilframe._config.fast_bf16`) and no GPU, else fp32. bf16 asked for on a CPU without
+    faster than fp32 (:func:`~distilframe._config.fast_bf16`), with no GPU and Paddle Inference's engine, else fp32. bf16 asked for on a CPU without
     native bf16 is refused, and where it is native but slower than fp32 it warns once (see :func:`check_bf16`)."""
     source = f"precision={precision!r}"
     if precision is None or precision == "auto":
         precision = config.precision()
         source = f"DISTILFRAME_PRECISION={precision!r}"
         if precision == "auto":
-            precision = "bf16" if fast_bf16() and not _paddle.gpu_visible() else "fp32"
+            # PaddleNLP's dygraph model (DISTILFRAME_ENGINE=dygraph) runs fp32 only
+            precision = "bf16" if fast_bf16() and not _paddle.gpu_visible() and config.engine() != "dygraph" \
+                else "fp32"
             source = ""
     if precision not in PRECISIONS[1:]:
         raise ValueError(f"Got precision={precision!r} but expected 'auto', 'fp32', 'bf16' or 'int8'.")

@@ -156,6 +156,24 @@ def test_auto_precision(monkeypatch):
     assert real_fast_bf16() == ("amx_bf16" in cpuinfo or ("avx512_bf16" in cpuinfo and zen))
 
 
+def test_the_dygraph_engine_runs_fp32_auto_means_fp32_and_bf16_asked_for_warns(tmp_path, monkeypatch):
+    folder = write_checkpoint(tmp_path / "ckpt", seed=72)
+    monkeypatch.delenv("DISTILFRAME_PRECISION", raising=False)
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: True)  # a CPU where auto means bf16 (AMX)
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: True)
+    monkeypatch.setattr(engine_mod._paddle, "gpu_visible", lambda: False)
+    monkeypatch.setenv("DISTILFRAME_ENGINE", "dygraph")
+    assert engine_mod.resolve_precision("auto") == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ModelManager().get(folder).precision == "fp32"  # auto: no warning
+    with pytest.warns(EngineWarning, match="DISTILFRAME_ENGINE=dygraph runs PaddleNLP's model in fp32 only.*not bf16"):
+        loaded = ModelManager().get(folder, precision="bf16")  # it ran fp32 without a word
+    assert isinstance(loaded.engine, engine_mod.PaddleEngine) and loaded.precision == "fp32"
+    monkeypatch.delenv("DISTILFRAME_ENGINE")
+    assert engine_mod.resolve_precision("auto") == "bf16"
+
+
 def test_bf16_slower_than_fp32_runs_with_one_warning(tmp_path, monkeypatch):
     # Intel's AVX512-BF16 without AMX: native (so not refused) but slower than fp32, so bf16 asked for warns,
     # once per process, and auto means fp32.
