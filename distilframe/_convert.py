@@ -36,7 +36,8 @@ from ._checkpoint import ADDED_TOKENS, added_tokens, looks_cased
 from ._sentence import SentenceHead, is_sentence_transformers, read_folder, source_files, write_head
 from .errors import CasingWarning, CheckpointError, warn
 
-__all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "as_converted_from", "convert", "converted_from", "is_huggingface"]
+__all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "as_converted_from", "convert", "converted_from", "is_huggingface",
+           "source_names"]
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # Hugging Face names -> PaddleNLP names (testing.py writes Hugging Face checkpoints with them, backwards).
@@ -180,17 +181,39 @@ def converted_from(config: dict[str, Any]) -> Path | None:
     return Path(source["path"]) if isinstance(source, dict) and isinstance(source.get("path"), str) else None
 
 
-def as_converted_from(name: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
-    """A converted weight's PaddleNLP name and shape as its Hugging Face DistilBERT source holds it: what an
-    error about the weights names, so that the user finds it in their own files (a BERT's in DistilBERT's
-    names, as folded)."""
-    if name.startswith("distilbert."):  # left out: a checkpoint of the encoder alone has no such prefix
+def source_names(path: Path) -> set[str]:
+    """The tensor names a Hugging Face weights file holds: a safetensors file's header (its first bytes alone);
+    empty for a PyTorch pickle (reading it takes torch and the whole file) or a file that cannot be read."""
+    import struct
+
+    if path.suffix != ".safetensors":
+        return set()
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        return set()
+    return {name for name in header if name != "__metadata__"} if isinstance(header, dict) else set()
+
+
+def as_converted_from(name: str, shape: tuple[int, ...], names: set[str] | frozenset[str] = frozenset()
+                      ) -> tuple[str, tuple[int, ...]]:
+    """A converted weight's PaddleNLP name and shape as the Hugging Face file it came from holds it (``names``:
+    that file's, :func:`source_names`): what an error about the weights names, so that the user finds it in
+    their own file. A DistilBERT's keys with or without ``distilbert.``, a BERT's (folded) in its own names;
+    where the file's names are unknown, with the prefix the hub's checkpoints have."""
+    if name.startswith("distilbert."):
         name = name[len("distilbert."):]
         for old, new in RENAMES:
             name = name.replace(new, old)
-    if name.endswith(".weight") and name.split(".")[-2] in ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2",
-                                                            "pre_classifier", "classifier") and len(shape) == 2:
-        shape = shape[::-1]  # Hugging Face's Linear is [out, in]
+        bert = name
+        for old, new in _BERT_RENAMES:
+            bert = bert.replace(new, old, 1) if new.startswith(".") or bert.startswith(new) else bert
+        candidates = ["distilbert." + name, name, "bert." + bert, bert]
+        name = next((c for c in candidates if c in names), candidates[0])
+    if len(shape) == 2 and name.endswith(".weight") and not name.split(".")[-2].endswith(("embeddings", "LayerNorm")):
+        shape = shape[::-1]  # Hugging Face's Linear is [out, in], PaddleNLP's [in, out]
     return name, tuple(shape)
 
 

@@ -75,7 +75,7 @@ def resolve_precision(precision: str | None) -> str:
             source = ""
     if precision not in PRECISIONS[1:]:
         raise ValueError(f"Got precision={precision!r} but expected 'auto', 'fp32', 'bf16' or 'int8'.")
-    if precision == "bf16" and source:
+    if precision == "bf16" and source and config.engine() != "dygraph":  # that engine runs fp32 (it warns)
         check_bf16(source)
     return precision
 
@@ -357,18 +357,19 @@ def paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_l
 
 
 def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpoint) -> None:
-    from ._convert import HF_WEIGHTS, as_converted_from, converted_from
+    from ._convert import HF_WEIGHTS, as_converted_from, converted_from, source_names
 
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     prefix = PREFIX if any(k.startswith(PREFIX) for k in expected) else ""
     source = converted_from(checkpoint.config)  # a Hugging Face folder: named as its files name them
     where = [source / f for f in HF_WEIGHTS if (source / f).is_file()][:1] if source is not None else []
+    names = source_names(where[0]) if where else set()
 
     def named(key: str, shape: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
         if not where:
             return key, shape
         return as_converted_from(key if key.startswith((PREFIX, "pre_classifier.", "classifier.")) else PREFIX + key,
-                                 shape)
+                                 shape, names)
 
     missing = [named(k)[0] for k in expected if k not in state]
     wrong = [f"{named(k)[0]}: file {named(k, tuple(state[k].shape))[1]} vs config {named(k, shape)[1]}"

@@ -79,7 +79,8 @@ class LoadedModel:
         """``options`` with this model's own settings where they are None: a sentence-transformers model's
         pooling, Normalize, max_seq_length and default prompt; mean pooling, unit length and 512 tokens for a
         plain DistilBERT. An explicit option wins; ``prompt_name`` picks one of the model's prompts.
-        ``max_length`` is capped at the model's positions and ``stride`` at half a window, as they run."""
+        ``max_length`` is capped at the model's positions and, with ``long_text="chunk"``, ``stride`` at half a
+        window, as they run."""
         head = self.checkpoint.sentence
         prompts = head.prompts if head is not None else {}
         name = options.prompt_name if options.prompt_name is not None else (head.default_prompt_name if head else None)
@@ -94,9 +95,10 @@ class LoadedModel:
             options = options.filled(pooling=head.pooling, normalize=head.normalize,
                                      max_length=head.max_seq_length or 512, prompt=prompt)
         # What runs, so that result files and the result cache record it: max_length capped at the model's
-        # positions, a window's overlap at half its tokens ([CLS] and [SEP] aside).
+        # positions and, in chunk mode, a window's overlap at half its tokens ([CLS] and [SEP] aside); truncate
+        # mode reads no stride, and records it as given (as files written before did: --resume compares them).
         max_length = min(options.max_length, self.checkpoint.max_positions)
-        stride = min(options.stride, (max_length - 2) // 2)
+        stride = min(options.stride, (max_length - 2) // 2) if options.long_text == "chunk" else options.stride
         if (max_length, stride) != (options.max_length, options.stride):
             options = options.replace(max_length=max_length, stride=stride)
         return options

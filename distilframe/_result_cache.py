@@ -79,6 +79,7 @@ _BATCH = 500  # SQLite's variable limit is 999 on old builds
 ROW_OVERHEAD = 112  # bytes a row takes besides its value: key, mac, columns, the two indexes
 PAGE_SIZE = 1 << 16
 WAL_BYTES = 16 << 20  # at most; a sixteenth of the cap for small caps
+BUSY_TIMEOUT_MS = 60_000  # a writer waits this long for another
 ROWS_SHARE = 0.8  # of the cap, for the rows' counted bytes: the rest is the pages' slack and the log
 
 
@@ -174,7 +175,8 @@ class ResultCache:
             # (a group-shared cache stays writable by the group), and the -wal and -shm files follow it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o666))
             self._secret = _secret()
-            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                                   isolation_level=None)
             try:
                 if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                     self._create(conn)
@@ -275,16 +277,19 @@ class ResultCache:
                     value = values[i].tobytes()
                     rows.append((k, value, int(n_tokens[i]), len(value) + ROW_OVERHEAD, now,
                                  _mac(self._secret, k, value, int(n_tokens[i]))))
-            # A call of more rows than the cap holds keeps its last ones (they are evicted first otherwise, all
-            # used at once); they go in in transactions of at most the log's size, each evicting what passes the
-            # cap, so that neither the file nor the log grows past it (one transaction of every row grew the file
-            # to hold them all before eviction freed its pages: 38.9 MB on disk at a 4 MB cap).
-            room, kept = ROWS_SHARE * self.max_bytes, len(rows)
-            while kept and room >= rows[kept - 1][3]:
-                room -= rows[kept - 1][3]
-                kept -= 1
-            rows = rows[kept:]
-            step = max(1, self._wal_bytes() // (len(rows[0][1]) + ROW_OVERHEAD)) if rows else 1
+            # A call of more rows than the cap holds keeps its last ones, as many as eviction leaves (all are used
+            # at once: which go is arbitrary, and a row written then evicted is work lost); they go in in
+            # transactions of about a quarter of the log's size (each also rewrites the 64 KiB pages of the rows
+            # it evicts and of both indexes), each evicting what passes the cap, so that neither the file nor the
+            # log grows past it (one transaction of every row grew the file to hold them all before eviction
+            # freed its pages: 38.9 MB on disk at a 4 MB cap).
+            if sum(row[3] for row in rows) > ROWS_SHARE * self.max_bytes:
+                room, kept = 0.9 * ROWS_SHARE * self.max_bytes, len(rows)
+                while kept and room >= rows[kept - 1][3]:
+                    room -= rows[kept - 1][3]
+                    kept -= 1
+                rows = rows[kept:]
+            step = max(1, self._wal_bytes() // (4 * rows[0][3])) if rows else 1
             for start in range(0, len(rows), step):
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -301,8 +306,16 @@ class ResultCache:
                     self._compact = False
                     db.execute("VACUUM")
             wal = self.path.with_name(self.path.name + "-wal")
-            if wal.exists() and wal.stat().st_size > self._wal_bytes():  # a transaction's 64 KiB pages passed it
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a reader in the way: it stays for the next one
+            if wal.exists() and wal.stat().st_size > self._wal_bytes():  # a VACUUM's, or a transaction's, passed it
+                # Truncated now unless another process reads (it would wait for every reader: readers never
+                # block a writer); then later, when SQLite next resets the log (journal_size_limit).
+                db.execute("PRAGMA busy_timeout=0")
+                try:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.OperationalError:
+                    pass  # busy
+                finally:
+                    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _evict(self, db: sqlite3.Connection) -> None:
         """Past the cap (the rows' counted bytes), delete the least recently used rows down to 90% of it."""

@@ -138,12 +138,35 @@ def test_unsupported_checkpoints_are_refused_with_what_was_found(tmp_path):
     with pytest.raises(CheckpointError) as e:
         ModelManager().get(shapes)
     ffn = cfg["hidden_dim"]  # Hugging Face's Linear is [out, in]; PaddleNLP's [in, out]
-    assert f"e.g. transformer.layer.0.ffn.lin1.weight: file ({ffn}, 32) vs config ({ffn + 3}, 32)" in str(e.value)
+    assert f"e.g. distilbert.transformer.layer.0.ffn.lin1.weight: file ({ffn}, 32) vs config ({ffn + 3}, 32)" in \
+        str(e.value)
     assert "linear1" not in str(e.value) and "encoder.layers" not in str(e.value)
+    from safetensors.numpy import load_file, save_file
+
+    from distilframe._convert import _BERT_RENAMES
+
+    state = load_file(str(shapes / "model.safetensors"))  # an encoder saved alone: no distilbert. prefix
+    save_file({k[len("distilbert."):]: v for k, v in state.items()}, str(shapes / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"\(e.g. transformer\.layer\.0\.ffn\.lin1\.weight: file"):
+        ModelManager().get(shapes)
+    bert = {}  # a BERT's weights are named as its file names them, not as folded into DistilBERT
+    for key, value in state.items():
+        key = key.replace("distilbert.", "bert.")
+        for old, new in reversed(_BERT_RENAMES):
+            key = key.replace(new, old)
+        bert[key] = value
+    bert["bert.embeddings.token_type_embeddings.weight"] = np.zeros((2, 32), np.float32)
+    save_file(bert, str(shapes / "model.safetensors"))
+    (shapes / "config.json").write_text(json.dumps({
+        "model_type": "bert", "vocab_size": cfg["vocab_size"], "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": ffn + 3, "max_position_embeddings": 512}))
+    with pytest.raises(CheckpointError, match=rf"\(e.g. bert\.encoder\.layer\.0\.intermediate\.dense\.weight: file "
+                                              rf"\({ffn}, 32\) vs config \({ffn + 3}, 32\)"):
+        ModelManager().get(shapes)
     layers = write_hf_checkpoint(tmp_path / "layers", seed=48)
     (layers / "config.json").write_text(json.dumps({**cfg, "n_layers": 1}))
-    with pytest.raises(CheckpointError, match=r"encoder weights the config does not describe \(e.g. transformer"
-                                              r"\.layer\.1\.attention\."):
+    with pytest.raises(CheckpointError, match=r"encoder weights the config does not describe \(e.g. distilbert\."
+                                              r"transformer\.layer\.1\.attention\."):
         ModelManager().get(layers)
 
     empty = tmp_path / "empty"

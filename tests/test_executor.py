@@ -291,7 +291,8 @@ def test_what_runs_is_what_is_recorded_a_stride_past_half_a_window_and_max_lengt
     filled = model.fill(RunOptions(max_length=16, long_text="chunk", stride=128))
     assert (filled.max_length, filled.stride) == (16, 7)  # windows of 14 tokens overlap by 7 at most
     assert model.fill(RunOptions(max_length=10 * positions)).max_length == positions
-    assert model.fill(RunOptions(max_length=16, stride=3)).stride == 3
+    assert model.fill(RunOptions(max_length=16, long_text="chunk", stride=3)).stride == 3
+    assert model.fill(RunOptions(max_length=16)).stride == 128  # truncate mode reads none: kept as files record it
     meta = file_metadata("embed", "text", RunOptions(max_length=16, long_text="chunk", stride=128), model)
     assert (meta["stride"], meta["max_length"]) == ("7", "16")  # it recorded 128: what did not run
     long_text = " ".join(["cat", "dog", "movie"] * 20)

@@ -170,7 +170,17 @@ def test_the_dygraph_engine_runs_fp32_auto_means_fp32_and_bf16_asked_for_warns(t
     with pytest.warns(EngineWarning, match="DISTILFRAME_ENGINE=dygraph runs PaddleNLP's model in fp32 only.*not bf16"):
         loaded = ModelManager().get(folder, precision="bf16")  # it ran fp32 without a word
     assert isinstance(loaded.engine, engine_mod.PaddleEngine) and loaded.precision == "fp32"
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: False)  # no native bf16: not refused, it runs fp32
+    monkeypatch.setattr(engine_mod, "native_bf16", lambda: False)
+    monkeypatch.setattr(distilframe._config, "cpu_flags", lambda: {"avx2", "avx512f"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ModelManager().get(folder, precision="bf16").precision == "fp32"
+    assert [type(w.message) for w in caught] == [EngineWarning]  # one warning, not a bf16 one beside it
     monkeypatch.delenv("DISTILFRAME_ENGINE")
+    with pytest.raises(ValueError, match="no native bf16"):
+        engine_mod.resolve_precision("bf16")
+    monkeypatch.setattr(engine_mod, "fast_bf16", lambda: True)
     assert engine_mod.resolve_precision("auto") == "bf16"
 
 
