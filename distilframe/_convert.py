@@ -37,7 +37,7 @@ from ._sentence import SentenceHead, is_sentence_transformers, read_folder, sour
 from .errors import CasingWarning, CheckpointError, warn
 
 __all__ = ["HF_WEIGHTS", "LINEARS", "RENAMES", "as_converted_from", "convert", "converted_from", "is_huggingface",
-           "source_names"]
+           "source_style"]
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # Hugging Face names -> PaddleNLP names (testing.py writes Hugging Face checkpoints with them, backwards).
@@ -181,37 +181,47 @@ def converted_from(config: dict[str, Any]) -> Path | None:
     return Path(source["path"]) if isinstance(source, dict) and isinstance(source.get("path"), str) else None
 
 
-def source_names(path: Path) -> set[str]:
-    """The tensor names a Hugging Face weights file holds: a safetensors file's header (its first bytes alone);
-    empty for a PyTorch pickle (reading it takes torch and the whole file) or a file that cannot be read."""
+def source_style(folder: Path, weights: Path) -> tuple[bool, str]:
+    """How a Hugging Face folder's weights file names its tensors: (BERT's names, the prefix: ``distilbert.``,
+    ``bert.`` or none), read from a safetensors header (its first bytes alone); for a PyTorch pickle (reading
+    it takes torch and the whole file) or a header that cannot be read, from ``config.json``'s model_type, with
+    the prefix the hub's checkpoints have."""
     import struct
 
-    if path.suffix != ".safetensors":
-        return set()
+    names: set[str] = set()
     try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-    except (OSError, ValueError, struct.error):
-        return set()
-    return {name for name in header if name != "__metadata__"} if isinstance(header, dict) else set()
+        if weights.suffix == ".safetensors":
+            with open(weights, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                if size <= os.fstat(f.fileno()).st_size - 8:
+                    header = json.loads(f.read(size))
+                    names = set(header) if isinstance(header, dict) else set()
+    except Exception:  # a damaged header: the names are unknown, and this only words an error
+        names = set()
+    for bert, prefix in ((False, "distilbert."), (False, ""), (True, "bert."), (True, "")):
+        if prefix + "embeddings.word_embeddings.weight" in names:
+            return bert, prefix
+    try:
+        bert = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type") == "bert"
+    except Exception:
+        bert = False
+    return bert, "bert." if bert else "distilbert."
 
 
-def as_converted_from(name: str, shape: tuple[int, ...], names: set[str] | frozenset[str] = frozenset()
+def as_converted_from(name: str, shape: tuple[int, ...], style: tuple[bool, str] = (False, "distilbert.")
                       ) -> tuple[str, tuple[int, ...]]:
-    """A converted weight's PaddleNLP name and shape as the Hugging Face file it came from holds it (``names``:
-    that file's, :func:`source_names`): what an error about the weights names, so that the user finds it in
-    their own file. A DistilBERT's keys with or without ``distilbert.``, a BERT's (folded) in its own names;
-    where the file's names are unknown, with the prefix the hub's checkpoints have."""
+    """A converted weight's PaddleNLP name and shape as the Hugging Face file it came from names it (``style``:
+    :func:`source_style`): what an error about the weights says, so that the user finds it in their own file (a
+    BERT's in BERT's names, as they were folded)."""
     if name.startswith("distilbert."):
         name = name[len("distilbert."):]
         for old, new in RENAMES:
             name = name.replace(new, old)
-        bert = name
-        for old, new in _BERT_RENAMES:
-            bert = bert.replace(new, old, 1) if new.startswith(".") or bert.startswith(new) else bert
-        candidates = ["distilbert." + name, name, "bert." + bert, bert]
-        name = next((c for c in candidates if c in names), candidates[0])
+        bert, prefix = style
+        if bert:
+            for old, new in _BERT_RENAMES:
+                name = name.replace(new, old, 1) if new.startswith(".") or name.startswith(new) else name
+        name = prefix + name
     if len(shape) == 2 and name.endswith(".weight") and not name.split(".")[-2].endswith(("embeddings", "LayerNorm")):
         shape = shape[::-1]  # Hugging Face's Linear is [out, in], PaddleNLP's [in, out]
     return name, tuple(shape)

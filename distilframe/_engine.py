@@ -357,39 +357,47 @@ def paddlenlp_config(checkpoint: Checkpoint, state: dict[str, np.ndarray], num_l
 
 
 def _check_and_set(model: Any, state: dict[str, np.ndarray], checkpoint: Checkpoint) -> None:
-    from ._convert import HF_WEIGHTS, as_converted_from, converted_from, source_names
-
     expected = {name: tuple(p.shape) for name, p in model.state_dict().items()}
     prefix = PREFIX if any(k.startswith(PREFIX) for k in expected) else ""
-    source = converted_from(checkpoint.config)  # a Hugging Face folder: named as its files name them
-    where = [source / f for f in HF_WEIGHTS if (source / f).is_file()][:1] if source is not None else []
-    names = source_names(where[0]) if where else set()
-
-    def named(key: str, shape: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
-        if not where:
-            return key, shape
-        return as_converted_from(key if key.startswith((PREFIX, "pre_classifier.", "classifier.")) else PREFIX + key,
-                                 shape, names)
-
-    missing = [named(k)[0] for k in expected if k not in state]
-    wrong = [f"{named(k)[0]}: file {named(k, tuple(state[k].shape))[1]} vs config {named(k, shape)[1]}"
-             for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
+    missing = [k for k in expected if k not in state]
+    wrong = [k for k, shape in expected.items() if k in state and tuple(state[k].shape) != shape]
     # Encoder weights the config has no place for (more layers than it says) mean another model.
-    unused = [named(k)[0] for k in state if k.startswith(prefix + "encoder.") and k not in expected]
+    unused = [k for k in state if k.startswith(prefix + "encoder.") and k not in expected]
     if missing or wrong or unused:
+        files, named = _weights_named(checkpoint)
         details = []
         if missing:
-            details.append(f"{len(missing)} missing weights (e.g. {', '.join(missing[:3])})")
+            details.append(f"{len(missing)} missing weights (e.g. {', '.join(named(k)[0] for k in missing[:3])})")
         if wrong:
-            details.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+            shown = [f"{named(k)[0]}: file {named(k, tuple(state[k].shape))[1]} vs config {named(k, expected[k])[1]}"
+                     for k in wrong[:3]]
+            details.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(shown)})")
         if unused:
-            details.append(f"{len(unused)} encoder weights the config does not describe (e.g. {', '.join(unused[:3])})")
-        files = (f"{where[0]} do not fit the DistilBERT described by {source / 'config.json'} (converted into "
-                 f"{checkpoint.path})") if where else \
-            f"{checkpoint.weights_path} do not fit the DistilBERT described by its config"
+            details.append(f"{len(unused)} encoder weights the config does not describe (e.g. "
+                           f"{', '.join(named(k)[0] for k in unused[:3])})")
         raise CheckpointError(f"The weights in {files}: {'; '.join(details)}. Check that the config and the weights "
                               "come from the same model.")
     model.set_state_dict({k: state[k] for k in expected})
+
+
+def _weights_named(checkpoint: Checkpoint) -> tuple[str, Any]:
+    """(the files an error about the weights names, a function naming a weight and its shape): a Hugging Face
+    folder's own file, names and shapes when the checkpoint is its conversion, else the checkpoint's."""
+    from ._convert import HF_WEIGHTS, as_converted_from, converted_from, source_style
+
+    source = converted_from(checkpoint.config)
+    where = [source / f for f in HF_WEIGHTS if (source / f).is_file()][:1] if source is not None else []
+    if not where:
+        return (f"{checkpoint.weights_path} do not fit the DistilBERT described by its config",
+                lambda key, shape=(): (key, shape))
+    style = source_style(source, where[0])
+
+    def named(key: str, shape: tuple[int, ...] = ()) -> tuple[str, tuple[int, ...]]:
+        full = key if key.startswith((PREFIX, "pre_classifier.", "classifier.")) else PREFIX + key
+        return as_converted_from(full, shape, style)
+
+    return (f"{where[0]} do not fit the DistilBERT described by {source / 'config.json'} (converted into "
+            f"{checkpoint.path})", named)
 
 
 # ------------------------------------------------------------------------------ Paddle Inference

@@ -30,8 +30,8 @@ empty that file and log would pass the cap, the file is rewritten (VACUUM). 64 K
 (1.5 KB for 384 floats, 3 KB for 768) inside its page: with SQLite's default 4 KiB pages each row
 spilled into an overflow page, and the file was 2.9 times what was counted; a table keyed by rowid (the
 key in a unique index) fills its pages in insertion order, where a random-key B-tree left a third of each
-page empty. Rows go in in transactions no larger than the log, each evicting what passes the cap, and a
-call of more rows than the cap holds keeps the last that fit: one transaction of a whole call grew the file
+page empty. Rows go in in transactions of about a quarter of the log, each evicting what passes the cap, and a
+call keeps at most its last rows that eviction leaves: one transaction of a whole call grew the file
 to hold every row before eviction freed them (38.9 MB on disk at a 4 MB cap after one call of 6,000 rows
 of 768 floats; 3.9 MB now). Measured (tests/test_cache.py): 36 MB on disk at a 32 MB cap, 58 MB at 64 MB.
 
@@ -277,18 +277,17 @@ class ResultCache:
                     value = values[i].tobytes()
                     rows.append((k, value, int(n_tokens[i]), len(value) + ROW_OVERHEAD, now,
                                  _mac(self._secret, k, value, int(n_tokens[i]))))
-            # A call of more rows than the cap holds keeps its last ones, as many as eviction leaves (all are used
-            # at once: which go is arbitrary, and a row written then evicted is work lost); they go in in
+            # A call keeps at most its last rows that eviction leaves (all are used at once: which go is
+            # arbitrary, and a row written then evicted is work lost); they go in in
             # transactions of about a quarter of the log's size (each also rewrites the 64 KiB pages of the rows
             # it evicts and of both indexes), each evicting what passes the cap, so that neither the file nor the
             # log grows past it (one transaction of every row grew the file to hold them all before eviction
             # freed its pages: 38.9 MB on disk at a 4 MB cap).
-            if sum(row[3] for row in rows) > ROWS_SHARE * self.max_bytes:
-                room, kept = 0.9 * ROWS_SHARE * self.max_bytes, len(rows)
-                while kept and room >= rows[kept - 1][3]:
-                    room -= rows[kept - 1][3]
-                    kept -= 1
-                rows = rows[kept:]
+            room, kept = 0.9 * ROWS_SHARE * self.max_bytes, len(rows)
+            while kept and room >= rows[kept - 1][3]:
+                room -= rows[kept - 1][3]
+                kept -= 1
+            rows = rows[kept:]
             step = max(1, self._wal_bytes() // (4 * rows[0][3])) if rows else 1
             for start in range(0, len(rows), step):
                 db.execute("BEGIN IMMEDIATE")
@@ -311,9 +310,7 @@ class ResultCache:
                 # block a writer); then later, when SQLite next resets the log (journal_size_limit).
                 db.execute("PRAGMA busy_timeout=0")
                 try:
-                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.OperationalError:
-                    pass  # busy
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # busy: it says so in its row, and returns
                 finally:
                     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 

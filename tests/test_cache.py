@@ -42,14 +42,15 @@ def test_store_round_trip_settings_and_nan_rows(tmp_path):
 
 def test_least_recently_used_rows_go_first_past_the_cap(tmp_path):
     row = 16 + ROW_OVERHEAD
-    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=10 * row)  # room for 10 rows of 4 floats
+    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=12 * row)  # eviction leaves 8 rows of 4 floats
     settings = settings_key(n=1)
     old = cache.keys(settings, [f"old {i}" for i in range(8)])
     cache.put(old, np.ones((8, 4), np.float32), np.zeros(8))
+    assert cache.get(old, 4)[0].all()
     cache.get(old[:2], 4)  # read again: recently used
     new = cache.keys(settings, [f"new {i}" for i in range(4)])
     cache.put(new, np.ones((4, 4), np.float32), np.zeros(4))
-    assert cache.info()["bytes"] <= 10 * row
+    assert cache.info()["bytes"] <= 12 * row
     assert cache.get(old[:2], 4)[0].all() and cache.get(new, 4)[0].all()
     assert not cache.get(old[2:], 4)[0].all()
 
@@ -319,6 +320,11 @@ def test_one_call_larger_than_a_small_cap_stays_within_it(tmp_path):
         done.set()
         watcher.join()
     assert peak[0] <= 1.35 * cap, peak[0] / cap  # during the calls: 1.20x measured (a 256 KiB log of 64 KiB pages)
+    older = cache.keys(settings, [f"older {i}" for i in range(300)])  # a call that fits, older rows beside it
+    cache.put(older, rng.standard_normal((300, 768)).astype(np.float32), np.full(300, 7))
+    texts = [f"fits {i}" for i in range(1040)]  # 0.79 of the cap: eviction down to 0.72 took its first rows
+    values = rng.standard_normal((1040, 768)).astype(np.float32)
+    cache.put(cache.keys(settings, texts), values, np.full(1040, 7))
     found, got, _ = cache.get(cache.keys(settings, texts), 768)
     kept = int(found.sum())  # the call's last rows, as many as eviction leaves: none written then evicted
     assert found[-kept:].all() and kept == int(0.9 * ROWS_SHARE * cap) // (768 * 4 + ROW_OVERHEAD)

@@ -163,6 +163,15 @@ def test_unsupported_checkpoints_are_refused_with_what_was_found(tmp_path):
     with pytest.raises(CheckpointError, match=rf"\(e.g. bert\.encoder\.layer\.0\.intermediate\.dense\.weight: file "
                                               rf"\({ffn}, 32\) vs config \({ffn + 3}, 32\)"):
         ModelManager().get(shapes)
+    bert_cfg = json.loads((shapes / "config.json").read_text())
+    (shapes / "config.json").write_text(json.dumps({**bert_cfg, "intermediate_size": ffn, "num_hidden_layers": 3}))
+    with pytest.raises(CheckpointError, match=r"missing weights \(e.g. bert\.encoder\.layer\.2\.attention\.self\."
+                                              r"query\.weight"):  # named as the file's other weights are
+        ModelManager().get(shapes)
+    from distilframe._convert import source_style
+
+    (shapes / "model.safetensors").write_bytes(b"\xff" * 8 + b"{}")  # a damaged header: the config's model_type
+    assert source_style(shapes, shapes / "model.safetensors") == (True, "bert.")
     layers = write_hf_checkpoint(tmp_path / "layers", seed=48)
     (layers / "config.json").write_text(json.dumps({**cfg, "n_layers": 1}))
     with pytest.raises(CheckpointError, match=r"encoder weights the config does not describe \(e.g. distilbert\."
