@@ -353,7 +353,9 @@ def test_memory_does_not_grow_with_the_number_of_input_shapes(tmp_path):
     weights = 2 * (4 * 512 * 512 + 2 * 512 * 2048) * 4  # bytes of the linear layers' weights: 25 MB
     grown = int(subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(folder)], capture_output=True, text=True,
                                check=True).stdout.split()[-1])
-    assert grown < 2 * weights, f"RSS grew by {grown / 2**20:.0f} MB over 8 input shapes"
+    # Measured (AMD EPYC, 2 cores): 41-53 MB in fp32, the reordered copy of the current shape and the allocator's
+    # slack (under 2x, the bound before, in 4 of 6 runs); 250-265 MB with Paddle's ten shapes (SHAPE_CACHE = 10).
+    assert grown < 4 * weights, f"RSS grew by {grown / 2**20:.0f} MB over 8 input shapes"
 
 
 @pytest.mark.parametrize("last, rows, width, keep, shape", [
