@@ -62,8 +62,9 @@ _HEAD_KEYS = ("pre_classifier.weight", "pre_classifier.bias", "classifier.weight
 
 def resolve_precision(precision: str | None) -> str:
     """``"fp32"``, ``"bf16"`` or ``"int8"``: ``"auto"`` is DISTILFRAME_PRECISION if set, else bf16 on a CPU where it is
-    faster than fp32 (:func:`~distilframe._config.fast_bf16`), with no GPU and Paddle Inference's engine, else fp32. bf16 asked for on a CPU without
-    native bf16 is refused, and where it is native but slower than fp32 it warns once (see :func:`check_bf16`)."""
+    faster than fp32 (:func:`~distilframe._config.fast_bf16`), with no GPU and Paddle Inference's engine, else
+    fp32. bf16 asked for on a CPU without native bf16 is refused, and where it is native but slower than fp32 it
+    warns once (see :func:`check_bf16`); with DISTILFRAME_ENGINE=dygraph it runs fp32, with a warning."""
     source = f"precision={precision!r}"
     if precision is None or precision == "auto":
         precision = config.precision()

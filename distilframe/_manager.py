@@ -260,8 +260,8 @@ class ModelManager:
             engine = OnnxInt8Engine(checkpoint, num_threads=num_threads)
         elif config.engine() == "dygraph":
             if precision == "bf16":
-                warn(f"DISTILFRAME_ENGINE=dygraph runs PaddleNLP's model in fp32 only: {checkpoint.name!r} runs in fp32, "
-                     "not bf16 as asked (exact, slower). Unset DISTILFRAME_ENGINE for Paddle Inference's bf16.",
+                warn(f"DISTILFRAME_ENGINE=dygraph runs PaddleNLP's model in fp32 only: {checkpoint.name!r} runs in "
+                     "fp32, not bf16 as asked (exact, slower). Unset DISTILFRAME_ENGINE for Paddle Inference's bf16.",
                      EngineWarning)
             engine, precision = PaddleEngine(checkpoint, num_threads=num_threads), "fp32"
         else:
