@@ -43,10 +43,18 @@ def quiet_imports() -> Iterator[None]:
         datasets_log.setLevel(level)
 
 
+_interrupted = False  # an import of Paddle was interrupted in this process
+
+
 def paddle() -> Any:
     """``import paddle``, quietly: Paddle's C++ side logs INFO and WARNING lines through glog (export and
     predictor details) to stderr, noise in notebooks and job logs. glog reads GLOG_minloglevel when paddle
     loads, so it is set for the import only (errors still show; a user's own setting is kept)."""
+    global _interrupted
+    if _interrupted:
+        raise ImportError("Importing Paddle was interrupted in this process (Ctrl-C during the first call), and a "
+                          "half-imported Paddle cannot be imported again: restart Python (in a notebook, restart "
+                          "the kernel), then run again.", name="paddle")
     if "paddle" in sys.modules:
         return sys.modules["paddle"]
     user = os.environ.get("GLOG_minloglevel")
@@ -58,6 +66,9 @@ def paddle() -> Any:
     except ImportError as e:
         raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install "
                           "'paddlepaddle>=3.3,<3.4'.") from e
+    except BaseException:  # KeyboardInterrupt: its modules stay half-initialized in sys.modules
+        _interrupted = True
+        raise
     finally:
         if user is None:
             os.environ.pop("GLOG_minloglevel", None)

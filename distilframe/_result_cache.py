@@ -196,8 +196,8 @@ class ResultCache:
         given the schema: in one transaction, so that processes starting at once do it once."""
         if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect for a file with no page yet
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # else another process did it
                 for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', "
                                                "'trigger') AND name NOT LIKE 'sqlite_%'").fetchall():
@@ -208,7 +208,7 @@ class ResultCache:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     @staticmethod
@@ -290,8 +290,8 @@ class ResultCache:
             rows = rows[kept:]
             step = max(1, self._wal_bytes() // (4 * rows[0][3])) if rows else 1
             for start in range(0, len(rows), step):
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                try:  # BEGIN inside: a Ctrl-C as it returns must not leave the write lock held
+                    db.execute("BEGIN IMMEDIATE")
                     # A row already there is rewritten: the same result, or one that did not pass its digest.
                     db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                                    "value = excluded.value, n_tokens = excluded.n_tokens, size = excluded.size, "
@@ -299,7 +299,7 @@ class ResultCache:
                     self._evict(db)
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    _rollback(db)
                     raise
                 if self._compact:  # evicted rows left pages part-empty: rewrite the file (rare)
                     self._compact = False
@@ -372,6 +372,16 @@ class ResultCache:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the transaction an exception interrupted, if one is open (a Ctrl-C as COMMIT returned leaves
+    none): the exception, not a "no transaction is active" error, is what the caller sees."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection's transaction ends with it
 
 
 _default: dict[str, ResultCache] = {}

@@ -246,7 +246,8 @@ def _cache(args: argparse.Namespace) -> int:
                         f"{store.advice(e)}") from None
     print(f"path       {info['path']}")
     print(f"results    {info['rows']:,}")
-    print(f"stored     {info['bytes'] / 2**20:,.1f} MB of {info['max_bytes'] / 2**20:,.0f} MB (DISTILFRAME_CACHE_SIZE)")
+    cap = info['max_bytes'] / 2**20
+    print(f"stored     {info['bytes'] / 2**20:,.1f} MB of {cap:,.{0 if cap >= 10 else 1}f} MB (DISTILFRAME_CACHE_SIZE)")
     print(f"on disk    {info['disk_bytes'] / 2**20:,.1f} MB")
     return 0
 

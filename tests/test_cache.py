@@ -119,6 +119,11 @@ def test_cache_commands(monkeypatch, tmp_path, capsys):
     assert main(["cache", "info"]) == 0
     printed = capsys.readouterr().out
     assert "results    5" in printed and str(tmp_path / "home" / "results.sqlite") in printed
+    assert "MB of 1,024 MB (DISTILFRAME_CACHE_SIZE)" in printed
+    monkeypatch.setenv("DISTILFRAME_CACHE_SIZE", "500K")  # it printed "of 0 MB"
+    default_cache().close()
+    distilframe._result_cache._default.clear()
+    assert main(["cache", "info"]) == 0 and "MB of 0.5 MB (DISTILFRAME_CACHE_SIZE)" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
     assert "removed 5 cached results" in capsys.readouterr().out
     assert default_cache().info()["rows"] == 0
@@ -353,6 +358,49 @@ sys.stdin.readline(); db.execute('COMMIT')"""], stdin=subprocess.PIPE, stdout=su
         reader.communicate("\n", timeout=30)
     cache.put(cache.keys(settings, ["y"]), np.ones((1, 768), np.float32), np.ones(1))
     assert cache.info()["disk_bytes"] <= 1.05 * (4 << 20)  # the log truncated once the reader left
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "COMMIT"])
+def test_a_ctrl_c_as_a_transaction_begins_or_commits_is_raised_and_leaves_no_lock(tmp_path, statement):
+    # A SIGINT that arrives while SQLite runs in C is raised as the statement returns: after BEGIN it left the
+    # write lock held (other processes waited 60 s, this one's cache was off); after COMMIT the ROLLBACK's error
+    # replaced it (the Ctrl-C was lost, the cache turned off with a CacheWarning).
+    import sqlite3
+    import warnings
+
+    cache = ResultCache(tmp_path / "r.sqlite")
+    settings = settings_key(n=6)
+    cache.put(cache.keys(settings, ["first"]), np.ones((1, 4), np.float32), np.ones(1))
+
+    class Interrupted:
+        def __init__(self, conn):
+            self.conn, self.armed = conn, True
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        def execute(self, sql, *args):
+            out = self.conn.execute(sql, *args)
+            if sql == statement and self.armed:
+                self.armed = False
+                raise KeyboardInterrupt
+            return out
+
+    real = cache._conn
+    cache._conn = Interrupted(real)
+    keys = cache.keys(settings, ["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no CacheWarning
+        with pytest.raises(KeyboardInterrupt):
+            cache.put(keys, np.ones((2, 4), np.float32), np.ones(2))
+        assert not real.in_transaction
+        other = sqlite3.connect(tmp_path / "r.sqlite", timeout=0.5)
+        other.execute("BEGIN IMMEDIATE")  # another writer gets the lock at once
+        other.execute("ROLLBACK")
+        other.close()
+        cache.put(keys, np.full((2, 4), 2.0, np.float32), np.ones(2))  # and the cache still works
+        found, values, _ = cache.get(keys, 4)
+    assert found.all() and (values == 2).all()
 
 
 def test_cache_commands_on_a_damaged_read_only_or_misplaced_cache(tmp_path, monkeypatch):

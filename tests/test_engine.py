@@ -1,6 +1,9 @@
 """The Paddle engine against an independent float64 numpy DistilBERT (tests/reference.py)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -249,3 +252,40 @@ def test_the_engine_equals_paddlenlps_own_load_of_the_same_folder(tmp_path, num_
     else:  # the packed encoder: the same at every token (padding, which nothing reads, is computed otherwise)
         real = mask.astype(bool)
         assert np.array_equal(engine.hidden_states(ids, mask)[real], want[real])
+
+
+INTERRUPTED_IMPORT = """
+import sys, warnings
+import pandas as pd
+from distilframe.testing import write_checkpoint
+
+class Interrupt:  # a Ctrl-C in the middle of the first call's import paddle
+    armed = True
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("paddle.") and Interrupt.armed:
+            Interrupt.armed = False
+            raise KeyboardInterrupt
+        return None
+
+folder = write_checkpoint(sys.argv[1], seed=5)
+sys.meta_path.insert(0, Interrupt())
+try:
+    pd.Series(["a cat"]).distil.embed(model=folder)
+except KeyboardInterrupt:
+    print("interrupted")
+warnings.simplefilter("error")  # no EngineWarning about falling back to the dygraph model
+try:
+    pd.Series(["a cat"]).distil.embed(model=folder)
+except ImportError as e:
+    print("ImportError:", e)
+"""
+
+
+def test_a_ctrl_c_during_the_import_of_paddle_says_to_restart_python(tmp_path):
+    # Its modules stay half-initialized: every later call failed with "partially initialized module 'paddle'",
+    # after a warning that blamed Paddle Inference and a fallback to the dygraph model that failed alike.
+    out = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT, str(tmp_path / "ckpt")], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "DISTILFRAME_HOME": str(tmp_path / "home")})
+    assert out.stdout.splitlines()[0] == "interrupted", out.stderr[-2000:]
+    assert "ImportError: Importing Paddle was interrupted in this process" in out.stdout
+    assert "restart Python (in a notebook, restart the kernel)" in out.stdout
