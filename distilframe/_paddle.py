@@ -43,7 +43,7 @@ def quiet_imports() -> Iterator[None]:
         datasets_log.setLevel(level)
 
 
-_interrupted = False  # an import of Paddle was interrupted in this process
+_interrupted = ""  # how an import of Paddle was cut short in this process ("KeyboardInterrupt": a Ctrl-C)
 
 
 def paddle() -> Any:
@@ -52,9 +52,10 @@ def paddle() -> Any:
     loads, so it is set for the import only (errors still show; a user's own setting is kept)."""
     global _interrupted
     if _interrupted:
-        raise ImportError("Importing Paddle was interrupted in this process (Ctrl-C during the first call), and a "
-                          "half-imported Paddle cannot be imported again: restart Python (in a notebook, restart "
-                          "the kernel), then run again.", name="paddle")
+        how = "Ctrl-C during the first call" if _interrupted == "KeyboardInterrupt" else _interrupted
+        raise ImportError(f"Importing Paddle was interrupted in this process ({how}), and a half-imported Paddle "
+                          "cannot be imported again: restart Python (in a notebook, restart the kernel), then run "
+                          "again.", name="paddle")
     if "paddle" in sys.modules:
         return sys.modules["paddle"]
     user = os.environ.get("GLOG_minloglevel")
@@ -66,8 +67,8 @@ def paddle() -> Any:
     except ImportError as e:
         raise ImportError(f"PaddlePaddle could not be imported ({e}). Install it: pip install "
                           "'paddlepaddle>=3.3,<3.4'.") from e
-    except BaseException:  # KeyboardInterrupt: its modules stay half-initialized in sys.modules
-        _interrupted = True
+    except BaseException as e:  # a KeyboardInterrupt: its modules stay half-initialized in sys.modules
+        _interrupted = type(e).__name__
         raise
     finally:
         if user is None:
