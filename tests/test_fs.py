@@ -210,6 +210,29 @@ def test_a_file_just_written_is_hashed_again_and_never_recorded(tmp_path, monkey
     assert fs._settled(st, st.st_ctime_ns + 60_000_000) == (st.st_ctime_ns % 10 ** 9 != 0)
 
 
+def test_a_manifest_written_in_a_staged_folder_is_recalled_by_the_next_process(tmp_path, monkeypatch):
+    # The files a staged folder holds were all just written by this process, which is done with them: their
+    # manifest's hashes are kept at once, so that the next process to use a new export does not read its
+    # weights again. Elsewhere a file just written is not trusted (the test above).
+    monkeypatch.setenv("DISTILFRAME_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(fs, "SETTLED_NS", (10 ** 12, 10 ** 12))  # every file was written just now
+    with fs.staged_folder(tmp_path / "export") as tmp:
+        (tmp / "weights.bin").write_bytes(b"w" * 4096)
+        fs.write_manifest(tmp, ["weights.bin"])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "weights.bin").write_bytes(b"w" * 4096)
+    fs.write_manifest(plain, ["weights.bin"])
+    hashed = _reads(monkeypatch)
+    fs._digests.clear()  # a new process
+    assert fs.damaged(tmp_path / "export") == [] and hashed == []
+    assert fs.damaged(plain) == [] and hashed == ["weights.bin"]
+    assert not fs._staging  # the folder is no longer staged once renamed
+    _rewrite(tmp_path / "export" / "weights.bin", b"v" * 4096)  # written again later: found
+    fs._digests.clear()
+    assert fs.damaged(tmp_path / "export") == ["weights.bin"]
+
+
 def test_a_damaged_file_is_found_though_its_hash_was_recorded(tmp_path, monkeypatch, settled):
     with fs.staged_folder(tmp_path / "cache") as tmp:
         (tmp / "weights.bin").write_bytes(b"w" * 4096)
