@@ -292,7 +292,13 @@ def run() -> None:
     Once the command has returned, its work is done (an output file is whole, or was never written): an
     interrupt while Python and Paddle clean up (about 0.3 s) is ignored, rather than turn a finished job into
     an interrupted one with Paddle's traceback. (A handler of Python's own would be reset before the modules'
-    teardown; an ignored signal stays ignored through it.)"""
+    teardown; an ignored signal stays ignored through it.)
+
+    distilframe's own warnings print as ``distilframe: warning: <message> (<category>)``: a command has no
+    line of the user's to name (Python would name ``<frozen runpy>``); others keep Python's format."""
+    import warnings
+
+    warnings.showwarning = _warning_printer(warnings.showwarning)
     code = main()
     import signal
     import threading
@@ -300,6 +306,21 @@ def run() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
+
+
+def _warning_printer(previous):
+    """``warnings.showwarning`` for the command: distilframe's warnings on one line, others to ``previous``."""
+    from .errors import DistilFrameWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, DistilFrameWarning):
+            return previous(message, category, filename, lineno, file, line)
+        try:
+            print(f"distilframe: warning: {message} ({category.__name__})", file=file or sys.stderr)
+        except OSError:  # stderr closed, a broken pipe: as in Python's own, a warning that cannot be shown is dropped
+            pass
+
+    return show
 
 
 class _Stopped(KeyboardInterrupt):

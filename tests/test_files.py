@@ -150,6 +150,11 @@ def test_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, frame, monkeypat
     assert out.read_text() == "keep me"
     ok = run_cli("embed", source, out, "--column", "text", "--overwrite", "--quiet")
     assert ok.returncode == 0 and ok.stderr.strip() == "" and pq.read_table(out).num_rows == len(TEXTS)
+    # A warning is one line of its own, not located at "<frozen runpy>" (a command has no line of the user's).
+    cut = run_cli("embed", source, out, "--column", "text", "--overwrite", "--quiet", "--max-length", "4")
+    assert cut.returncode == 0 and cut.stderr.splitlines() == [
+        "distilframe: warning: 3 of 4 distinct texts were longer than max_length=4 tokens and were truncated (only "
+        "their beginning was used). Pass long_text='chunk' to read them whole. (TruncationWarning)"], cut.stderr
 
 
 def test_help_is_complete_and_has_examples():
