@@ -103,11 +103,6 @@ def run(texts: Sequence[str | None], model: "LoadedModel", task: str = "embed", 
     check_task(task)
     if changes:
         options = options.replace(**changes)
-    if options.max_length is not None and options.max_length > model.checkpoint.max_positions:
-        warn(f"max_length={options.max_length} is more than {model.name!r} can read: its position table has "
-             f"{model.checkpoint.max_positions} positions, so {model.checkpoint.max_positions} tokens are used "
-             f"(a window's length with long_text='chunk'). Pass max_length <= {model.checkpoint.max_positions}.",
-             TruncationWarning)
     options = model.fill(options)  # the model's own pooling, normalize, max_length and prompt where not given
     # A model cannot read past its position table: the limit is the smaller of the two.
     max_length = min(options.max_length, model.checkpoint.max_positions)

@@ -30,6 +30,7 @@ from ._manager import LoadedModel
 from ._options import RunOptions
 from ._pipeline import load, pandas_result, run
 from ._run import Result
+from .errors import DistilFrameWarning, warn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,14 +58,41 @@ class Embedded:
     options: RunOptions
 
 
+def _listed(value: Any) -> list | None:
+    """A list, a tuple, or a 1-D array-like (a numpy array, a pandas Series or Index, such as
+    ``df["topic"].unique()``) as a list; None for anything else."""
+    if not isinstance(value, (list, tuple)) and not (
+            type(value).__module__.split(".")[0] in ("numpy", "pandas") and getattr(value, "ndim", None) == 1):
+        return None
+    return [str(v) if isinstance(v, str) else v for v in value]  # numpy's str_ as str
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its repr when short, else its type and length."""
+    text = repr(value)
+    if len(text) <= 80 and "\n" not in text:
+        return text
+    return f"a {type(value).__name__}" + (f" of {len(value)} items" if hasattr(value, "__len__") else "")
+
+
+def _check_unicode(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"Got the {what} {value!r}, which is not valid Unicode (a lone surrogate at position "
+                         f"{e.start}, as text decoded with errors='surrogateescape' has): fix the string, e.g. "
+                         f"with .encode('utf-8', 'replace').decode('utf-8').") from None
+
+
 def check_queries(query: Any) -> list[str]:
-    queries = [query] if isinstance(query, str) else query
-    if not isinstance(queries, (list, tuple)) or not queries:
-        raise ValueError(f"Got query={query!r} but expected a string or a non-empty list of strings.")
+    queries = [query] if isinstance(query, str) else _listed(query)
+    if not queries:
+        raise ValueError(f"Got query={_shown(query)} but expected a string or a non-empty list of strings.")
     for q in queries:
         if not isinstance(q, str) or not q.strip():
             raise ValueError(f"Got the query {q!r} but expected a non-empty string: an empty query matches nothing.")
-    return list(queries)
+        _check_unicode(q, "query")
+    return queries
 
 
 def check_k(k: Any) -> int:
@@ -135,6 +163,11 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         loaded = load("embed", fallback if model is None else model, options)
         filled = loaded.fill(options)
         return _from_column(existing, loaded, filled, texts)
+    elif existing is not None:  # found by its name, and nothing says which model made it: computed again
+        warn(f"The frame has a column {existing.name!r} but no record of the model that made it (filtering a Polars "
+             "frame, collecting a LazyFrame or reading a file drops it), so it is not used: the embeddings are "
+             f"computed again with {str(fallback if model is None else model)!r}. To reuse the column, pass "
+             f"embeddings={existing.name!r} and model= the model that made it.", DistilFrameWarning)
     if model is None:
         model = meta["model"] if meta is not None else fallback
     return _pipeline_embeddings(texts, model, options)[0]
@@ -212,8 +245,10 @@ def result_names(frame: "pd.DataFrame") -> tuple[Any, Any]:
     """The names of the columns search results add: ``score`` and ``query``, or ``search_score`` and
     ``search_query`` where the frame already has a column of that name."""
     names = []
+    levels = getattr(frame.columns, "nlevels", 1)  # a MultiIndex frame's new columns are full-length tuples
     for name in ("score", "query"):
         for candidate in (name, f"search_{name}"):
+            candidate = (candidate, *[""] * (levels - 1)) if levels > 1 else candidate
             if candidate not in frame.columns:
                 names.append(candidate)
                 break
@@ -335,12 +370,15 @@ def duplicates(texts: "pd.Series", embedded: Embedded, threshold: float) -> "pd.
 
 
 def check_labels(labels: Any, template: Any) -> tuple[list[str], str]:
-    if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or len(labels) < 2:
-        raise ValueError(f"Got labels={labels!r} but expected a list of at least two label names, such as "
+    listed = None if isinstance(labels, str) else _listed(labels)
+    if listed is None or len(listed) < 2:
+        raise ValueError(f"Got labels={_shown(labels)} but expected a list of at least two label names, such as "
                          "['shipping', 'quality', 'price'].")
+    labels = listed
     for label in labels:
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"Got the label {label!r} but expected a non-empty string.")
+        _check_unicode(label, "label")
     seen = {label for label in labels if labels.count(label) > 1}
     if seen:
         raise ValueError(f"Got labels={list(labels)!r} with {sorted(seen)!r} more than once: each label once.")

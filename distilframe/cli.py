@@ -295,11 +295,17 @@ def run() -> None:
     teardown; an ignored signal stays ignored through it.)
 
     distilframe's own warnings print as ``distilframe: warning: <message> (<category>)``: a command has no
-    line of the user's to name (Python would name ``<frozen runpy>``); others keep Python's format."""
+    line of the user's to name (Python would name ``<frozen runpy>``); others keep Python's format. Not
+    where ``warnings.showwarning`` is not Python's own (``logging.captureWarnings``); put back on return."""
     import warnings
 
-    warnings.showwarning = _warning_printer(warnings.showwarning)
-    code = main()
+    previous = warnings.showwarning
+    if getattr(previous, "__module__", None) == "warnings":  # Python's own (not logging.captureWarnings')
+        warnings.showwarning = _warning_printer(previous)
+    try:
+        code = main()
+    finally:
+        warnings.showwarning = previous
     import signal
     import threading
 

@@ -85,8 +85,15 @@ def _zero_shot_frame(part: pd.DataFrame, column: Any, model: Any, options: RunOp
 def _write_part(part: pd.DataFrame, path: str, step: dict[str, Any], created_at: str, write_index: bool) -> int:
     import pyarrow.parquet as pq
 
-    loaded = load(step["task"], step["model"], step["options"])
-    meta = file_metadata(step["task"], step["column"], step["options"], loaded)
+    if step.get("labels") is not None:  # zero-shot: the sentence model embeds, and the labels are recorded
+        from ._similarity import zero_shot_metadata
+
+        loaded = load("embed", step["model"], step["options"])
+        meta = zero_shot_metadata(step["column"], loaded.fill(step["options"]), loaded, step["labels"],
+                                  step["template"])
+    else:
+        loaded = load(step["task"], step["model"], step["options"])
+        meta = file_metadata(step["task"], step["column"], step["options"], loaded)
     meta["created_at"] = created_at
     pq.write_table(parquet_table(part, meta, write_index), path)
     return len(part)
@@ -180,9 +187,12 @@ class DaskDistilDataFrameAccessor(_Base):
         name = select_column(ddf._meta_nonempty, column).name
         name = name.item() if isinstance(name, np.generic) else name
         self._prepare("embed", ddf._meta[name], name, _model("search", model), options)  # the client's checks
-        meta = with_columns(ddf._meta, OutputSchema.of("classify", name, options, labels=labels).empty_pandas())
-        return ddf.map_partitions(_zero_shot_frame, name, _model("search", model), options.replace(progress=False),
-                                  labels, template, meta=meta, align_dataframes=False)
+        added = OutputSchema.of("classify", name, options, labels=labels).empty_pandas()
+        result = ddf.map_partitions(_zero_shot_frame, name, _model("search", model), options.replace(progress=False),
+                                    labels, template, meta=with_columns(ddf._meta, added), align_dataframes=False)
+        step = {"task": "classify", "column": name, "model": _portable(_model("search", model)), "options": options,
+                "labels": labels, "template": template, "outputs": list(added.columns)}
+        return _with_attrs(ddf, result, step)  # so that to_parquet writes it, with the zero-shot metadata
 
     def search(self, query: str | list[str], column: Any = None, *, k: int = 10,
                model: str | os.PathLike | None = None, embeddings: str | None = None,

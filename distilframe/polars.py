@@ -350,7 +350,8 @@ class DistilLazyFrameNamespace:
         """Not offered on a LazyFrame: a search scores every row at once."""
         raise NotImplementedError("lf.distil.search is not offered: a search scores every row at once. Collect the "
                                   "text column first: lf.collect().distil.search(...), or lf.distil.embed(...) then "
-                                  "sink_parquet, and search the collected frame (it reuses the embedding column).")
+                                  "sink_parquet, and search the collected frame with embeddings='<column>_embedding' "
+                                  "and the model= that made it.")
 
     def sink_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Run the query streaming into one Parquet file with the file pipeline's ``distilframe.*`` metadata.

@@ -319,3 +319,13 @@ def test_zero_shot_labels_equal_pandas(tmp_path):
     assert list(got.columns) == list(want.columns) and list(got.index) == list(want.index)
     assert list(got["text_label"].astype(object)) == list(want["text_label"].astype(object))
     np.testing.assert_allclose(got["text_score"], want["text_score"], rtol=1e-5)
+    # Written as pandas writes it: the zero-shot metadata (labels, template), the same rows
+    ddf = dd.from_pandas(df, npartitions=3, sort=False).distil.classify("text", labels=["cat", "film"],
+                                                                       template="about {}", model=model)
+    folder = ddf.distil.to_parquet(tmp_path / "zs")
+    written = df.distil.classify("text", labels=["cat", "film"], template="about {}", model=model).distil.to_parquet(
+        tmp_path / "zs.parquet")
+    got, want = read_metadata(folder), read_metadata(written)
+    assert got.pop("created_at") and want.pop("created_at") and got == want and "labels" in got
+    labels = pd.read_parquet(written)["text_label"].astype(object)
+    assert len(labels) == len(df) and list(pd.read_parquet(folder)["text_label"].astype(object)) == list(labels)

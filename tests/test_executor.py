@@ -208,14 +208,6 @@ def test_max_length_is_capped_at_the_models_positions(tmp_path):
     with pytest.warns(TruncationWarning, match="max_length=16"):
         result = executor.run([" ".join(["cat"] * 40), "cat"], short)  # default max_length=512
     assert result.valid.all() and result.n_tokens.tolist() == [42, 3]
-    # An explicit max_length the model cannot read is said, though no text is long; the default is not.
-    with pytest.warns(TruncationWarning, match=r"max_length=100 is more than .* 16 positions, so 16 tokens") as record:
-        executor.run(["cat"], short, max_length=100)
-    assert len(record) == 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        executor.run(["cat"], short)
-        executor.run(["cat"], short, max_length=16)
 
 
 def test_texts_without_any_token_give_nan_rows(model):

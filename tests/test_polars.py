@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -113,10 +114,19 @@ def test_search_equals_pandas(df, model):
     np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())
     embedded = df.distil.embed("text", model=model)  # the recorded embedding column is reused
     assert embedded.distil.search(queries, "text", k=3)["id"].to_list() == want["id"].tolist()
+    # A filtered frame has no record of the column's model: said, and computed with the model asked for
+    filtered = embedded.filter(pl.col("id") >= 0)
+    with pytest.warns(distilframe.DistilFrameWarning, match="no record of the model that made it"):
+        assert filtered.distil.search(queries, "text", k=3, model=model)["id"].to_list() == want["id"].tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reused = filtered.distil.search(queries, "text", k=3, model=model, embeddings="text_embedding")
+    assert reused["id"].to_list() == want["id"].tolist()
     with pytest.raises(distilframe.ColumnNotFoundError):
         df.distil.search("cat", "text", model=model, embeddings="vectors")
     two = embedded.with_columns(pl.lit("x").alias("note"))  # two text columns: the embedded one is searched
-    assert two.distil.search(queries, k=3, model=model)["id"].to_list() == want["id"].tolist()
+    with pytest.warns(distilframe.DistilFrameWarning, match="no record"):  # with_columns made a new frame
+        assert two.distil.search(queries, k=3, model=model)["id"].to_list() == want["id"].tolist()
     with pytest.raises(ValueError, match=r"2 string columns .*df\.distil\.search\('a query', 'text'\)"):
         two.drop("text_embedding").distil.search(queries, model=model)
 

@@ -1,5 +1,7 @@
 """Search, near-duplicates and zero-shot labels: the blocked numpy core against brute force, and the accessors."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,6 +138,11 @@ def test_an_existing_embedding_column_is_used_when_its_model_and_settings_match(
     wide = write_checkpoint(tmp_path / "wide", seed=5, hidden=48)
     with pytest.raises(ValueError, match="holds 32-dimensional vectors but .* makes 48-dimensional"):
         plain.distil.search("the cat", embeddings="text_embedding", model=wide)
+    seen = count_runs(get_model(sentence))  # loaded again: two other models were loaded since
+    with pytest.warns(distilframe.DistilFrameWarning, match=r"'text_embedding' but no record of the model that made"
+                      r" it .* computed again with .*embeddings='text_embedding' and model="):
+        found = plain.distil.search("the cat", k=1, model=sentence, cache=False)  # found by name, not used
+    assert sum(seen) == 4 and found["text"].iloc[0] == "the cat"
     with pytest.raises(KeyError, match="Did you mean 'text_embedding'"):
         embedded.distil.search("the cat", embeddings="text_embeding")
 
@@ -293,3 +300,25 @@ def test_search_and_duplicates_find_the_text_column_of_the_frames_one_embedding_
         both.distil.duplicates()
     with pytest.raises(ValueError, match="df.distil.classify\\('text'\\)"):
         df.distil.classify(model=sentence, labels=["a", "b"])
+
+
+def test_labels_and_queries_as_arrays_bad_unicode_and_multiindex_columns(sentence):
+    df = pd.DataFrame({"text": ["the cat is happy", "a good film", "the dog was sad"]})
+    labels = ["animals", "films"]
+    want = df.distil.classify("text", labels=labels, model=sentence)
+    for given in (np.array(labels), pd.Index(labels), pd.Series(labels)):  # df["topic"].unique() and the like
+        pd.testing.assert_frame_equal(df.distil.classify("text", labels=given, model=sentence), want)
+    found = df.distil.search(["a cat", "a film"], "text", model=sentence, k=1)
+    pd.testing.assert_frame_equal(df.distil.search(pd.Series(["a cat", "a film"]), "text", model=sentence, k=1), found)
+    with pytest.raises(ValueError, match=r"Got query=a set of 300 items but expected a string or a non-empty"):
+        df.distil.search({f"query {i}" for i in range(300)}, "text", model=sentence)  # named, not printed whole
+    for call in (lambda: df.distil.search("bad \ud800", "text", model=sentence),
+                 lambda: df.distil.classify("text", labels=["bad \ud800", "x"], model=sentence)):
+        with pytest.raises(ValueError, match="not valid Unicode .* lone surrogate at position 4"):
+            call()
+    wide = pd.DataFrame({("a", "text"): df["text"], ("b", "n"): range(3)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no partial-tuple column keys (pandas deprecates them)
+        out = wide.distil.search(["a cat", "a film"], ("a", "text"), model=sentence, k=1)
+    assert list(out.columns)[-2:] == [("score", ""), ("query", "")]
+    np.testing.assert_array_equal(out[("score", "")].to_numpy(), found["score"].to_numpy())
