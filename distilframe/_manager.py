@@ -23,7 +23,7 @@ from ._sentence import output_dim
 from ._download import folder, is_on_disk, packaged_folder
 from ._registry import REGISTRY, find, no_head_message
 from ._resolve import resolve
-from .errors import CheckpointError, EngineWarning, TestModelWarning, UnsupportedTaskError, warn
+from .errors import CheckpointError, EngineWarning, TestModelWarning, TruncationWarning, UnsupportedTaskError, warn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["LoadedModel", "ModelManager", "get_model", "load_for", "manager", "models", "refuse_early"]
 
 _warned: set[str] = set()  # test models already warned about in this process
+_capped: set[tuple[str, int]] = set()  # (model, max_length) pairs already said to be past the model's positions
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class LoadedModel:
         ``max_length`` is capped at the model's positions and, with ``long_text="chunk"``, ``stride`` at half a
         window, as they run."""
         head = self.checkpoint.sentence
+        asked = options.max_length  # None: the model's own, capped without a word
         prompts = head.prompts if head is not None else {}
         name = options.prompt_name if options.prompt_name is not None else (head.default_prompt_name if head else None)
         if options.prompt_name is not None and options.prompt_name not in prompts:
@@ -97,7 +99,14 @@ class LoadedModel:
         # What runs, so that result files and the result cache record it: max_length capped at the model's
         # positions and, in chunk mode, a window's overlap at half its tokens ([CLS] and [SEP] aside); truncate
         # mode reads no stride, and records it as given (as files written before did: --resume compares them).
-        max_length = min(options.max_length, self.checkpoint.max_positions)
+        positions = self.checkpoint.max_positions
+        if asked is not None and asked > positions and (self.name, asked) not in _capped:
+            # Once per process (fill runs for every chunk, partition, slice and search step of a call).
+            warn(f"max_length={asked} is more than {self.name!r} can read: its position table has {positions} "
+                 f"positions, so {positions} tokens are read (texts are cut there, or read in windows of that "
+                 f"length with long_text='chunk'). Pass max_length={positions} or less.", TruncationWarning)
+            _capped.add((self.name, asked))  # after warn: under a warnings-as-errors filter each call raises
+        max_length = min(options.max_length, positions)
         stride = min(options.stride, (max_length - 2) // 2) if options.long_text == "chunk" else options.stride
         if (max_length, stride) != (options.max_length, options.stride):
             options = options.replace(max_length=max_length, stride=stride)

@@ -268,7 +268,7 @@ def _info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
-    from .errors import DistilFrameError
+    from .errors import DistilFrameError, DistilFrameWarning
 
     previous = _stop_on_signals()
     try:
@@ -278,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"distilframe: {what}. Finished chunks are kept: run the same command with --resume to "
               "continue.", file=sys.stderr)
         return 128 + e.args[1] if isinstance(e, _Stopped) else EXIT_INTERRUPTED
-    except (DistilFrameError, ImportError, OSError, ValueError, TypeError, KeyError) as e:
+    except (DistilFrameError, DistilFrameWarning, ImportError, OSError, ValueError, TypeError, KeyError) as e:
+        # (a DistilFrameWarning here was raised by a warnings-as-errors filter: -W error)
         message = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
         print(f"distilframe: error: {message}", file=sys.stderr)
         return EXIT_ERROR

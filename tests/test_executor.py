@@ -9,6 +9,7 @@ from distilframe import _batches as batches
 from distilframe import _run as executor
 from distilframe.errors import TestModelWarning, TruncationWarning
 from distilframe._manager import get_model
+from distilframe._options import RunOptions
 
 TEXTS = [
     "the cat is happy",
@@ -208,6 +209,18 @@ def test_max_length_is_capped_at_the_models_positions(tmp_path):
     with pytest.warns(TruncationWarning, match="max_length=16"):
         result = executor.run([" ".join(["cat"] * 40), "cat"], short)  # default max_length=512
     assert result.valid.all() and result.n_tokens.tolist() == [42, 3]
+    # An explicit max_length the model cannot read is said once per process, though no text is long (fill runs
+    # for every chunk, partition, slice and search step); the model's own default is capped without a word.
+    with pytest.warns(TruncationWarning, match=r"max_length=100 is more than .* 16 positions, so 16 tokens") as record:
+        executor.run(["cat"], short, max_length=100)
+        executor.run(["dog"], short, max_length=100)
+        short.fill(RunOptions(max_length=100))
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        executor.run(["cat"], short)
+        executor.run(["cat"], short, max_length=16)
+        executor.run(["cat"], short, max_length=100)
 
 
 def test_texts_without_any_token_give_nan_rows(model):
