@@ -400,7 +400,9 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
     """``<column>_label`` and ``<column>_score`` (softmax over the labels of cosine / TEMPERATURE; with
     ``all_scores``, one column per label) by similarity to the labels put in ``template``."""
     embedded, done = _pipeline_embeddings(texts, default_model("search") if model is None else model, options)
-    label_vectors = query_vectors([template.format(label) for label in labels], embedded)
+    prompts = [template.format(label) for label in labels]
+    _check_distinct(prompts, labels, embedded.model)
+    label_vectors = query_vectors(prompts, embedded)
     logits = (embedded.matrix @ label_vectors.T) / TEMPERATURE
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
@@ -413,6 +415,18 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
     meta = zero_shot_metadata(texts.name, embedded.options, embedded.model, labels, template)
     frame.attrs[STEPS_KEY] = [{"task": "classify", "column": texts.name, "outputs": schema.names, "metadata": meta}]
     return frame
+
+
+def _check_distinct(prompts: list[str], labels: list[str], model: LoadedModel) -> None:
+    """Refuse two labels whose prompts the model reads as the same tokens ("Food" and "food" for a model that
+    lower-cases): they would score the same for every text, each at most half."""
+    seen: dict[bytes, str] = {}
+    for label, ids in zip(labels, model.tokenizer.encode(prompts, max_length=1 << 30).ids):
+        if ids.tobytes() in seen:
+            raise ValueError(f"Got the labels {seen[ids.tobytes()]!r} and {label!r}, which {model.name!r} reads as "
+                             "the same tokens (its tokenizer lower-cases, strips accents or drops characters "
+                             "it does not know): they would score the same for every text. Keep one of them.")
+        seen[ids.tobytes()] = label
 
 
 def zero_shot_metadata(column: Any, options: RunOptions, model: LoadedModel, labels: list[str],

@@ -312,13 +312,23 @@ class DaskDistilSeriesAccessor(_Base):
         return self._map("embed", model, RunOptions.pick(locals()))
 
     def classify(self, *, model: str | os.PathLike | None = None, max_length: int | None = DEFAULTS.max_length,
-                 all_scores: bool = DEFAULTS.all_scores, errors: str = DEFAULTS.errors,
+                 labels: Any = None, template: Any = None, all_scores: bool = DEFAULTS.all_scores,
+                 errors: str = DEFAULTS.errors,
                  progress: bool | None = DEFAULTS.progress, batch_size: int | None = DEFAULTS.batch_size,
                  long_text: str = DEFAULTS.long_text, stride: int = DEFAULTS.stride,
                  return_status: bool = DEFAULTS.return_status, precision: str = DEFAULTS.precision,
                  num_threads: int | None = DEFAULTS.num_threads, cache: bool = DEFAULTS.cache) -> dd.DataFrame:
-        """Lazily classify the texts: a frame of ``<name>_label`` and ``<name>_score``."""
+        """Lazily classify the texts: a frame of ``<name>_label`` and ``<name>_score`` (zero-shot ``labels=`` on
+        the frame only)."""
+        if labels is not None or template is not None:
+            raise NotImplementedError("Zero-shot labels are not offered on a Dask Series: classify the frame, "
+                                      "ddf.distil.classify('text', labels=[...]) (or ddf['text'].to_frame()).")
         return self._map("classify", model, RunOptions.pick(locals()))
+
+    def search(self, *args: Any, **kwargs: Any) -> None:
+        """Not offered on a Dask Series: search the frame."""
+        raise NotImplementedError("ddf['text'].distil.search is not offered: search the frame, "
+                                  "ddf.distil.search('a query', 'text') (or ddf['text'].to_frame().distil.search).")
 
     def to_parquet(self, path: str | os.PathLike, *, overwrite: bool = False, write_index: bool | None = None) -> Path:
         """Write a result of :meth:`embed` as a folder of Parquet parts (see the DataFrame accessor's)."""

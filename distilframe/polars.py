@@ -258,6 +258,12 @@ class DistilPolarsFrameNamespace(_Eager):
                        vectors=embeddings is None)
         return self._search(self._df, name, locals())
 
+    def duplicates(self, *args: Any, **kwargs: Any) -> None:
+        """Not offered on Polars yet: group near-duplicates on the pandas frame."""
+        raise NotImplementedError("df.distil.duplicates is not offered on Polars frames yet: run it on the pandas "
+                                  "frame, df.to_pandas().distil.duplicates(...), and join its <column>_dup_group "
+                                  "and <column>_dup_score back by row (they keep the row order).")
+
     def write_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a result of :meth:`embed` or :meth:`classify` to one Parquet file with the file pipeline's
         ``distilframe.*`` metadata (``distilframe.files.read_metadata`` reads it). The file appears complete

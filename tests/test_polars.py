@@ -252,3 +252,16 @@ def test_a_polars_series_of_embeddings_must_have_the_frames_rows(df, model):
     assert got["text"].to_list() == ["a happy cat", "a happy cat"]
     with pytest.raises(ValueError, match="a Series of 3 rows for a frame of 8"):
         df.distil.search("a happy cat", "text", model=model, embeddings=vectors.head(3))
+
+
+def test_what_polars_and_a_dask_series_do_not_offer_says_what_to_do(df, model):
+    with pytest.raises(NotImplementedError, match=r"df\.to_pandas\(\)\.distil\.duplicates"):
+        df.distil.duplicates("text", model=model)
+    dd = pytest.importorskip("dask.dataframe")
+    import distilframe.dask  # noqa: F401
+
+    series = dd.from_pandas(df.to_pandas(), npartitions=2)["text"]
+    with pytest.raises(NotImplementedError, match=r"ddf\.distil\.search\('a query', 'text'\)"):
+        series.distil.search("a cat")
+    with pytest.raises(NotImplementedError, match=r"ddf\.distil\.classify\('text', labels="):
+        series.distil.classify(labels=["a", "b"])

@@ -316,6 +316,8 @@ def test_labels_and_queries_as_arrays_bad_unicode_and_multiindex_columns(sentenc
                  lambda: df.distil.classify("text", labels=["bad \ud800", "x"], model=sentence)):
         with pytest.raises(ValueError, match="not valid Unicode .* lone surrogate at position 4"):
             call()
+    with pytest.raises(ValueError, match=r"labels 'Films' and 'films', which .* reads as the same tokens"):
+        df.distil.classify("text", labels=["Films", "animals", "films"], model=sentence)  # a model that lower-cases
     wide = pd.DataFrame({("a", "text"): df["text"], ("b", "n"): range(3)})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no partial-tuple column keys (pandas deprecates them)
