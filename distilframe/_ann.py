@@ -41,6 +41,10 @@ class InvertedFile:
         # about 4 sqrt(n) clusters, with at least 39 training rows each (faiss's own minimum)
         self.lists = max(1, min(int(4 * np.sqrt(n)), n // 39))
         self.probes = max(1, self.lists // 8)
+        if self.lists == 1:  # under 78 rows: one cluster is a flat index, with no k-means to train (faiss warned)
+            self.index = faiss.IndexFlatIP(dim)
+            self.index.add(np.ascontiguousarray(matrix[self.rows], dtype=np.float32))
+            return
         self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, self.lists, faiss.METRIC_INNER_PRODUCT)
         if n:
             rng = np.random.default_rng(seed)
@@ -55,7 +59,8 @@ class InvertedFile:
         k = min(int(k), len(self.rows))
         if k == 0:
             return np.empty((len(queries), 0), dtype=np.int64), np.empty((len(queries), 0), dtype=np.float32)
-        self.index.nprobe = min(self.lists, int(probes or self.probes))
+        if self.lists > 1:
+            self.index.nprobe = min(self.lists, int(probes or self.probes))
         _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         rows = np.where(found >= 0, self.rows[np.maximum(found, 0)], -1)
         picked = self.matrix[np.maximum(rows, 0)].astype(np.float64)  # as _search: exact in float64, 6 decimals

@@ -254,6 +254,23 @@ def test_inverted_file_recall_on_clustered_vectors():
     assert recall >= 0.95 and valid[rows].all()
 
 
+def test_a_small_inverted_file_is_one_flat_list_exact_and_quiet(capfd):
+    pytest.importorskip("faiss")
+    from distilframe._ann import InvertedFile
+
+    rng = np.random.default_rng(4)
+    capfd.readouterr()
+    for n in (0, 5, 77):  # fewer than 2 x 39 rows: one cluster, no k-means (faiss printed a warning to stderr)
+        matrix, valid = _search.unit(rng.normal(size=(n, 16))), rng.random(n) > 0.2
+        queries = _search.unit(rng.normal(size=(3, 16)))
+        index = InvertedFile(matrix, valid)
+        rows, scores = index.top_k(queries, 4)
+        want_rows, want_scores = _search.top_k(matrix, valid, queries, 4)
+        assert index.lists == 1 and rows.tolist() == want_rows.tolist()
+        np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+    assert "WARNING" not in capfd.readouterr().err
+
+
 def test_rows_without_text_never_match_even_with_vectors_of_their_own(sentence):
     df = pd.DataFrame({"t": [None, None, "a cat", "", "a dog"]})
     df["e"] = list(np.random.default_rng(0).normal(size=(5, 32)).astype("float32"))
