@@ -47,8 +47,8 @@ from ._frame import META_PREFIX, STEPS_KEY, OutputSchema, file_metadata, output_
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import describe, load
 from ._run import STATUSES
-from ._similarity import (added_columns, check_k, check_labels, check_queries, embedded_column, frame_embeddings,
-                          result_names, top_rows, zero_shot_metadata)
+from ._similarity import (added_columns, check_k, check_labels, check_queries, check_threshold, duplicates,
+                          embedded_column, frame_embeddings, result_names, top_rows, zero_shot_metadata)
 
 __all__ = ["DistilLazyFrameNamespace", "DistilPolarsFrameNamespace", "DistilPolarsSeriesNamespace"]
 
@@ -183,6 +183,19 @@ class _Eager:
 
     def _search(self, frame: Any, name: str, arguments: dict[str, Any]) -> Any:
         queries, k = check_queries(arguments["query"]), check_k(arguments["k"])
+        embedded = self._embedded(frame, name, arguments)
+        rows, scores = top_rows(embedded, queries, k)
+        score_name, query_name = result_names(pd.DataFrame(columns=frame.columns))
+        parts = []
+        for r, s, q in zip(rows, scores, queries):
+            part = frame[r[r >= 0]].with_columns(pl.Series(score_name, s[r >= 0], dtype=pl.Float32))
+            parts.append(part.with_columns(pl.lit(q, dtype=pl.String).alias(query_name)) if len(queries) > 1
+                         else part)
+        return pl.concat(parts) if len(parts) > 1 else parts[0]
+
+    def _embedded(self, frame: Any, name: str, arguments: dict[str, Any]) -> Any:
+        """The text column ``name``'s embeddings for search and duplicates: ``embeddings=``, the frame's
+        recorded ``<name>_embedding``, or the pipeline's (``_similarity.frame_embeddings``, on a pandas copy)."""
         options = RunOptions.pick(arguments)
         embeddings = arguments["embeddings"]
         if isinstance(embeddings, str) and embeddings not in frame.columns:
@@ -197,15 +210,7 @@ class _Eager:
                 raise ValueError(f"Got embeddings= a Series of {len(embeddings)} rows for a frame of {len(frame)}: "
                                  "pass a column of this frame (its name, or the Series in the same row order).")
             embeddings = pd.Series(_text.from_polars(embeddings).array, index=table.index, name=embeddings.name)
-        embedded = frame_embeddings(table, table[name], arguments["model"], options, embeddings)
-        rows, scores = top_rows(embedded, queries, k)
-        score_name, query_name = result_names(pd.DataFrame(columns=frame.columns))
-        parts = []
-        for r, s, q in zip(rows, scores, queries):
-            part = frame[r[r >= 0]].with_columns(pl.Series(score_name, s[r >= 0], dtype=pl.Float32))
-            parts.append(part.with_columns(pl.lit(q, dtype=pl.String).alias(query_name)) if len(queries) > 1
-                         else part)
-        return pl.concat(parts) if len(parts) > 1 else parts[0]
+        return frame_embeddings(table, table[name], arguments["model"], options, embeddings)
 
 
 @pl.api.register_dataframe_namespace("distil")
@@ -258,11 +263,24 @@ class DistilPolarsFrameNamespace(_Eager):
                        vectors=embeddings is None)
         return self._search(self._df, name, locals())
 
-    def duplicates(self, *args: Any, **kwargs: Any) -> None:
-        """Not offered on Polars yet: group near-duplicates on the pandas frame."""
-        raise NotImplementedError("df.distil.duplicates is not offered on Polars frames yet: run it on the pandas "
-                                  "frame, df.to_pandas().distil.duplicates(...), and join its <column>_dup_group "
-                                  "and <column>_dup_score back by row (they keep the row order).")
+    def duplicates(self, column: str | None = None, *, threshold: float = 0.95,
+                   model: str | os.PathLike | None = None, embeddings: Any = None,
+                   pooling: str | None = DEFAULTS.pooling, normalize: bool | None = DEFAULTS.normalize,
+                   max_length: int | None = DEFAULTS.max_length, prompt: str | None = DEFAULTS.prompt,
+                   errors: str = DEFAULTS.errors, progress: bool | None = DEFAULTS.progress,
+                   precision: str = DEFAULTS.precision, num_threads: int | None = DEFAULTS.num_threads,
+                   cache: bool = DEFAULTS.cache) -> Any:
+        """Near-duplicate groups: a new frame with ``<column>_dup_group`` (Int64, null for a row in no group) and
+        ``<column>_dup_score`` (Float32 cosine to the group's first row, null for a row in no group) added. As
+        ``pandas.DataFrame.distil.duplicates`` (the same groups, in row order)."""
+        options = RunOptions.pick(locals())
+        threshold = check_threshold(threshold)
+        name = _column(self._df.schema, column, options.errors, "df.distil.duplicates('text')",
+                       vectors=embeddings is None)
+        embedded = self._embedded(self._df, name, locals())
+        texts = pd.Series(_text.from_polars(self._df.get_column(name)), name=name)
+        added = pl.from_pandas(duplicates(texts, embedded, threshold), nan_to_null=True)
+        return self._df.with_columns(added.get_columns())
 
     def write_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a result of :meth:`embed` or :meth:`classify` to one Parquet file with the file pipeline's

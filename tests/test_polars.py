@@ -254,9 +254,23 @@ def test_a_polars_series_of_embeddings_must_have_the_frames_rows(df, model):
         df.distil.search("a happy cat", "text", model=model, embeddings=vectors.head(3))
 
 
-def test_what_polars_and_a_dask_series_do_not_offer_says_what_to_do(df, model):
-    with pytest.raises(NotImplementedError, match=r"df\.to_pandas\(\)\.distil\.duplicates"):
-        df.distil.duplicates("text", model=model)
+def test_duplicates_equal_pandas(model):
+    frame = pl.DataFrame({"id": range(8), "text": ["the cat is happy", "the cat is happy!", "a bad film", None,
+                                                    "a bad film", "", "hello world", "the cat is happy"]})
+    want = frame.to_pandas().distil.duplicates("text", model=model, threshold=0.9)
+    got = frame.distil.duplicates("text", model=model, threshold=0.9)
+    assert got.columns == ["id", "text", "text_dup_group", "text_dup_score"]
+    assert got.schema["text_dup_group"] == pl.Int64 and got.schema["text_dup_score"] == pl.Float32
+    assert got["text_dup_group"].to_list() == [None if pd.isna(g) else g for g in want["text_dup_group"]]
+    np.testing.assert_array_equal(got["text_dup_score"].to_numpy(), want["text_dup_score"].to_numpy())
+    assert got["text_dup_score"].null_count() == 2  # no group for the missing and the empty text: null, not NaN
+    embedded = frame.distil.embed("text", model=model)  # its recorded embedding column is used, again equal
+    assert embedded.distil.duplicates(threshold=0.9)["text_dup_group"].to_list() == got["text_dup_group"].to_list()
+    with pytest.raises(ValueError, match="threshold"):
+        frame.distil.duplicates("text", model=model, threshold=2)
+
+
+def test_what_a_dask_series_does_not_offer_says_what_to_do(df):
     dd = pytest.importorskip("dask.dataframe")
     import distilframe.dask  # noqa: F401
 
