@@ -76,12 +76,13 @@ class LoadedModel:
         """The embedding's dimension with ``options``' pooling (several modes are concatenated)."""
         return output_dim(self.engine.hidden_size, self.checkpoint.sentence, self.fill(options).pooling)
 
-    def fill(self, options: RunOptions) -> RunOptions:
+    def fill(self, options: RunOptions, *, warn_past_positions: bool = True) -> RunOptions:
         """``options`` with this model's own settings where they are None: a sentence-transformers model's
         pooling, Normalize, max_seq_length and default prompt; mean pooling, unit length and 512 tokens for a
         plain DistilBERT. An explicit option wins; ``prompt_name`` picks one of the model's prompts.
-        ``max_length`` is capped at the model's positions and, with ``long_text="chunk"``, ``stride`` at half a
-        window, as they run."""
+        ``max_length`` is capped at the model's positions (an explicit one past them is said once per process,
+        unless ``warn_past_positions`` is False: a value read from a record) and, with ``long_text="chunk"``,
+        ``stride`` at half a window, as they run."""
         head = self.checkpoint.sentence
         asked = options.max_length  # None: the model's own, capped without a word
         prompts = head.prompts if head is not None else {}
@@ -100,7 +101,7 @@ class LoadedModel:
         # positions and, in chunk mode, a window's overlap at half its tokens ([CLS] and [SEP] aside); truncate
         # mode reads no stride, and records it as given (as files written before did: --resume compares them).
         positions = self.checkpoint.max_positions
-        if asked is not None and asked > positions and (self.name, asked) not in _capped:
+        if warn_past_positions and asked is not None and asked > positions and (self.name, asked) not in _capped:
             # Once per process (fill runs for every chunk, partition, slice and search step of a call).
             warn(f"max_length={asked} is more than {self.name!r} can read: its position table has {positions} "
                  f"positions, so {positions} tokens are read (texts are cut there, or read in windows of that "

@@ -35,10 +35,10 @@ from .errors import DistilFrameWarning, warn
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k", "check_labels",
-           "check_queries", "check_threshold",
-           "column_embeddings", "duplicates", "frame_embeddings", "query_vectors",
-           "result_names", "results_frame", "search", "top_rows", "zero_shot", "zero_shot_metadata"]
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "UNRECORDED", "Embedded", "SearchIndex", "added_columns", "check_k",
+           "check_labels", "check_queries", "check_threshold", "column_embeddings", "duplicates", "frame_embeddings",
+           "query_vectors", "recorded_step", "result_names", "results_frame", "search", "top_rows", "warn_unrecorded",
+           "zero_shot", "zero_shot_metadata"]
 
 DEFAULT_TEMPLATE = "{}"
 # Zero-shot scores are softmax(cosine / TEMPERATURE) over the labels. 0.05 keeps a clear winner near 1 and a
@@ -60,9 +60,11 @@ class Embedded:
 
 def _listed(value: Any) -> list | None:
     """A list, a tuple, or a 1-D array-like (a numpy array, a pandas Series or Index, such as
-    ``df["topic"].unique()``) as a list; None for anything else."""
-    if not isinstance(value, (list, tuple)) and not (
-            type(value).__module__.split(".")[0] in ("numpy", "pandas") and getattr(value, "ndim", None) == 1):
+    ``df["topic"].unique()``, a Polars Series) as a list; None for anything else."""
+    library = type(value).__module__.split(".")[0]
+    one_d = (library in ("numpy", "pandas") and getattr(value, "ndim", None) == 1
+             or library == "polars" and type(value).__name__ == "Series")
+    if not isinstance(value, (list, tuple)) and not one_d:
         return None
     return [str(v) if isinstance(v, str) else v for v in value]  # numpy's str_ as str
 
@@ -72,7 +74,10 @@ def _shown(value: Any) -> str:
     text = repr(value)
     if len(text) <= 80 and "\n" not in text:
         return text
-    return f"a {type(value).__name__}" + (f" of {len(value)} items" if hasattr(value, "__len__") else "")
+    try:
+        return f"a {type(value).__name__} of {len(value)} items"
+    except TypeError:  # no length (a 0-d array has __len__ but raises)
+        return f"a {type(value).__name__}"
 
 
 def _check_unicode(value: str, what: str) -> None:
@@ -119,6 +124,12 @@ def _step_metadata(frame: "pd.DataFrame | pd.Series", name: Any) -> dict[str, st
     return None
 
 
+def recorded_step(frame: "pd.DataFrame", name: Any) -> bool:
+    """Whether ``frame`` records the embed step that made its column ``name`` (without loading its model)."""
+    return any(step.get("task") == "embed" and name in [tuple(c) if isinstance(c, list) else c for c in step["outputs"]]
+               for step in frame.attrs.get(STEPS_KEY, []))
+
+
 def _recorded_options(meta: dict[str, str], options: RunOptions) -> RunOptions:
     """``options`` with the recorded embedding settings where none were given."""
     given = {}
@@ -150,7 +161,8 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
             meta = _step_metadata(existing, existing.name)
     if existing is not None and meta is not None:
         loaded = load("embed", meta["model"] if model is None else model, options)
-        filled = loaded.fill(_recorded_options(meta, options))
+        # The recorded max_length is the column's, not the caller's: only an explicit one is said to be too long.
+        filled = loaded.fill(_recorded_options(meta, options), warn_past_positions=options.max_length is not None)
         wanted = file_metadata("embed", texts.name, filled, loaded)
         if _shaping(wanted) == _shaping(meta):
             return _from_column(existing, loaded, filled, texts)
@@ -164,13 +176,21 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         filled = loaded.fill(options)
         return _from_column(existing, loaded, filled, texts)
     elif existing is not None:  # found by its name, and nothing says which model made it: computed again
-        warn(f"The frame has a column {existing.name!r} but no record of the model that made it (filtering a Polars "
-             "frame, collecting a LazyFrame or reading a file drops it), so it is not used: the embeddings are "
-             f"computed again with {str(fallback if model is None else model)!r}. To reuse the column, pass "
-             f"embeddings={existing.name!r} and model= the model that made it.", DistilFrameWarning)
+        warn_unrecorded(existing.name, fallback if model is None else model)
     if model is None:
         model = meta["model"] if meta is not None else fallback
     return _pipeline_embeddings(texts, model, options)[0]
+
+
+UNRECORDED = "The frame has a column {!r} but no record of the model that made it"  # the warning's start
+
+
+def warn_unrecorded(column: Any, model: Any) -> None:
+    """Say that ``column``, an embedding column found by its name, is not used: nothing says which model made it."""
+    warn(UNRECORDED.format(column) + " (assigning a Series, a merge, join or concat, filtering a Polars frame, "
+         "collecting a LazyFrame or reading a file drops the record), so it is not used: the embeddings are "
+         f"computed again with {str(model)!r}. To reuse the column, pass embeddings={column!r} and model= the "
+         "model that made it.", DistilFrameWarning)
 
 
 def _pipeline_embeddings(texts: "pd.Series", model: str | os.PathLike,
@@ -248,9 +268,11 @@ def result_names(frame: "pd.DataFrame") -> tuple[Any, Any]:
     levels = getattr(frame.columns, "nlevels", 1)  # a MultiIndex frame's new columns are full-length tuples
     for name in ("score", "query"):
         for candidate in (name, f"search_{name}"):
-            candidate = (candidate, *[""] * (levels - 1)) if levels > 1 else candidate
-            if candidate not in frame.columns:
+            if levels == 1 and candidate not in frame.columns:
                 names.append(candidate)
+                break
+            if levels > 1 and candidate not in frame.columns.get_level_values(0):  # ("score", "x") is taken too
+                names.append((candidate, *[""] * (levels - 1)))
                 break
         else:
             raise ValueError(f"The frame has columns {name!r} and 'search_{name}', the names search results add: "
@@ -392,6 +414,7 @@ def check_labels(labels: Any, template: Any) -> tuple[list[str], str]:
     if fields != [""]:
         raise ValueError(f"Got template={template!r} but expected a string with one '{{}}' for the label (write "
                          "'{{' and '}}' for braces), such as 'This review is about {}.'.")
+    _check_unicode(template, "template")
     return list(labels), template
 
 

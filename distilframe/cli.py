@@ -301,7 +301,7 @@ def run() -> None:
     import warnings
 
     previous = warnings.showwarning
-    if getattr(previous, "__module__", None) == "warnings":  # Python's own (not logging.captureWarnings')
+    if getattr(previous, "__module__", None) in ("warnings", "_py_warnings"):  # Python's own (not logging's)
         warnings.showwarning = _warning_printer(previous)
     try:
         code = main()

@@ -21,6 +21,7 @@ after distilframe); ``import distilframe.dask`` does it explicitly.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -38,7 +39,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError('distilframe.dask needs Dask: pip install "distilframe[dask]"', name=e.name) from e
 
 from ._defaults import default_model
-from ._frame import OutputSchema, file_metadata, output_target, parquet_table, step_to_write, with_columns, with_step
+from ._frame import (OutputSchema, file_metadata, out_name, output_target, parquet_table, step_to_write, with_columns,
+                     with_step)
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import describe, load, pandas_result
 from ._registry import find, no_head_message
@@ -64,11 +66,15 @@ def _search_part(part: pd.DataFrame, attrs: dict[str, Any], column: Any, queries
                  embeddings: Any, options: RunOptions, fallback: Any
                  ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """One partition's k best rows per query: (those rows, their positions, row positions and scores per query)."""
-    from ._similarity import frame_embeddings, top_rows
+    import warnings
+
+    from ._similarity import UNRECORDED, frame_embeddings, top_rows
 
     part = part.copy(deep=False)
     part.attrs = attrs  # the steps the client's frame records: which model made an existing embedding column
-    embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings, fallback)
+    with warnings.catch_warnings():  # said once, on the client (DaskDistilDataFrameAccessor.search)
+        warnings.filterwarnings("ignore", message=re.escape(UNRECORDED.split("{")[0]))
+        embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings, fallback)
     rows, scores = top_rows(embedded, queries, k)
     picked = np.unique(rows)
     return part.iloc[picked], picked, rows, scores
@@ -206,7 +212,8 @@ class DaskDistilDataFrameAccessor(_Base):
         Each partition finds its own k best rows (with its embeddings, computed where it runs); the client
         merges them (by score, then by row order). ``embeddings`` is a column name.
         """
-        from ._similarity import check_k, check_queries, embedded_column, result_names, results_frame
+        from ._similarity import (check_k, check_queries, embedded_column, recorded_step, result_names, results_frame,
+                                  warn_unrecorded)
 
         ddf = self._obj
         queries, k = check_queries(query), check_k(k)
@@ -219,6 +226,9 @@ class DaskDistilDataFrameAccessor(_Base):
         result_names(ddf._meta)
         attrs = dict(ddf._meta.attrs)
         fallback = _model("search", None)  # the client's session default, for workers where no record names one
+        if embeddings is None and out_name(name, "embedding") in ddf._meta.columns and not recorded_step(
+                ddf._meta, out_name(name, "embedding")):
+            warn_unrecorded(out_name(name, "embedding"), fallback if model is None else model)
         tasks = [dask.delayed(_search_part)(part, attrs, name, queries, k, _portable(model), embeddings, options,
                                             fallback) for part in ddf.to_delayed()]
         parts = dask.compute(*tasks)

@@ -306,6 +306,11 @@ def test_search_equals_pandas_and_duplicates_say_what_to_do(tmp_path):
     assert list(noted.distil.search("the cat 3", k=3).index) == list(found.index)
     with pytest.raises(NotImplementedError, match=r"\.compute\(\)\.distil\.duplicates"):
         ddf.distil.duplicates("text")
+    # Read back from Parquet the column has no record of its model: said once, on the client, at this line
+    read = dd.read_parquet(embedded.distil.to_parquet(tmp_path / "embedded"))
+    with pytest.warns(distilframe.DistilFrameWarning, match="no record of the model that made it") as record:
+        again = read.distil.search("the cat 3", "text", k=3, model=model)
+    assert len(record) == 1 and record[0].filename == __file__ and list(again["n"]) == list(found["n"])
 
 
 def test_zero_shot_labels_equal_pandas(tmp_path):

@@ -114,6 +114,10 @@ def test_search_equals_pandas(df, model):
     np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())
     embedded = df.distil.embed("text", model=model)  # the recorded embedding column is reused
     assert embedded.distil.search(queries, "text", k=3)["id"].to_list() == want["id"].tolist()
+    topics = pl.Series("topic", ["cat", "weather"])  # labels and queries as a Polars Series, as numpy's
+    assert df.distil.classify("text", labels=topics, model=model)["text_label"].to_list() == df.distil.classify(
+        "text", labels=["cat", "weather"], model=model)["text_label"].to_list()
+    assert df.distil.search(pl.Series(queries), "text", model=model, k=3)["id"].to_list() == want["id"].tolist()
     # A filtered frame has no record of the column's model: said, and computed with the model asked for
     filtered = embedded.filter(pl.col("id") >= 0)
     with pytest.warns(distilframe.DistilFrameWarning, match="no record of the model that made it"):

@@ -329,8 +329,11 @@ def test_labels_and_queries_as_arrays_bad_unicode_and_multiindex_columns(sentenc
     pd.testing.assert_frame_equal(df.distil.search(pd.Series(["a cat", "a film"]), "text", model=sentence, k=1), found)
     with pytest.raises(ValueError, match=r"Got query=a set of 300 items but expected a string or a non-empty"):
         df.distil.search({f"query {i}" for i in range(300)}, "text", model=sentence)  # named, not printed whole
+    with pytest.raises(ValueError, match="Got query=a ndarray but expected"):
+        df.distil.search(np.array("x" * 100), "text", model=sentence)  # 0-d: no length
     for call in (lambda: df.distil.search("bad \ud800", "text", model=sentence),
-                 lambda: df.distil.classify("text", labels=["bad \ud800", "x"], model=sentence)):
+                 lambda: df.distil.classify("text", labels=["bad \ud800", "x"], model=sentence),
+                 lambda: df.distil.classify("text", labels=["a", "b"], template="bad \ud800 {}", model=sentence)):
         with pytest.raises(ValueError, match="not valid Unicode .* lone surrogate at position 4"):
             call()
     with pytest.raises(ValueError, match=r"labels 'Films' and 'films', which .* reads as the same tokens"):
@@ -341,3 +344,15 @@ def test_labels_and_queries_as_arrays_bad_unicode_and_multiindex_columns(sentenc
         out = wide.distil.search(["a cat", "a film"], ("a", "text"), model=sentence, k=1)
     assert list(out.columns)[-2:] == [("score", ""), ("query", "")]
     np.testing.assert_array_equal(out[("score", "")].to_numpy(), found["score"].to_numpy())
+    wide[("score", "x")] = 1.0  # "score" taken at the first level: out["score"] would be two columns
+    assert list(wide.distil.search("a cat", ("a", "text"), model=sentence, k=1).columns)[-1] == ("search_score", "")
+
+
+def test_a_recorded_max_length_is_not_said_to_be_too_long_for_another_model(sentence, tmp_path):
+    short = write_sentence_checkpoint(tmp_path / "short", seed=32, positions=16)  # max_seq_length 128 > 16
+    embedded = pd.DataFrame({"text": ["the cat", "a dog"]}).distil.embed("text", model=sentence)  # records 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recorded 128 is the column's, not the caller's
+        embedded.distil.search("cat", k=1, model=short)
+    with pytest.warns(distilframe.TruncationWarning, match="max_length=100 is more than"):
+        embedded.distil.search("cat", k=1, model=short, max_length=100)
