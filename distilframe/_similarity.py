@@ -35,7 +35,7 @@ from .errors import DistilFrameWarning, warn
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "UNRECORDED", "Embedded", "SearchIndex", "added_columns", "check_k",
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k",
            "check_labels", "check_queries", "check_threshold", "column_embeddings", "duplicates", "frame_embeddings",
            "query_vectors", "recorded_step", "result_names", "results_frame", "search", "top_rows", "warn_unrecorded",
            "zero_shot", "zero_shot_metadata"]
@@ -146,12 +146,15 @@ def _shaping(meta: dict[str, str]) -> dict[str, str]:
 
 def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
                       existing: "pd.Series | None" = None, given: bool = False,
-                      frame: "pd.DataFrame | None" = None, fallback: str | os.PathLike | None = None) -> Embedded:
+                      frame: "pd.DataFrame | None" = None, fallback: str | os.PathLike | None = None,
+                      quiet: bool = False) -> Embedded:
     """The unit embeddings of ``texts``.
 
     ``existing`` is an embedding column (``given``: passed as ``embeddings=``, else found as
     ``<column>_embedding``); its metadata comes from ``frame``'s (or its own) recorded steps. ``fallback``:
-    the model when neither ``model`` nor a record names one (default: ``default_model("search")``).
+    the model when neither ``model`` nor a record names one (default: ``default_model("search")``). ``quiet``:
+    a found column with no record is not warned about (:func:`warn_unrecorded`; a Dask partition's, said on the
+    client).
     """
     fallback = default_model("search") if fallback is None else fallback
     meta = None
@@ -175,20 +178,18 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         loaded = load("embed", fallback if model is None else model, options)
         filled = loaded.fill(options)
         return _from_column(existing, loaded, filled, texts)
-    elif existing is not None:  # found by its name, and nothing says which model made it: computed again
+    elif existing is not None and not quiet:  # found by its name, nothing says which model made it: computed again
         warn_unrecorded(existing.name, fallback if model is None else model)
     if model is None:
         model = meta["model"] if meta is not None else fallback
     return _pipeline_embeddings(texts, model, options)[0]
 
 
-UNRECORDED = "The frame has a column {!r} but no record of the model that made it"  # the warning's start
-
-
 def warn_unrecorded(column: Any, model: Any) -> None:
     """Say that ``column``, an embedding column found by its name, is not used: nothing says which model made it."""
-    warn(UNRECORDED.format(column) + " (assigning a Series, a merge, join or concat, filtering a Polars frame, "
-         "collecting a LazyFrame or reading a file drops the record), so it is not used: the embeddings are "
+    warn(f"The frame has a column {column!r} but no record of the model that made it (assigning a Series, a "
+         "merge, join or concat, filtering a Polars frame, collecting a LazyFrame or reading a file drops the "
+         "record), so it is not used: the embeddings are "
          f"computed again with {str(model)!r}. To reuse the column, pass embeddings={column!r} and model= the "
          "model that made it.", DistilFrameWarning)
 
@@ -230,7 +231,7 @@ def embedded_column(columns: Sequence[Any], text_columns: Sequence[Any]) -> Any:
 
 def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: str | os.PathLike | None,
                      options: RunOptions, embeddings: Any = None,
-                     fallback: str | os.PathLike | None = None) -> Embedded:
+                     fallback: str | os.PathLike | None = None, *, quiet: bool = False) -> Embedded:
     """The embeddings of the text column ``texts`` of ``frame`` for search and duplicates: ``embeddings`` (a
     column name or a Series of vectors with the same index), else an existing ``<column>_embedding`` column,
     else the pipeline."""
@@ -249,7 +250,7 @@ def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: st
     elif frame is not None and out_name(texts.name, "embedding") in frame.columns:
         existing = frame[out_name(texts.name, "embedding")]
     return column_embeddings(texts, model, options, existing=existing, given=embeddings is not None, frame=frame,
-                             fallback=fallback)
+                             fallback=fallback, quiet=quiet)
 
 
 def query_vectors(queries: Sequence[str], embedded: Embedded) -> np.ndarray:
@@ -424,7 +425,7 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
     ``all_scores``, one column per label) by similarity to the labels put in ``template``."""
     embedded, done = _pipeline_embeddings(texts, default_model("search") if model is None else model, options)
     prompts = [template.format(label) for label in labels]
-    _check_distinct(prompts, labels, embedded.model)
+    _check_distinct(prompts, labels, embedded.model, embedded.options)
     label_vectors = query_vectors(prompts, embedded)
     logits = (embedded.matrix @ label_vectors.T) / TEMPERATURE
     logits -= logits.max(axis=1, keepdims=True)
@@ -440,16 +441,23 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
     return frame
 
 
-def _check_distinct(prompts: list[str], labels: list[str], model: LoadedModel) -> None:
-    """Refuse two labels whose prompts the model reads as the same tokens ("Food" and "food" for a model that
-    lower-cases): they would score the same for every text, each at most half."""
+def _check_distinct(prompts: list[str], labels: list[str], model: LoadedModel, options: RunOptions) -> None:
+    """Refuse two labels whose prompts the model reads as the same tokens, as the run reads them ("Food" and
+    "food" for a model that lower-cases; a long template cut at ``max_length`` before the label): they would
+    score the same for every text, each at most half."""
+    enc = model.tokenizer.encode(prompts, max_length=options.max_length, long_text=options.long_text,
+                                 stride=options.stride)
+    read = [b""] * len(prompts)
+    for owner, ids in zip(enc.owner, enc.ids):  # a label's windows, in order
+        read[owner] += ids.tobytes() + b"|"
     seen: dict[bytes, str] = {}
-    for label, ids in zip(labels, model.tokenizer.encode(prompts, max_length=1 << 30).ids):
-        if ids.tobytes() in seen:
-            raise ValueError(f"Got the labels {seen[ids.tobytes()]!r} and {label!r}, which {model.name!r} reads as "
-                             "the same tokens (its tokenizer lower-cases, strips accents or drops characters "
-                             "it does not know): they would score the same for every text. Keep one of them.")
-        seen[ids.tobytes()] = label
+    for label, key in zip(labels, read):
+        if key in seen:
+            raise ValueError(f"Got the labels {seen[key]!r} and {label!r}, which {model.name!r} reads as the same "
+                             "tokens (its tokenizer lower-cases, strips accents or drops characters it does not "
+                             f"know, or max_length={options.max_length} cuts the template before the label): they "
+                             "would score the same for every text. Keep one of them, or shorten the template.")
+        seen[key] = label
 
 
 def zero_shot_metadata(column: Any, options: RunOptions, model: LoadedModel, labels: list[str],

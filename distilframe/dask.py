@@ -21,7 +21,6 @@ after distilframe); ``import distilframe.dask`` does it explicitly.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -66,15 +65,12 @@ def _search_part(part: pd.DataFrame, attrs: dict[str, Any], column: Any, queries
                  embeddings: Any, options: RunOptions, fallback: Any
                  ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """One partition's k best rows per query: (those rows, their positions, row positions and scores per query)."""
-    import warnings
-
-    from ._similarity import UNRECORDED, frame_embeddings, top_rows
+    from ._similarity import frame_embeddings, top_rows
 
     part = part.copy(deep=False)
     part.attrs = attrs  # the steps the client's frame records: which model made an existing embedding column
-    with warnings.catch_warnings():  # said once, on the client (DaskDistilDataFrameAccessor.search)
-        warnings.filterwarnings("ignore", message=re.escape(UNRECORDED.split("{")[0]))
-        embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings, fallback)
+    # quiet: an unrecorded embedding column is said once, on the client (DaskDistilDataFrameAccessor.search)
+    embedded = frame_embeddings(part, select_column(part, column), model, options, embeddings, fallback, quiet=True)
     rows, scores = top_rows(embedded, queries, k)
     picked = np.unique(rows)
     return part.iloc[picked], picked, rows, scores

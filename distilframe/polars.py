@@ -81,6 +81,16 @@ def _remember(frame: Any, source: Any, step: dict[str, Any]) -> Any:
     return frame
 
 
+def _kept(frame: Any, source: Any) -> Any:
+    """``frame``, a copy of ``source`` with columns added that no step made, with ``source``'s record (as pandas
+    keeps ``attrs``): its embedding column is still known to be its model's, and it can still be written."""
+    record = _record_of(source)
+    if record.attrs:
+        key = id(frame)
+        _RECORDS[key] = (weakref.ref(frame, lambda _, key=key: _RECORDS.pop(key, None)), record)
+    return frame
+
+
 # ------------------------------------------------------------------------------ columns and types
 
 def _is_text_dtype(dtype: Any, *, named: bool = True) -> bool:
@@ -280,7 +290,7 @@ class DistilPolarsFrameNamespace(_Eager):
         embedded = self._embedded(self._df, name, locals())
         texts = pd.Series(_text.from_polars(self._df.get_column(name)), name=name)
         added = pl.from_pandas(duplicates(texts, embedded, threshold), nan_to_null=True)
-        return self._df.with_columns(added.get_columns())
+        return _kept(self._df.with_columns(added.get_columns()), self._df)
 
     def write_parquet(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a result of :meth:`embed` or :meth:`classify` to one Parquet file with the file pipeline's
@@ -334,6 +344,11 @@ class DistilPolarsSeriesNamespace(_Eager):
         series = self._checked(errors)
         return self._search(series.to_frame(), series.name, locals())
 
+    def duplicates(self, *args: Any, **kwargs: Any) -> None:
+        """Not offered on a Series: group the frame's column."""
+        raise NotImplementedError("s.distil.duplicates is not offered on a Polars Series: group it as a frame's "
+                                  "column, s.to_frame().distil.duplicates(...).")
+
     def _checked(self, errors: str) -> Any:
         series = self._s if self._s.name else self._s.alias("text")
         _column(series.to_frame().schema, series.name, errors)
@@ -369,6 +384,11 @@ class DistilLazyFrameNamespace:
                  cache: bool = DEFAULTS.cache) -> Any:
         """Lazily add ``<column>_label`` and ``<column>_score``; arguments as ``pandas.DataFrame.distil.classify``."""
         return self._with("classify", column, locals())
+
+    def duplicates(self, *args: Any, **kwargs: Any) -> None:
+        """Not offered on a LazyFrame: grouping compares every pair of rows."""
+        raise NotImplementedError("lf.distil.duplicates is not offered: grouping compares every pair of rows. "
+                                  "Collect first: lf.collect().distil.duplicates(...).")
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         """Not offered on a LazyFrame: a search scores every row at once."""

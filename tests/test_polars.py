@@ -258,7 +258,7 @@ def test_a_polars_series_of_embeddings_must_have_the_frames_rows(df, model):
         df.distil.search("a happy cat", "text", model=model, embeddings=vectors.head(3))
 
 
-def test_duplicates_equal_pandas(model):
+def test_duplicates_equal_pandas(model, tmp_path):
     frame = pl.DataFrame({"id": range(8), "text": ["the cat is happy", "the cat is happy!", "a bad film", None,
                                                     "a bad film", "", "hello world", "the cat is happy"]})
     want = frame.to_pandas().distil.duplicates("text", model=model, threshold=0.9)
@@ -269,7 +269,16 @@ def test_duplicates_equal_pandas(model):
     np.testing.assert_array_equal(got["text_dup_score"].to_numpy(), want["text_dup_score"].to_numpy())
     assert got["text_dup_score"].null_count() == 2  # no group for the missing and the empty text: null, not NaN
     embedded = frame.distil.embed("text", model=model)  # its recorded embedding column is used, again equal
-    assert embedded.distil.duplicates(threshold=0.9)["text_dup_group"].to_list() == got["text_dup_group"].to_list()
+    grouped = embedded.distil.duplicates(threshold=0.9)
+    assert grouped["text_dup_group"].to_list() == got["text_dup_group"].to_list()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the record is kept, as pandas keeps attrs: no "no record" warning
+        grouped.distil.search("a cat", k=1)
+    assert grouped.distil.write_parquet(tmp_path / "grouped.parquet").is_file()
+    with pytest.raises(NotImplementedError, match=r"lf\.collect\(\)\.distil\.duplicates"):
+        frame.lazy().distil.duplicates("text")
+    with pytest.raises(NotImplementedError, match=r"s\.to_frame\(\)\.distil\.duplicates"):
+        frame["text"].distil.duplicates()
     with pytest.raises(ValueError, match="threshold"):
         frame.distil.duplicates("text", model=model, threshold=2)
 

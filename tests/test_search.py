@@ -338,6 +338,12 @@ def test_labels_and_queries_as_arrays_bad_unicode_and_multiindex_columns(sentenc
             call()
     with pytest.raises(ValueError, match=r"labels 'Films' and 'films', which .* reads as the same tokens"):
         df.distil.classify("text", labels=["Films", "animals", "films"], model=sentence)  # a model that lower-cases
+    with pytest.raises(ValueError, match=r"labels 'cat' and 'dog', .* max_length=8 cuts the template"):
+        df.distil.classify("text", labels=["cat", "dog"], model=sentence, max_length=8,
+                           template="this is a very long sentence written before the label which is {}")
+    chunked = df.distil.classify("text", labels=["cat", "dog"], model=sentence, max_length=8, long_text="chunk",
+                                 template="this is a very long sentence written before the label which is {}")
+    assert chunked["text_label"].notna().all()  # read whole in windows: the labels differ
     wide = pd.DataFrame({("a", "text"): df["text"], ("b", "n"): range(3)})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no partial-tuple column keys (pandas deprecates them)
