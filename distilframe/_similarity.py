@@ -126,7 +126,8 @@ def _step_metadata(frame: "pd.DataFrame | pd.Series", name: Any) -> dict[str, st
 
 def recorded_step(frame: "pd.DataFrame", name: Any) -> bool:
     """Whether ``frame`` records the embed step that made its column ``name`` (without loading its model)."""
-    return any(step.get("task") == "embed" and name in [tuple(c) if isinstance(c, list) else c for c in step["outputs"]]
+    return any(step.get("task") == "embed" and name in [tuple(c) if isinstance(c, list) else c
+                                                         for c in step["outputs"]]
                for step in frame.attrs.get(STEPS_KEY, []))
 
 
@@ -189,9 +190,8 @@ def warn_unrecorded(column: Any, model: Any) -> None:
     """Say that ``column``, an embedding column found by its name, is not used: nothing says which model made it."""
     warn(f"The frame has a column {column!r} but no record of the model that made it (assigning a Series, a "
          "merge, join or concat, filtering a Polars frame, collecting a LazyFrame or reading a file drops the "
-         "record), so it is not used: the embeddings are "
-         f"computed again with {str(model)!r}. To reuse the column, pass embeddings={column!r} and model= the "
-         "model that made it.", DistilFrameWarning)
+         f"record), so it is not used: the embeddings are computed again with {str(model)!r}. To reuse the "
+         f"column, pass embeddings={column!r} and model= the model that made it.", DistilFrameWarning)
 
 
 def _pipeline_embeddings(texts: "pd.Series", model: str | os.PathLike,
@@ -447,11 +447,11 @@ def _check_distinct(prompts: list[str], labels: list[str], model: LoadedModel, o
     score the same for every text, each at most half."""
     enc = model.tokenizer.encode(prompts, max_length=options.max_length, long_text=options.long_text,
                                  stride=options.stride)
-    read = [b""] * len(prompts)
+    read: list[list[bytes]] = [[] for _ in prompts]
     for owner, ids in zip(enc.owner, enc.ids):  # a label's windows, in order
-        read[owner] += ids.tobytes() + b"|"
-    seen: dict[bytes, str] = {}
-    for label, key in zip(labels, read):
+        read[owner].append(ids.tobytes())
+    seen: dict[tuple[bytes, ...], str] = {}
+    for label, key in zip(labels, map(tuple, read)):
         if key in seen:
             raise ValueError(f"Got the labels {seen[key]!r} and {label!r}, which {model.name!r} reads as the same "
                              "tokens (its tokenizer lower-cases, strips accents or drops characters it does not "
