@@ -85,8 +85,9 @@ def _check_unicode(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
         raise ValueError(f"Got the {what} {value!r}, which is not valid Unicode (a lone surrogate at position "
-                         f"{e.start}, as text decoded with errors='surrogateescape' has): fix the string, e.g. "
-                         f"with .encode('utf-8', 'replace').decode('utf-8').") from None
+                         f"{e.start}, as text decoded with errors='surrogateescape' has): decode it correctly, or "
+                         "replace the surrogates with U+FFFD: .encode('utf-16', 'surrogatepass').decode('utf-16', "
+                         "'replace').") from None
 
 
 def check_queries(query: Any) -> list[str]:
@@ -113,22 +114,26 @@ def check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-def _step_metadata(frame: "pd.DataFrame | pd.Series", name: Any) -> dict[str, str] | None:
+def _embed_step(frame: "pd.DataFrame | pd.Series", name: Any) -> dict[str, Any] | None:
+    """The last embed step ``frame`` records whose outputs hold the column ``name``, or None."""
     for step in reversed(frame.attrs.get(STEPS_KEY, [])):
         if step.get("task") == "embed" and name in [tuple(c) if isinstance(c, list) else c for c in step["outputs"]]:
-            if "metadata" in step:
-                return step["metadata"]
-            # a Dask step records its model and options: what the metadata is made of
-            options = step["options"]
-            return file_metadata("embed", step["column"], options, load("embed", step["model"], options))
+            return step
     return None
+
+
+def _step_metadata(frame: "pd.DataFrame | pd.Series", name: Any) -> dict[str, str] | None:
+    step = _embed_step(frame, name)
+    if step is None or "metadata" in step:
+        return None if step is None else step["metadata"]
+    # a Dask step records its model and options: what the metadata is made of
+    options = step["options"]
+    return file_metadata("embed", step["column"], options, load("embed", step["model"], options))
 
 
 def recorded_step(frame: "pd.DataFrame", name: Any) -> bool:
     """Whether ``frame`` records the embed step that made its column ``name`` (without loading its model)."""
-    return any(step.get("task") == "embed" and name in [tuple(c) if isinstance(c, list) else c
-                                                         for c in step["outputs"]]
-               for step in frame.attrs.get(STEPS_KEY, []))
+    return _embed_step(frame, name) is not None
 
 
 def _recorded_options(meta: dict[str, str], options: RunOptions) -> RunOptions:

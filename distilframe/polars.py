@@ -76,18 +76,19 @@ def _remember(frame: Any, source: Any, step: dict[str, Any]) -> Any:
     """Record ``step`` for ``frame``, after the steps recorded for ``source`` whose columns it does not replace."""
     record = _Record()
     with_step(record, _record_of(source), step)
-    key = id(frame)
-    _RECORDS[key] = (weakref.ref(frame, lambda _, key=key: _RECORDS.pop(key, None)), record)
-    return frame
+    return _store(frame, record)
 
 
 def _kept(frame: Any, source: Any) -> Any:
     """``frame``, a copy of ``source`` with columns added that no step made, with ``source``'s record (as pandas
     keeps ``attrs``): its embedding column is still known to be its model's, and it can still be written."""
     record = _record_of(source)
-    if record.attrs:
-        key = id(frame)
-        _RECORDS[key] = (weakref.ref(frame, lambda _, key=key: _RECORDS.pop(key, None)), record)
+    return _store(frame, record) if record.attrs else frame
+
+
+def _store(frame: Any, record: _Record) -> Any:
+    key = id(frame)
+    _RECORDS[key] = (weakref.ref(frame, lambda _, key=key: _RECORDS.pop(key, None)), record)
     return frame
 
 
