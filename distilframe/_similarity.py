@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k",
-           "check_labels", "check_queries", "check_threshold", "column_embeddings", "duplicates", "frame_embeddings",
-           "query_vectors", "recorded_step", "result_names", "results_frame", "search", "top_rows", "warn_unrecorded",
-           "zero_shot", "zero_shot_metadata"]
+           "check_label_prompts", "check_labels", "check_queries", "check_threshold", "column_embeddings",
+           "duplicates", "frame_embeddings", "query_vectors", "recorded_step", "result_names", "results_frame",
+           "search", "top_rows", "warn_unrecorded", "zero_shot", "zero_shot_metadata"]
 
 DEFAULT_TEMPLATE = "{}"
 # Zero-shot scores are softmax(cosine / TEMPERATURE) over the labels. 0.05 keeps a clear winner near 1 and a
@@ -428,10 +428,10 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
               template: str) -> "pd.DataFrame":
     """``<column>_label`` and ``<column>_score`` (softmax over the labels of cosine / TEMPERATURE; with
     ``all_scores``, one column per label) by similarity to the labels put in ``template``."""
-    embedded, done = _pipeline_embeddings(texts, default_model("search") if model is None else model, options)
-    prompts = [template.format(label) for label in labels]
-    _check_distinct(prompts, labels, embedded.model, embedded.options)
-    label_vectors = query_vectors(prompts, embedded)
+    model = default_model("search") if model is None else model
+    check_label_prompts(model, options, labels, template)  # before any text is embedded, not after
+    embedded, done = _pipeline_embeddings(texts, model, options)
+    label_vectors = query_vectors([template.format(label) for label in labels], embedded)
     logits = (embedded.matrix @ label_vectors.T) / TEMPERATURE
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
@@ -446,19 +446,22 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
     return frame
 
 
-def _check_distinct(prompts: list[str], labels: list[str], model: LoadedModel, options: RunOptions) -> None:
-    """Refuse two labels whose prompts the model reads as the same tokens, as the run reads them ("Food" and
+def check_label_prompts(model: str | os.PathLike, options: RunOptions, labels: list[str], template: str) -> None:
+    """Refuse two labels whose prompts ``model`` reads as the same tokens, as the run reads them ("Food" and
     "food" for a model that lower-cases; a long template cut at ``max_length`` before the label): they would
-    score the same for every text, each at most half."""
-    enc = model.tokenizer.encode(prompts, max_length=options.max_length, long_text=options.long_text,
-                                 stride=options.stride)
+    score the same for every text, each at most half. Loads the model (the manager keeps it for the run)."""
+    loaded = load("embed", model, options)
+    options = loaded.fill(options)
+    prompts = [template.format(label) for label in labels]
+    enc = loaded.tokenizer.encode(prompts, max_length=options.max_length, long_text=options.long_text,
+                                  stride=options.stride)
     read: list[list[bytes]] = [[] for _ in prompts]
     for owner, ids in zip(enc.owner, enc.ids):  # a label's windows, in order
         read[owner].append(ids.tobytes())
     seen: dict[tuple[bytes, ...], str] = {}
     for label, key in zip(labels, map(tuple, read)):
         if key in seen:
-            raise ValueError(f"Got the labels {seen[key]!r} and {label!r}, which {model.name!r} reads as the same "
+            raise ValueError(f"Got the labels {seen[key]!r} and {label!r}, which {loaded.name!r} reads as the same "
                              "tokens (its tokenizer lower-cases, strips accents or drops characters it does not "
                              f"know, or max_length={options.max_length} cuts the template before the label): they "
                              "would score the same for every text. Keep one of them, or shorten the template.")

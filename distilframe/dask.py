@@ -182,13 +182,16 @@ class DaskDistilDataFrameAccessor(_Base):
         return self._map("classify", column, model, RunOptions.pick(locals()))
 
     def _zero_shot(self, column: Any, model: Any, options: RunOptions, labels: Any, template: Any) -> dd.DataFrame:
-        from ._similarity import check_labels
+        from ._similarity import check_label_prompts, check_labels
 
         labels, template = check_labels(labels, template)
         ddf = self._obj
         name = select_column(ddf._meta_nonempty, column).name
         name = name.item() if isinstance(name, np.generic) else name
         self._prepare("embed", ddf._meta[name], name, _model("search", model), options)  # the client's checks
+        # Labels the model reads as the same tokens are refused now, not at compute(): read where the work runs.
+        dask.compute(dask.delayed(check_label_prompts, pure=False)(_model("search", model), options, labels,
+                                                                   template))
         added = OutputSchema.of("classify", name, options, labels=labels).empty_pandas()
         result = ddf.map_partitions(_zero_shot_frame, name, _model("search", model), options.replace(progress=False),
                                     labels, template, meta=with_columns(ddf._meta, added), align_dataframes=False)

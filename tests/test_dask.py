@@ -336,5 +336,8 @@ def test_zero_shot_labels_equal_pandas(tmp_path):
         tmp_path / "zs.parquet")
     got, want = read_metadata(folder), read_metadata(written)
     assert got.pop("created_at") and want.pop("created_at") and got == want and "labels" in got
+    with pytest.raises(ValueError, match=r"labels 'Film' and 'film', which .* reads as the same tokens"):
+        dd.from_pandas(df, npartitions=3, sort=False).distil.classify("text", labels=["Film", "cat", "film"],
+                                                                      model=model)  # at the call, not at compute()
     labels = pd.read_parquet(written)["text_label"].astype(object)
     assert len(labels) == len(df) and list(pd.read_parquet(folder)["text_label"].astype(object)) == list(labels)

@@ -362,3 +362,18 @@ def test_a_recorded_max_length_is_not_said_to_be_too_long_for_another_model(sent
         embedded.distil.search("cat", k=1, model=short)
     with pytest.warns(distilframe.TruncationWarning, match="max_length=100 is more than"):
         embedded.distil.search("cat", k=1, model=short, max_length=100)
+
+
+def test_labels_read_as_the_same_tokens_are_refused_before_any_text_is_embedded(sentence, monkeypatch):
+    import distilframe._similarity as similarity
+
+    df = pd.DataFrame({"text": [f"text number {i}" for i in range(50)]})
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the texts were embedded before the labels were checked")
+
+    monkeypatch.setattr(similarity, "run", no_run)
+    with pytest.raises(ValueError, match=r"labels 'Films' and 'films', which .* reads as the same tokens"):
+        df.distil.classify("text", labels=["Films", "animals", "films"], model=sentence)
+    with pytest.raises(AssertionError, match="embedded before"):  # the stand-in is what runs the texts
+        df.distil.classify("text", labels=["films", "animals"], model=sentence)
