@@ -324,7 +324,8 @@ def _load_weights(path: Path) -> dict[str, np.ndarray]:
         except CheckpointError:
             raise
         except Exception as e:
-            raise CheckpointError(f"Could not read {path}: {type(e).__name__}: {e}. Replace it with a good copy.") from e
+            raise CheckpointError(f"Could not read {path}: {type(e).__name__}: {e}. "
+                                  "Replace it with a good copy.") from e
     try:
         import torch
     except ImportError as e:

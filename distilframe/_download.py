@@ -170,7 +170,8 @@ def _download(spec: ModelSpec, folder: Path, files: list[RemoteFile]) -> None:
             if fetched is None:
                 if remote.optional:
                     continue
-                raise FileNotFoundError(f"{remote.local_name} is not on the server (404 at {', '.join(remote.sources)})")
+                raise FileNotFoundError(f"{remote.local_name} is not on the server "
+                                        f"(404 at {', '.join(remote.sources)})")
             (folder / local_name).parent.mkdir(parents=True, exist_ok=True)  # a module's folder (1_Pooling/...)
             os.replace(fetched, folder / local_name)
             if spec.source == "huggingface" and local_name == "config.json":

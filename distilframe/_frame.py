@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ._manager import LoadedModel
 
 __all__ = ["META_PREFIX", "STEPS_KEY", "OutputSchema", "embedding_array", "embedding_arrow", "embedding_dtype",
-           "file_metadata", "out_name", "output_target", "parquet_table", "step_to_write", "to_numpy", "with_columns", "with_step"]
+           "file_metadata", "out_name", "output_target", "parquet_table", "step_to_write", "to_numpy",
+           "with_columns", "with_step"]
 
 META_PREFIX = "distilframe."  # key-value metadata of result files: distilframe.<key>
 

@@ -438,7 +438,8 @@ def hub_spec(repo: str) -> ModelSpec:
     valid = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
     if len(parts) != 2 or not all(valid.match(p) and ".." not in p for p in parts):
         raise UnknownModelError(f"Got 'hf:{repo}' but a hub model is named 'hf:<owner>/<repo>' (letters, digits, "
-                                "'-', '_' and '.'), e.g. 'hf:distilbert/distilbert-base-uncased-finetuned-sst-2-english'.")
+                                "'-', '_' and '.'), "
+                                "e.g. 'hf:distilbert/distilbert-base-uncased-finetuned-sst-2-english'.")
     return ModelSpec(name=f"hf:{repo}", aliases=(), languages="", cased=False, layers=0,
                      hidden_size=0, heads=0, vocab_size=0, parameters=0,
                      description=f"Hugging Face hub repository {repo}", files=_huggingface_any(repo),

@@ -599,7 +599,8 @@ def _preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS, kind: str = "preview
             from ._frame import to_numpy
 
             values = to_numpy(column)
-            head.isetitem(i, [("—" if np.isnan(v).all() else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")
+            head.isetitem(i, [("—" if np.isnan(v).all()
+                               else f"[{', '.join(f'{x:.3f}' for x in v[:3])}, …] ({len(v)})")
                               for v in values])
         elif pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
             head.isetitem(i, [v[:PREVIEW_CHARS] + "…" if isinstance(v, str) and len(v) > PREVIEW_CHARS else v
