@@ -405,8 +405,11 @@ def exclusive(path: Path, owner: str) -> Iterator[None]:
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
-        except PermissionError:  # left by another user's killed job: flock works on a read-only descriptor
-            fd = os.open(path, os.O_RDONLY)
+        except PermissionError as denied:  # left by another user's killed job: flock works on a read-only descriptor
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:  # no such lock: the folder itself is not writable
+                raise denied from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -26,8 +26,12 @@ from .errors import ColumnNotFoundError
 __all__ = ["from_polars", "is_text", "missing_column", "select_column", "string_columns", "texts"]
 
 
-def texts(series: pd.Series, errors: str) -> list[str | None]:
-    """Python strings, with None for missing values; other values per ``errors``."""
+def texts(series: pd.Series, errors: str, *, subject: str | None = None, unit: str = "index",
+          coerce: str = "errors='coerce'") -> list[str | None]:
+    """Python strings, with None for missing values; other values per ``errors``.
+
+    The errors name the rows by their index labels: ``subject`` (default "Column 'name'"), ``unit`` and
+    ``coerce`` let a caller whose labels are other numbers (a file's row numbers) say so in its own words."""
     missing = series.isna().to_numpy()
     values = series.to_numpy(dtype=object, na_value=None)
     texts: list[str | None] = [None] * len(values)
@@ -45,15 +49,16 @@ def texts(series: pd.Series, errors: str) -> list[str | None]:
         else:
             text = str(value)
         texts[i] = text
-    what = "Column" if series.name is not None else "The Series"
-    name = f" {series.name!r}" if series.name is not None else ""
+    if subject is None:
+        subject = f"Column {series.name!r}" if series.name is not None else "The Series"
     if bad:
+        one = len(bad) == 1
         raise TypeError(
-            f"{what}{name} has {len(bad)} non-string values, at index {_row_labels(series, values, bad)}. "
-            "Pass errors='coerce' to convert them (bytes are decoded as UTF-8, others use str()), "
+            f"{subject} has {len(bad)} non-string value{'' if one else 's'}, {_row_labels(series, values, bad, unit)}. "
+            f"Pass {coerce} to convert {'it' if one else 'them'} (bytes are decoded as UTF-8, others use str()), "
             "or clean the column first."
         )
-    _check_unicode(texts, series, errors, f"{what}{name}")
+    _check_unicode(texts, series, errors, subject, unit, coerce)
     return texts
 
 
@@ -66,7 +71,8 @@ def from_polars(series: Any) -> pd.Series:
     return series.to_pandas(use_pyarrow_extension_array=True).rename(series.name or None)
 
 
-def _check_unicode(texts: list[str | None], series: pd.Series, errors: str, what: str) -> None:
+def _check_unicode(texts: list[str | None], series: pd.Series, errors: str, what: str, unit: str,
+                   coerce: str) -> None:
     """Find strings the tokenizer cannot take (lone surrogates); one C-level encode when all is well."""
     try:
         "\n".join(t for t in texts if t is not None).encode("utf-8")
@@ -85,16 +91,23 @@ def _check_unicode(texts: list[str | None], series: pd.Series, errors: str, what
             else:
                 bad.append(i)
     if bad:
+        one = len(bad) == 1
         raise ValueError(
-            f"{what} has {len(bad)} strings that are not valid Unicode (lone surrogates, as left by bytes "
-            f"decoded with errors='surrogateescape'), at index {_row_labels(series, texts, bad)}. "
-            "Pass errors='coerce' to replace those characters with U+FFFD, or decode the data correctly."
+            f"{what} has {len(bad)} {'string that is' if one else 'strings that are'} not valid Unicode (lone "
+            f"surrogates, as left by bytes decoded with errors='surrogateescape'), "
+            f"{_row_labels(series, texts, bad, unit)}. Pass {coerce} to replace those characters with U+FFFD, "
+            "or decode the data correctly."
         )
 
 
-def _row_labels(series: pd.Series, values: Any, rows: list[int]) -> str:
+def _row_labels(series: pd.Series, values: Any, rows: list[int], unit: str = "index") -> str:
+    """"at index 4 (int), 'b' (bytes)" by index labels, or "in row 6 (int)" / "in rows 6 (int), 9 (float)"
+    for another ``unit`` (a file's row or line numbers)."""
     shown = ", ".join(f"{series.index[i]!r} ({type(values[i]).__name__})" for i in rows[:5])
-    return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    shown += f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    if unit == "index":
+        return f"at index {shown}"
+    return f"in {unit}{'' if len(rows) == 1 else 's'} {shown}"
 
 
 def missing_column(column: Any, names: list[Any]) -> ColumnNotFoundError:

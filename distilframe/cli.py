@@ -75,7 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--sheet", metavar="NAME", help="the worksheet of an .xlsx INPUT (default: the first)")
     p.add_argument("--na-strings", action="store_true",
-                   help="read CSV cells such as NA, null, nan, N/A, #N/A as missing, as pandas does "
+                   help="read CSV and .xlsx cells such as NA, null, nan, N/A, #N/A as missing, as pandas does "
                         "(default: they are text; only an empty cell is missing)")
     quiet = p.add_mutually_exclusive_group()
     quiet.add_argument("--quiet", action="store_true", help="no progress on stderr")

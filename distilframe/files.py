@@ -116,7 +116,8 @@ def embed_file(
         The worksheet of an ``.xlsx`` INPUT (default: the first).
     na_strings
         Read CSV cells such as ``NA``, ``null``, ``nan``, ``N/A`` and ``#N/A`` as missing, as pandas does.
-        By default they are text, and only an empty cell is missing.
+        By default they are text, and only an empty cell is missing. For CSV, TSV and ``.xlsx`` (where a
+        formula's error reads as ``#N/A``...); refused for Parquet and JSON Lines, which record nulls.
     progress
         Rows/s and ETA on stderr; None shows it when stderr is a terminal.
     chunk_rows
@@ -245,21 +246,17 @@ class _Job:
             holder = busy.owner or "holder unknown"
             raise FileError(f"Another distilframe job is writing {str(self.output)!r} ({holder}). Wait for it to "
                             "finish, or write to another OUTPUT.") from None
+        except PermissionError as e:
+            if Path(e.filename or "").parent not in (self.output.parent, self.parts):  # not OUTPUT's lock or parts
+                raise
+            raise FileError(f"Cannot write in the output folder {str(self.output.parent)!r} ({e.strerror}): "
+                            "write OUTPUT to a folder of yours, or ask for write access to this one.") from None
 
     def _run(self, reader: "_Reader") -> FileResult:
         start = time.perf_counter()
         names = reader.names
-        if self.column not in names:
-            error = missing_column(self.column, names)
-            if reader.kind == "excel":
-                error.args = (f"{error.args[0]} (Sheet {reader.sheet!r} of the workbook, which has sheets "
-                              f"{', '.join(map(repr, reader.sheets))}: pick another with --sheet.)",)
-            raise error
-        keep = names if self.keep is None else self.keep
-        for name in keep:
-            if name not in names:
-                raise missing_column(name, names)
-        self._check_repeated(reader, keep)
+        keep = names if self.keep is None else self.keep  # checked by _check_paths
+        self.rows = reader.rows(self.column)
 
         from ._pipeline import load
 
@@ -367,6 +364,16 @@ class _Job:
         if self.output.suffix.lower() not in WRITERS[self.task]:
             raise FileError(f"Cannot write {self.task} results to {self.output.name!r}: the output must end with "
                             f"{', '.join(WRITERS[self.task])}.")
+        if not self.output.parent.is_dir():
+            raise FileError(f"The output folder {str(self.output.parent)!r} does not exist.")
+        if self.sheet is not None and kind != "excel":
+            raise FileError(f"Got --sheet {self.sheet!r} but {self.input.name!r} is not a spreadsheet (.xlsx).")
+        if self.na_strings and kind not in ("csv", "tsv", "excel"):
+            raise FileError(f"Got --na-strings (na_strings=True) but {self.input.name!r} is not a CSV, TSV or .xlsx "
+                            "file: its missing values are recorded as nulls, and its texts are texts. Leave the "
+                            "option out.")
+        reader = _Reader(self.input, kind, sheet=self.sheet, na_strings=self.na_strings)
+        self._check_columns(reader)  # a wrong --column is named even when OUTPUT is there
         if self.output.exists() and not self.overwrite:
             if not self.resume:
                 raise FileError(f"Output {str(self.output)!r} already exists. Pass --overwrite (overwrite=True) "
@@ -376,11 +383,21 @@ class _Job:
                                 "nothing of the job that made it, so --resume cannot tell whether it is this job's "
                                 "finished output. Pass --overwrite (overwrite=True) to compute it again, or write to "
                                 "another OUTPUT.")
-        if not self.output.parent.is_dir():
-            raise FileError(f"The output folder {str(self.output.parent)!r} does not exist.")
-        if self.sheet is not None and kind != "excel":
-            raise FileError(f"Got --sheet {self.sheet!r} but {self.input.name!r} is not a spreadsheet (.xlsx).")
-        return _Reader(self.input, kind, sheet=self.sheet, na_strings=self.na_strings)
+        return reader
+
+    def _check_columns(self, reader: "_Reader") -> None:
+        """The text column and the kept ones are in the file, each under one name."""
+        names = reader.names
+        if self.column not in names:
+            error = missing_column(self.column, names)
+            if reader.kind == "excel":
+                error.args = (f"{error.args[0]} (Sheet {reader.sheet!r} of the workbook, which has sheets "
+                              f"{', '.join(map(repr, reader.sheets))}: pick another with --sheet.)",)
+            raise error
+        for name in self.keep if self.keep is not None else []:
+            if name not in names:
+                raise missing_column(name, names)
+        self._check_repeated(reader, names if self.keep is None else self.keep)
 
     def _state(self, meta: dict[str, str], reader: "_Reader") -> dict[str, Any]:
         """What makes this job this job: the input file (path, size, modification time, as they were before any
@@ -479,11 +496,13 @@ class _Job:
             series = table[self.column].reset_index(drop=True)
         else:
             series = table.column(self.column).to_pandas()
-        series.index = pd.RangeIndex(row_offset, row_offset + len(series))  # errors name file row numbers
+        subject, first, unit = self.rows
+        series.index = pd.RangeIndex(first + row_offset, first + row_offset + len(series))  # errors name them
         series.name = self.column
         if not isinstance(table, pd.DataFrame) and pa.types.is_binary(table.schema.field(self.column).type):
-            series = _decoded(series, self.options.errors, self.input.name)
-        values = texts(series, self.options.errors)
+            series = _decoded(series, self.options.errors, subject)
+        values = texts(series, self.options.errors, subject=subject, unit=unit,
+                       coerce="--errors coerce (errors='coerce')")
         outcome = run(self.task, values, loaded, self.options)
         if isinstance(table, pd.DataFrame):
             table = _arrow(table[keep], {self.column: values} if self.options.errors == "coerce" else {})
@@ -574,9 +593,10 @@ def _write_part(table, path: Path, job: str) -> None:
         pq.write_table(table, tmp)
 
 
-def _decoded(series, errors: str, file: str):
+def _decoded(series, errors: str, subject: str):
     """A column read as bytes (the text column of a CSV) as strings: invalid UTF-8 is an error naming its
-    row and byte, or is replaced by U+FFFD with ``errors="coerce"``, as the accessor does with bytes."""
+    row (the index label) and byte, or is replaced by U+FFFD with ``errors="coerce"``, as the accessor does
+    with bytes. ``subject`` names the column and the file."""
     out = []
     for row, value in series.items():
         if value is None:
@@ -586,8 +606,8 @@ def _decoded(series, errors: str, file: str):
             out.append(value.decode("utf-8"))
         except UnicodeDecodeError as e:
             if errors != "coerce":
-                raise FileError(f"Row {row} of column {series.name!r} in {file!r} is not valid UTF-8 (byte {e.start} "
-                                f"of the cell: {value[e.start:e.start + 4]!r}). Pass --errors coerce "
+                raise FileError(f"{subject} is not valid UTF-8 in row {row} (byte {e.start} of the cell: "
+                                f"{value[e.start:e.start + 4]!r}). Pass --errors coerce "
                                 "(errors='coerce') to replace invalid bytes with U+FFFD, or save the file as "
                                 "UTF-8.") from None
             out.append(value.decode("utf-8", errors="replace"))
@@ -646,6 +666,18 @@ class _Reader:
         self.stat = path.stat()  # before reading: a file changed after this is another job's input (_Job._state)
         self.names, self.total_rows = self._inspect()
 
+    def rows(self, column: str) -> tuple[str, int, str]:
+        """How errors name ``column`` and its rows, as a user finds them in the file: (subject, the number of
+        the first data row, unit). A sheet's and a CSV's rows are numbered as a spreadsheet shows them (the
+        header is row 1), a JSON Lines file's by line, a Parquet file's from 0, as pandas counts them."""
+        if self.kind == "excel":
+            return f"Column {column!r} of sheet {self.sheet!r} in {self.path.name!r}", 2, "row"
+        if self.kind in ("csv", "tsv"):
+            return f"Column {column!r} of {self.path.name!r} (the header is row 1)", 2, "row"
+        if self.kind == "jsonl":
+            return f"Column {column!r} of {self.path.name!r}", 1, "line"
+        return f"Column {column!r} of {self.path.name!r} (rows counted from 0)", 0, "row"
+
     def _fail(self, e: Exception) -> FileError:
         return FileError(f"Could not read {self.path.name!r} as {self.kind.upper()}: {type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''}")
@@ -693,7 +725,7 @@ class _Reader:
     def _excel(self):
         """The sheet as a frame of the cells' values (a formula's last computed value), one row per worksheet
         row below the header row, so that row i is worksheet row i + 2 (``write_workbook`` relies on it).
-        Only an empty cell is missing; a text saying "NA" stays text."""
+        Only an empty cell is missing; a text saying "NA" stays text, unless ``na_strings``."""
         import pandas as pd
 
         try:
@@ -722,6 +754,11 @@ class _Reader:
         body = [(r + [None] * len(names))[:len(names)] for r in rows[1:]]
         while body and all(v is None for v in body[-1]):  # formatted but empty rows at the end
             body.pop()
+        if self.na_strings:  # the texts pandas reads as missing (Arrow's list is pandas' list)
+            import pyarrow.csv as pacsv
+
+            nulls = set(pacsv.ConvertOptions().null_values)
+            body = [[None if isinstance(v, str) and v in nulls else v for v in row] for row in body]
         self._frame = pd.DataFrame(body, columns=names, dtype=object)
         return self._frame
 

@@ -95,7 +95,7 @@ def test_bytes_are_decoded_and_invalid_unicode_is_named_or_replaced():
     np.testing.assert_allclose(X[0], expected(["café"])[0], atol=1e-5)
 
     bad = pd.Series(["ok", "bad \udcff end", "fine"], index=["a", "b", "c"], name="t", dtype=object)
-    with pytest.raises(ValueError, match=r"1 strings that are not valid Unicode .*'b' \(str\).*errors='coerce'"):
+    with pytest.raises(ValueError, match=r"has 1 string that is not valid Unicode .*at index 'b' \(str\).*errors='coerce'"):
         bad.distil.embed()
     X = embeddings(bad.distil.embed(errors="coerce"))
     np.testing.assert_allclose(X[1], expected(["bad \ufffd end"])[0], atol=1e-5)

@@ -242,7 +242,7 @@ def test_a_failing_partition_leaves_no_output_folder(tmp_path):
     frame = pd.DataFrame({"text": ["fine", "also fine", "ok", 42]}, dtype=object)
     with dask.config.set({"dataframe.convert-string": False}):  # else Dask itself turns 42 into "42"
         ddf = dd.from_pandas(frame, npartitions=2, sort=False).distil.embed("text", model=MODEL)
-    with sync_scheduler(), pytest.raises(TypeError, match="non-string values, at index 3"):
+    with sync_scheduler(), pytest.raises(TypeError, match="has 1 non-string value, at index 3"):
         ddf.distil.to_parquet(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # neither the output nor the hidden parts folder
 

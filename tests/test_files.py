@@ -1,6 +1,7 @@
 """The file pipeline and the command line: formats, atomic writes, resume after SIGKILL and Ctrl-C."""
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -147,6 +148,11 @@ def test_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, frame, monkeypat
     assert not out.exists() and not list(tmp_path.glob("out.parquet*"))
     out.write_text("keep me")
     assert_one_line_error(run_cli("embed", source, out, "--column", "text"), "already exists", "--overwrite")
+    # A wrong column is named first: --overwrite would not have helped.
+    assert_one_line_error(run_cli("embed", source, out, "--column", "txt"), "Column 'txt' not found",
+                          "Did you mean 'text'?")
+    assert_one_line_error(run_cli("embed", source, out, "--column", "text", "--keep", "id,nope"),
+                          "Column 'nope' not found")
     assert out.read_text() == "keep me"
     ok = run_cli("embed", source, out, "--column", "text", "--overwrite", "--quiet")
     assert ok.returncode == 0 and ok.stderr.strip() == "" and pq.read_table(out).num_rows == len(TEXTS)
@@ -155,6 +161,34 @@ def test_errors_are_one_line_exit_2_and_leave_nothing(tmp_path, frame, monkeypat
     assert cut.returncode == 0 and cut.stderr.splitlines() == [
         "distilframe: warning: 3 of 4 distinct texts were longer than max_length=4 tokens and were truncated (only "
         "their beginning was used). Pass long_text='chunk' to read them whole. (TruncationWarning)"], cut.stderr
+
+
+def test_a_read_only_output_folder_is_named_as_such(tmp_path, frame, monkeypatch):
+    source = write_input(frame, tmp_path / "in.parquet")
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    if os.geteuid() != 0:  # the real thing (root writes anywhere)
+        folder.chmod(0o555)
+    else:  # as the kernel answers a user without write access: creating a file there is refused
+        import distilframe._fs as fs
+
+        real_open = os.open
+
+        def refused(path, flags, *args, **kwargs):
+            if Path(path).parent == folder:
+                if flags & os.O_CREAT:
+                    raise PermissionError(13, "Permission denied", str(path))
+                raise FileNotFoundError(2, "No such file or directory", str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(fs.os, "open", refused)
+    try:
+        with pytest.raises(FileError, match=re.escape(f"Cannot write in the output folder {str(folder)!r} "
+                                                      "(Permission denied): write OUTPUT to a folder of yours")):
+            embed_file(source, folder / "out.parquet", column="text", cache=False)
+    finally:
+        folder.chmod(0o755)
+    assert list(folder.iterdir()) == []
 
 
 def test_help_is_complete_and_has_examples():
@@ -329,9 +363,19 @@ def test_text_that_says_na_is_text_and_only_an_empty_cell_is_missing(tmp_path, s
     assert table["text"][:6] == NA_WORDS and table["note"][:6] == NA_WORDS  # kept as the file has them
     assert table["text"][6] is None and table["note"][6] is None  # the empty cell
     assert all(v is not None for v in table["text_embedding"][:6]) and table["text_embedding"][6] is None
-    if suffix == ".csv":  # pandas' reading, on request
-        embed_file(source, out, column="text", cache=False, na_strings=True, overwrite=True)
-        assert pq.read_table(out).column("text").null_count == 7
+    # pandas' reading, on request (a spreadsheet's #N/A is also what a formula's error reads as)
+    embed_file(source, out, column="text", cache=False, na_strings=True, overwrite=True)
+    table = pq.read_table(out)
+    assert table.column("text").null_count == 7 and table.column("note").null_count == 7
+    assert table.column("text_embedding").null_count == 7 and table.column("text")[7].as_py() == "a good film"
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_na_strings_is_refused_where_the_format_records_nulls(tmp_path, suffix):
+    source = write_input(pd.DataFrame({"text": ["NA", "a good film"]}), tmp_path / f"in{suffix}")
+    assert_one_line_error(run_cli("embed", source, tmp_path / "out.parquet", "--column", "text", "--na-strings"),
+                          f"Got --na-strings (na_strings=True) but 'in{suffix}' is not a CSV, TSV or .xlsx file",
+                          "Leave the option out.")
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".jsonl"])
@@ -339,7 +383,11 @@ def test_mixed_columns_follow_the_accessors_row_rules(tmp_path, suffix):
     df = pd.DataFrame({"id": [1, 2, 3], "other": ["x", 7, None], "review": ["great film", 5, "awful"]})
     source = write_input(df, tmp_path / f"in{suffix}")
     out = tmp_path / "out.parquet"
-    with pytest.raises(TypeError, match="non-string values, at index 1"):  # as df.distil.embed says it
+    # As df.distil.embed says it, with the row a user finds in the file (the sheet's row 3, the file's line 2).
+    where = "of sheet 'Sheet1' in 'in.xlsx' has 1 non-string value, in row 3 (int)" if suffix == ".xlsx" else \
+        "of 'in.jsonl' has 1 non-string value, in line 2 (int)"
+    with pytest.raises(TypeError, match=re.escape(f"Column 'review' {where}. Pass --errors coerce (errors='coerce') "
+                                                  "to convert it")):
         embed_file(source, out, column="review", cache=False)
     assert not out.exists() and not (tmp_path / "out.parquet.distilframe-parts").exists()
     embed_file(source, out, column="review", errors="coerce", cache=False)
@@ -367,6 +415,26 @@ def workbook(path: Path) -> Path:
     reviews["B2"].font = Font(bold=True)
     book.save(path)
     return path
+
+
+def test_non_strings_in_a_sheet_are_named_by_sheet_row_and_cli_option(tmp_path):
+    import openpyxl
+
+    source = workbook(tmp_path / "in.xlsx")
+    book = openpyxl.load_workbook(source)
+    book["Reviews"]["B4"], book["Reviews"]["B5"] = 7.5, 12  # the second chunk of two rows
+    book.save(source)
+    out = tmp_path / "out.xlsx"
+    run = run_cli("classify", source, out, "--column", "review", "--model", "sst2-tiny", "--sheet", "Reviews",
+                  "--chunk-rows", "2")
+    assert_one_line_error(run, "Column 'review' of sheet 'Reviews' in 'in.xlsx' has 2 non-string values, in rows "
+                          "4 (float), 5 (int). Pass --errors coerce (errors='coerce') to convert them")
+    assert not out.exists() and not list(tmp_path.glob("out.xlsx.*"))
+    classify_file(source, out, column="review", model="sst2-tiny", sheet="Reviews", errors="coerce", cache=False,
+                  chunk_rows=2)
+    sheet = openpyxl.load_workbook(out)["Reviews"]
+    assert [sheet[f"B{r}"].value for r in (4, 5)] == [7.5, 12]  # the workbook keeps its cells as they were
+    assert sheet["F4"].value in ("NEGATIVE", "POSITIVE") and sheet["F5"].value in ("NEGATIVE", "POSITIVE")
 
 
 def test_a_spreadsheet_in_is_the_same_spreadsheet_out(tmp_path):
@@ -408,7 +476,8 @@ def test_invalid_utf8_in_a_csv_names_the_row_or_is_replaced(tmp_path, errors):
     out = tmp_path / "out.parquet"
     if errors == "raise":
         run = run_cli("embed", source, out, "--column", "text")
-        assert_one_line_error(run, "Row 1 of column 'text'", "not valid UTF-8", "byte 3", "--errors coerce")
+        assert_one_line_error(run, "Column 'text' of 'in.csv' (the header is row 1) is not valid UTF-8 in row 3",
+                              "byte 3", "--errors coerce")
         assert not out.exists() and not (tmp_path / "out.parquet.distilframe-parts").exists()
     else:
         embed_file(source, out, column="text", errors="coerce", cache=False)
