@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="show or clear the result cache",
                                 epilog="example:\n  distilframe cache info\n  distilframe cache clear",
                                 formatter_class=raw)
-    cache.add_argument("action", choices=("info", "clear"))
+    cache.add_argument("action", choices=("info", "clear"), nargs="?", default="info",
+                       help="info (the default): where the cache is, how many results and MB it holds; "
+                            "clear: remove every stored result")
     cache.set_defaults(func=_cache)
 
     info = commands.add_parser("info", help="show the embedding metadata and row count of an output file",

@@ -181,6 +181,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     files = sorted([*path.glob("*.parquet"), *path.glob("*.pq")]) if path.is_dir() else [path]
     if not files:
         raise FileError(f"{path} is a folder without .parquet files.")
+    if not path.is_dir() and path.suffix.lower() not in (".parquet", ".pq") and path.is_file():
+        raise FileError(f"{path.name!r} is not a Parquet file: only Parquet records the job that wrote it (a "
+                        f"{path.suffix or 'file without extension'} holds the rows alone). Read it as it is, or "
+                        "write the job's OUTPUT as .parquet.")
     try:
         metas = [pq.read_metadata(f) for f in files]
     except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError

@@ -120,6 +120,7 @@ def test_cache_commands(monkeypatch, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "results    5" in printed and str(tmp_path / "home" / "results.sqlite") in printed
     assert "MB of 1,024 MB (DISTILFRAME_CACHE_SIZE)" in printed
+    assert main(["cache"]) == 0 and capsys.readouterr().out == printed  # info is the default action
     monkeypatch.setenv("DISTILFRAME_CACHE_SIZE", "500K")  # it printed "of 0 MB"
     default_cache().close()
     distilframe._result_cache._default.clear()

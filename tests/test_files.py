@@ -69,6 +69,10 @@ def test_metadata_and_info(tmp_path, frame, capsys):
     assert main(["info", str(tmp_path / "out.parquet")]) == 0
     printed = capsys.readouterr().out
     assert "checkpoint_hash" in printed and "rows" in printed and "dim" in printed
+    write_input(frame, tmp_path / "rows.csv")
+    with pytest.raises(FileError, match=r"'rows.csv' is not a Parquet file: only Parquet records the job"):
+        read_metadata(tmp_path / "rows.csv")
+    (tmp_path / "rows.csv").unlink()
     (tmp_path / "in.parquet").unlink()  # a folder of results: two jobs' files are not one result's parts
     embed_file(source := write_input(frame, tmp_path / "in.csv"), tmp_path / "other.pq", column="text")
     with pytest.raises(FileError, match=r"holds Parquet files of different results \(other.pq and out.parquet"):
