@@ -10,6 +10,8 @@
    exact, on clustered vectors: build time, queries/s and recall@10.
 3. Near-duplicate groups (``_search.duplicate_groups``) over random 384-float rows (all-MiniLM-L6-v2's
    width): every pair is compared, so time grows with n^2; memory stays bounded by the block.
+   Then what a search of a recorded embedding column adds to check that its rows are still the embeddings
+   embed made of their texts (``_pairs``), beside the texts read and top_k.
 4. The pipeline: ``df.distil.search`` over a column of 2,000 texts, first (the model embeds the column)
    and again (the result cache serves the column; the model runs only on the query).
 5. Zero-shot labels on examples/topics.csv (300 reviews, 5 topics, written for this benchmark) with the
@@ -68,6 +70,32 @@ def exact_search(sizes: list[int]) -> None:
             print(f"| {n:>9,} | {corpus.nbytes / 2**30:>7.2f} GB | {q:>7} | {seconds:>7.3f} | {q / seconds:>9,.1f} | "
                   f"{peak / 2**20:>10.0f} MB |", flush=True)
         del corpus
+
+
+def changed_check(sizes: list[int]) -> None:
+    """What a search of a recorded embedding column adds to tell whether its rows are still embed's
+    (``_pairs.RowPairs``), beside what search did before it: the texts read, and top_k for one query."""
+    from distilframe import _text
+    from distilframe._pairs import RowPairs
+
+    print("\n## The check that a recorded column is unchanged, per search (384 dimensions)\n")
+    print(f"| {'rows':>9} | {'texts read':>10} | {'top_k, 1 query':>14} | {'check':>7} | {'check / (texts + top_k)':>23} |"
+          f" {'recorded at embed':>17} |")
+    print(f"|{'-' * 11}|{'-' * 12}|{'-' * 16}|{'-' * 9}|{'-' * 25}|{'-' * 19}|")
+    rng = np.random.default_rng(3)
+    for n in sizes:
+        texts = pd.Series([f"review {i} of a parcel that came late" for i in range(n)], name="text")
+        matrix = _search.unit(rng.standard_normal((n, 384))).astype(np.float32)
+        valid = np.ones(n, dtype=bool)
+        values = _text.texts(texts, "coerce")
+        read, _ = timed(lambda: _text.texts(texts, "coerce"), repeat=2)
+        query = _search.unit(rng.standard_normal((1, 384)))
+        top, _ = timed(lambda: _search.top_k(matrix, valid, query, 10), repeat=2)
+        pairs = RowPairs.record(f"benchmark {n}", values, matrix, valid)
+        record, _ = timed(lambda: RowPairs.record(f"benchmark {n}", values, matrix, valid), repeat=1)
+        check, _ = timed(lambda: pairs.changed(values, matrix, valid), repeat=2)
+        print(f"| {n:>9,} | {read:>8.3f} s | {top:>12.3f} s | {check:>5.3f} s | {check / (read + top):>22.2f}x |"
+              f" {record:>15.3f} s |", flush=True)
 
 
 def approximate(n: int) -> None:
@@ -162,6 +190,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     print(f"CPU: {cpu_flags()}; {os.cpu_count()} cores")
     exact_search([int(x) for x in args.rows.split(",")])
+    changed_check([int(x) for x in args.rows.split(",")])
     approximate(args.ann_rows)
     duplicates([int(x) for x in args.dup_rows.split(",")])
     pipeline()

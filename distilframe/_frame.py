@@ -33,11 +33,18 @@ if TYPE_CHECKING:
 
     from ._manager import LoadedModel
 
-__all__ = ["META_PREFIX", "STEPS_KEY", "OutputSchema", "embedding_array", "embedding_arrow", "embedding_dtype",
-           "file_metadata", "out_name", "output_target", "parquet_table", "step_to_write", "to_numpy",
-           "with_columns", "with_step"]
+__all__ = ["META_PREFIX", "SHAPING", "STEPS_KEY", "OutputSchema", "embedding_array", "embedding_arrow",
+           "embedding_dtype", "file_metadata", "out_name", "output_target", "parquet_table", "shaping",
+           "step_to_write", "to_numpy", "with_columns", "with_step"]
 
 META_PREFIX = "distilframe."  # key-value metadata of result files: distilframe.<key>
+# The metadata that shapes an embedding: a column is another's embeddings (reused, hashed alike) when these match.
+SHAPING = ("checkpoint_hash", "pooling", "normalize", "max_length", "prompt", "dim")
+
+
+def shaping(meta: dict[str, str]) -> dict[str, str]:
+    """The settings of ``meta`` (an embed step's file metadata) that shape its vectors."""
+    return {k: meta.get(k, "") for k in SHAPING}
 
 
 def out_name(name: Any, suffix: str) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import _text
 from ._defaults import default_model
-from ._frame import STEPS_KEY, OutputSchema, file_metadata
+from ._frame import STEPS_KEY, OutputSchema, file_metadata, shaping
 from ._manager import LoadedModel, load_for, refuse_early
 from ._options import RunOptions, check_task
 from ._run import Result
@@ -90,6 +90,15 @@ def pandas_result(task: str, series: "pd.Series", model: str | os.PathLike | Non
     column = series.name if name is None else name
     schema = outcome.schema(task, column, options)
     frame = schema.to_pandas(outcome.result, series.index)
-    frame.attrs[STEPS_KEY] = [{"task": task, "column": column, "outputs": schema.names,
-                               "metadata": file_metadata(task, column, options, outcome.model)}]
+    step = {"task": task, "column": column, "outputs": schema.names,
+            "metadata": file_metadata(task, column, options, outcome.model)}
+    if task == "embed":  # which (text, vector) rows it made: a column changed since is not taken for its own
+        import hashlib
+        import json
+
+        from ._pairs import RowPairs
+
+        key = hashlib.sha256(json.dumps(shaping(step["metadata"]), sort_keys=True).encode()).hexdigest()[:16]
+        step["rows"] = RowPairs.record(key, texts, outcome.result.values, outcome.result.valid)
+    frame.attrs[STEPS_KEY] = [step]
     return frame

@@ -25,9 +25,10 @@ import numpy as np
 from . import _search
 from . import _text
 from ._defaults import default_model
-from ._frame import STEPS_KEY, OutputSchema, file_metadata, out_name, to_numpy
+from ._frame import SHAPING, STEPS_KEY, OutputSchema, file_metadata, out_name, shaping, to_numpy
 from ._manager import LoadedModel
 from ._options import RunOptions
+from ._pairs import RowPairs
 from ._pipeline import load, pandas_result, run
 from ._run import Result
 from .errors import DistilFrameWarning, warn
@@ -35,7 +36,7 @@ from .errors import DistilFrameWarning, warn
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "check_k",
+__all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "changed_rows", "check_k",
            "check_label_prompts", "check_labels", "check_queries", "check_threshold", "column_embeddings",
            "duplicates", "frame_embeddings", "query_vectors", "recorded_step", "result_names", "results_frame",
            "search", "top_rows", "warn_unrecorded", "zero_shot", "zero_shot_metadata"]
@@ -44,8 +45,6 @@ DEFAULT_TEMPLATE = "{}"
 # Zero-shot scores are softmax(cosine / TEMPERATURE) over the labels. 0.05 keeps a clear winner near 1 and a
 # tie near 1/len(labels) (benchmarks/search.py prints the accuracy on examples/topics.csv).
 TEMPERATURE = 0.05
-# Settings that shape an embedding: an existing column is used only when these match.
-_SHAPING = ("checkpoint_hash", "pooling", "normalize", "max_length", "prompt", "dim")
 
 
 @dataclass(frozen=True)
@@ -146,10 +145,6 @@ def _recorded_options(meta: dict[str, str], options: RunOptions) -> RunOptions:
     return options.replace(**given) if given else options
 
 
-def _shaping(meta: dict[str, str]) -> dict[str, str]:
-    return {k: meta.get(k, "") for k in _SHAPING}
-
-
 def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, options: RunOptions, *,
                       existing: "pd.Series | None" = None, given: bool = False,
                       frame: "pd.DataFrame | None" = None, fallback: str | os.PathLike | None = None,
@@ -173,10 +168,20 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         # The recorded max_length is the column's, not the caller's: only an explicit one is said to be too long.
         filled = loaded.fill(_recorded_options(meta, options), warn_past_positions=options.max_length is not None)
         wanted = file_metadata("embed", texts.name, filled, loaded)
-        if _shaping(wanted) == _shaping(meta):
-            return _from_column(existing, loaded, filled, texts)
+        if shaping(wanted) == shaping(meta):
+            matrix = to_numpy(existing)
+            changed = changed_rows(frame if frame is not None else existing, existing, texts, matrix)
+            if not changed:
+                return _from_column(existing, loaded, filled, texts, matrix)
+            warn(f"{changed:,} {'row' if changed == 1 else 'rows'} of {existing.name!r} "
+                 f"{'is not the embedding' if changed == 1 else 'are not the embeddings'} that embed made of their "
+                 f"{texts.name!r} (a text or a vector was changed since: a new column assigned, a cell edited), so "
+                 f"the column is not used: the embeddings are computed again with {loaded.name!r} (with the result "
+                 "cache on, texts embedded before are not). Embed the column again to store them.", DistilFrameWarning)
+            return _pipeline_embeddings(texts, meta["model"] if model is None else model,
+                                        _recorded_options(meta, options))[0]
         if given:
-            differs = [k for k in _SHAPING if wanted.get(k, "") != meta.get(k, "")]
+            differs = [k for k in SHAPING if wanted.get(k, "") != meta.get(k, "")]
             raise ValueError(f"The embeddings column {existing.name!r} was made by {meta['model']!r} with other "
                              f"settings ({', '.join(differs)} differ) than {loaded.name!r} as asked: pass "
                              f"model={meta['model']!r}, or drop embeddings= to compute them with {loaded.name!r}.")
@@ -193,8 +198,8 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
 
 def warn_unrecorded(column: Any, model: Any) -> None:
     """Say that ``column``, an embedding column found by its name, is not used: nothing says which model made it."""
-    warn(f"The frame has a column {column!r} but no record of the model that made it (assigning a Series, a "
-         "merge, join or concat, filtering a Polars frame, collecting a LazyFrame or reading a file drops the "
+    warn(f"The frame has a column {column!r} but no record of the model that made it (a merge, join or concat "
+         "of different results, filtering a Polars frame, collecting a LazyFrame or reading a file drops the "
          f"record), so it is not used: the embeddings are computed again with {str(model)!r}. To reuse the "
          f"column, pass embeddings={column!r} and model= the model that made it.", DistilFrameWarning)
 
@@ -213,8 +218,22 @@ def _has_text(texts: "pd.Series") -> np.ndarray:
     return np.array([isinstance(t, str) and bool(t.strip()) for t in _text.texts(texts, "coerce")], dtype=bool)
 
 
-def _from_column(column: "pd.Series", loaded: LoadedModel, options: RunOptions, texts: "pd.Series") -> Embedded:
-    matrix = to_numpy(column)
+def changed_rows(source: "pd.DataFrame | pd.Series", column: "pd.Series", texts: "pd.Series",
+                  matrix: np.ndarray) -> int:
+    """How many rows of the embedding ``column`` (as ``matrix``) are not what the recorded embed step of
+    ``source`` made of ``texts`` (:class:`RowPairs`); 0 when the step keeps no pairs (a Dask step, a record read
+    from a file) or embedded other texts."""
+    step = _embed_step(source, column.name)
+    pairs = None if step is None else step.get("rows")
+    if not isinstance(pairs, RowPairs) or step["column"] != texts.name:  # read from a file: its name alone
+        return 0
+    has_vector = ~np.isnan(matrix).any(axis=1) & (np.abs(matrix).sum(axis=1) > 0)
+    return pairs.changed(_text.texts(texts, "coerce"), matrix, has_vector)
+
+
+def _from_column(column: "pd.Series", loaded: LoadedModel, options: RunOptions, texts: "pd.Series",
+                 matrix: np.ndarray | None = None) -> Embedded:
+    matrix = to_numpy(column) if matrix is None else matrix
     dim = loaded.dim_for(options)
     if matrix.shape[1] != dim and len(matrix):
         raise ValueError(f"The embeddings column {column.name!r} holds {matrix.shape[1]}-dimensional vectors but "

@@ -34,11 +34,29 @@ def _write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool
     from ._frame import output_target, parquet_table, step_to_write
 
     step = step_to_write(df.attrs, list(df.columns))
+    _refuse_changed(df, step)
     target, write_index = output_target(path, overwrite, df.index, write_index)
     meta = {**step["metadata"], "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with fs.staged_file(target) as tmp:
         pq.write_table(parquet_table(df, meta, write_index), tmp)
     return target
+
+
+def _refuse_changed(df: pd.DataFrame, step: dict[str, Any]) -> None:
+    """An embedding column whose rows are no longer what embed made of their texts is not written as such."""
+    from ._frame import out_name, to_numpy
+    from ._similarity import changed_rows
+
+    column = step["column"]
+    if step["task"] != "embed" or column not in df.columns:
+        return
+    vectors = df[out_name(column, "embedding")]
+    changed = changed_rows(df, vectors, df[column], to_numpy(vectors))
+    if changed:
+        raise ValueError(f"{changed:,} {'row' if changed == 1 else 'rows'} of {vectors.name!r} "
+                         f"{'is not the embedding' if changed == 1 else 'are not the embeddings'} that embed made of "
+                         f"their {column!r} (a text or a vector was changed since), and the file would say they are. "
+                         f"Embed the column again (df.distil.embed({column!r}, ...)), then write it.")
 
 
 def _added(task: str, series: pd.Series, arguments: dict[str, Any]) -> pd.DataFrame:

@@ -228,7 +228,8 @@ class DaskDistilDataFrameAccessor(_Base):
         if embeddings is None and out_name(name, "embedding") in ddf._meta.columns and not recorded_step(
                 ddf._meta, out_name(name, "embedding")):
             warn_unrecorded(out_name(name, "embedding"), fallback if model is None else model)
-        tasks = [dask.delayed(_search_part)(part, attrs, name, queries, k, _portable(model), embeddings, options,
+        shared = dask.delayed(attrs, traverse=False)  # one node: the record's row hashes travel once, not per part
+        tasks = [dask.delayed(_search_part)(part, shared, name, queries, k, _portable(model), embeddings, options,
                                             fallback) for part in ddf.to_delayed()]
         parts = dask.compute(*tasks)
         found, scores = [], []

@@ -23,7 +23,7 @@ LAYERS = {
     0: ["errors", "_version", "_config", "_fs", "_options", "_paddle"],
     1: ["_registry", "_sentence", "_checkpoint"],
     2: ["_convert", "_download", "_resolve", "_result_cache"],
-    3: ["_text", "_tokens", "_batches", "_engine", "_onnx", "_pool", "_manager", "_search", "_ann"],
+    3: ["_text", "_tokens", "_batches", "_engine", "_onnx", "_pool", "_manager", "_search", "_ann", "_pairs"],
     4: ["_run", "_pipeline", "_frame", "_defaults", "_similarity"],
     5: ["accessor", "files", "cli", "widgets", "dask", "polars", "sklearn", "_hooks", "testing", "__init__", "__main__"],
 }

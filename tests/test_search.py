@@ -377,3 +377,72 @@ def test_labels_read_as_the_same_tokens_are_refused_before_any_text_is_embedded(
         df.distil.classify("text", labels=["Films", "animals", "films"], model=sentence)
     with pytest.raises(AssertionError, match="embedded before"):  # the stand-in is what runs the texts
         df.distil.classify("text", labels=["films", "animals"], model=sentence)
+
+
+def test_a_column_changed_since_embed_is_not_taken_for_its_embeddings(sentence, count_runs, tmp_path):
+    import copy
+    import pickle
+
+    from distilframe._pairs import RowPairs
+
+    texts = ["a happy cat", "a sad dog", "green tea", "cold coffee", None, "  "]
+    out = pd.DataFrame({"t": texts}).distil.embed("t", model=sentence, cache=False)
+    pairs = out.attrs["distilframe"][-1]["rows"]
+    assert copy.deepcopy(pairs) is pairs and out.copy().attrs["distilframe"][-1]["rows"] is pairs  # shared
+    assert isinstance(pairs, RowPairs) and pickle.loads(pickle.dumps(pairs)) is pairs  # joins the process's
+    seen = count_runs(get_model(sentence))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # filtered, sorted, concatenated: the same rows, reused
+        kept = [out.iloc[[3, 2, 0]], out.sort_values("t"), pd.concat([out, out.iloc[:2]]), out.iloc[:0]]
+        for frame in kept:
+            frame.distil.search("green tea", k=1, cache=False)
+        assert seen == [1] * 4  # the queries only
+        seen.clear()
+        pd.concat([out, out.iloc[:2]]).distil.duplicates(cache=False)
+        # Embedded in two calls with the same model and settings, then concatenated: one record, both checked.
+        more = pd.DataFrame({"t": ["hot soup", "a sad dog"]}, index=[10, 11]).distil.embed("t", model=sentence,
+                                                                                          cache=False)
+        assert more.attrs["distilframe"][-1]["rows"] is pairs
+        both = pd.concat([out, more])
+        assert both.distil.search("hot soup", k=1, cache=False).index.tolist() == [10]
+        both.distil.to_parquet(tmp_path / "both.parquet")
+    seen.clear()
+
+    renamed = out.copy()
+    renamed["t"] = ["zebra", "apple", "cat", "house", None, ""]  # the record is still there
+    with pytest.warns(distilframe.DistilFrameWarning, match=r"^4 rows of 't_embedding' are not the embeddings that "
+                      r"embed made of their 't' .* computed again"):
+        found = renamed.distil.search("cat", k=1, cache=False)
+    assert found["t"].tolist() == ["cat"] and found["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    assert sum(seen) == 4 + 1  # the four texts, then the query
+
+    edited = out.copy()
+    edited.loc[2, "t"] = "cat"
+    with pytest.warns(distilframe.DistilFrameWarning, match="^1 row of 't_embedding' is not the embedding"):
+        assert edited.distil.search("cat", k=1, cache=False)["t"].tolist() == ["cat"]
+    with pytest.warns(distilframe.DistilFrameWarning, match="^1 row of 't_embedding'"):
+        groups = edited.distil.duplicates(threshold=0.999, cache=False)
+    assert groups["t_dup_group"].isna().all()
+
+    other = pd.DataFrame({"t": ["zebra", "apple", "house", "car", None, None]}).distil.embed("t", model=sentence)
+    swapped = out.copy()
+    swapped["t_embedding"] = other["t_embedding"]
+    with pytest.warns(distilframe.DistilFrameWarning, match="^4 rows of 't_embedding'"):
+        found = swapped.distil.search("green tea", k=1, cache=False)
+    assert found["t"].tolist() == ["green tea"] and found["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match=r"4 rows of 't_embedding' are not the embeddings .* the file would say they "
+                       r"are\. Embed the column again"):
+        swapped.distil.to_parquet(tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+    out.iloc[::-1].distil.to_parquet(tmp_path / "out.parquet")  # reordered rows are still the model's
+
+
+def test_a_frame_with_row_pairs_is_written_by_pandas_with_its_record(sentence, tmp_path):
+    out = pd.DataFrame({"t": ["a happy cat", "green tea"]}).distil.embed("t", model=sentence, cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pyarrow writes attrs as JSON: no "Could not serialize" warning
+        out.to_parquet(tmp_path / "plain.parquet")
+        back = pd.read_parquet(tmp_path / "plain.parquet", dtype_backend="pyarrow")  # pandas#59738
+        assert back.attrs["distilframe"][-1]["metadata"] == out.attrs["distilframe"][-1]["metadata"]
+        found = back.distil.search("green tea", k=1, cache=False)  # its record read back: the column is used
+    assert found["t"].tolist() == ["green tea"]
