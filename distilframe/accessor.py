@@ -344,8 +344,9 @@ class DistilDataFrameAccessor:
 
         approximate
             Build an inverted file (faiss; ``pip install "distilframe[ann]"``) once: the rows are
-            clustered, and each query scores only the rows of the nearest eighth of the clusters instead of
-            every row: for tables of millions of rows. Scores stay exact
+            clustered, and each query scores only the rows of the nearest eighth of the clusters (at least 4,
+            and more where they hold fewer than ``k`` rows) instead of every row: for tables of millions of
+            rows. Scores stay exact
             cosines; a few true neighbours may be missed (recall@10 in the README, Search).
 
         Other arguments as for :meth:`search`.

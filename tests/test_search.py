@@ -446,3 +446,22 @@ def test_a_frame_with_row_pairs_is_written_by_pandas_with_its_record(sentence, t
         assert back.attrs["distilframe"][-1]["metadata"] == out.attrs["distilframe"][-1]["metadata"]
         found = back.distil.search("green tea", k=1, cache=False)  # its record read back: the column is used
     assert found["t"].tolist() == ["green tea"]
+
+
+def test_approximate_search_returns_k_rows_as_exact_search_does():
+    pytest.importorskip("faiss")
+    from distilframe._ann import InvertedFile
+
+    rng = np.random.default_rng(5)
+    matrix = _search.unit(rng.normal(size=(2000, 32)))
+    valid = np.ones(2000, dtype=bool)
+    index = InvertedFile(matrix, valid)
+    assert index.lists == 51 and index.probes == 6  # 2000 // 39 clusters (faiss's minimum of rows each); an eighth
+    assert InvertedFile(matrix[:300], valid[:300]).probes == 4  # 1 of 7 was too few
+    queries = _search.unit(rng.normal(size=(5, 32)))
+    for k in (10, 150, 600, 2000):  # 6 clusters of about 39 rows hold fewer than 600: more are probed
+        rows, scores = index.top_k(queries, k)
+        assert rows.shape == (5, k) and (rows >= 0).all() and np.isfinite(scores).all()
+        assert all(len(set(r)) == k for r in rows)
+    want, _ = _search.top_k(matrix, valid, queries, 2000)
+    assert [sorted(r) for r in index.top_k(queries, 2000)[0]] == [sorted(r) for r in want]  # every row
