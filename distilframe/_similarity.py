@@ -107,7 +107,7 @@ def check_k(k: Any) -> int:
 
 
 def check_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
             or not 0 < threshold <= 1:
         raise ValueError(f"Got threshold={threshold!r} but expected a cosine in (0, 1], such as 0.95.")
     return float(threshold)
@@ -265,11 +265,16 @@ def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: st
     if isinstance(embeddings, pd.Series):
         if len(embeddings) != len(texts) or not embeddings.index.equals(texts.index):
             raise ValueError(f"Got embeddings= a Series of {len(embeddings)} rows whose index is not the text "
-                             f"column's ({len(texts)} rows): pass a column of the same frame, or its name.")
+                             f"column's ({len(texts)} rows): pass the vectors of the same rows, with the same index "
+                             "(a column of the same frame, or its name).")
         existing = embeddings
+    elif embeddings is not None and frame is None:  # the Series accessor: there is no other column to name
+        raise ValueError(f"Got embeddings={embeddings!r}, a column name, but a Series has no other columns: pass "
+                         "embeddings= the Series of vectors itself (with the same index), or call the method on "
+                         f"the frame, such as df.distil.search('a query', 'text', embeddings={embeddings!r}).")
     elif embeddings is not None:
-        if frame is None or embeddings not in frame.columns:
-            raise _text.missing_column(embeddings, [] if frame is None else list(frame.columns))
+        if embeddings not in frame.columns:
+            raise _text.missing_column(embeddings, list(frame.columns))
         existing = frame[embeddings]
     elif frame is not None and out_name(texts.name, "embedding") in frame.columns:
         existing = frame[out_name(texts.name, "embedding")]
@@ -466,11 +471,19 @@ def zero_shot(texts: "pd.Series", model: str | os.PathLike | None, options: RunO
 
 
 def check_label_prompts(model: str | os.PathLike, options: RunOptions, labels: list[str], template: str) -> None:
-    """Refuse two labels whose prompts ``model`` reads as the same tokens, as the run reads them ("Food" and
-    "food" for a model that lower-cases; a long template cut at ``max_length`` before the label): they would
-    score the same for every text, each at most half. Loads the model (the manager keeps it for the run)."""
+    """Refuse a label in which ``model`` reads no token, and two labels whose prompts it reads as the same
+    tokens, as the run reads them ("Food" and "food" for a model that lower-cases; a long template cut at
+    ``max_length`` before the label): they would score the same for every text, each at most half. Loads the
+    model (the manager keeps it for the run)."""
     loaded = load("embed", model, options)
     options = loaded.fill(options)
+    alone = loaded.tokenizer.encode(labels, max_length=options.max_length, long_text=options.long_text,
+                                    stride=options.stride)
+    empty = [label for label, n in zip(labels, alone.n_tokens) if n <= 2]  # [CLS] and [SEP] alone
+    if empty:
+        raise ValueError(f"Got the label {empty[0]!r}, in which {loaded.name!r} reads no token (zero-width or "
+                         "control characters, or characters its vocabulary does not have): it would name nothing. "
+                         "Give each label a word.")
     prompts = [template.format(label) for label in labels]
     enc = loaded.tokenizer.encode(prompts, max_length=options.max_length, long_text=options.long_text,
                                   stride=options.stride)

@@ -47,8 +47,8 @@ from ._frame import META_PREFIX, STEPS_KEY, OutputSchema, file_metadata, output_
 from ._options import DEFAULTS, RunOptions
 from ._pipeline import describe, load
 from ._run import STATUSES
-from ._similarity import (added_columns, check_k, check_labels, check_queries, check_threshold, duplicates,
-                          embedded_column, frame_embeddings, result_names, top_rows, zero_shot_metadata)
+from ._similarity import (added_columns, check_k, check_label_prompts, check_labels, check_queries, check_threshold,
+                          duplicates, embedded_column, frame_embeddings, result_names, top_rows, zero_shot_metadata)
 
 __all__ = ["DistilLazyFrameNamespace", "DistilPolarsFrameNamespace", "DistilPolarsSeriesNamespace"]
 
@@ -416,7 +416,8 @@ class DistilLazyFrameNamespace:
             labels, template = check_labels(labels, template)
         name = _column(self._lf.collect_schema(), column, options.errors)
         model = _model(task, arguments["model"], labels, template)
-        if labels is not None:
+        if labels is not None:  # the model and the labels are checked now, not at collect(), as eagerly
+            check_label_prompts(model, options, labels, template)
             schema = OutputSchema.of("classify", name, options, labels=labels)
         else:
             dim, found = describe(task, model, options)

@@ -177,6 +177,11 @@ def test_lazyframe_refusals(df, model, tmp_path):
         lazy.distil.embed("text", model=model, progress=True)
     with pytest.raises(distilframe.ColumnNotFoundError):
         lazy.distil.embed("txt", model=model)
+    # Zero-shot labels: the model and the labels are checked when the query is built, not at collect().
+    with pytest.raises(distilframe.CheckpointError):
+        lazy.distil.classify("text", model=str(tmp_path / "nonexistent"), labels=["a", "b"])
+    with pytest.raises(ValueError, match="reads as the same tokens"):
+        lazy.distil.classify("text", model=model, labels=["Food", "food"])
     out = lazy.distil.embed("text", model=model)
     out.distil.sink_parquet(tmp_path / "a.parquet")
     with pytest.raises(distilframe.FileError, match="already exists"):

@@ -157,6 +157,7 @@ def test_duplicates_groups_near_and_exact_copies(sentence):
     assert group[10] == group[17] and group[12] == group[14] and group[10] != group[12]  # exact copies
     assert group[[13, 15, 16]].isna().all() and score[[13, 15, 16]].isna().all()
     assert list(group.dropna().unique()) == [0, 1]  # numbered in order of the groups' first rows
+    pd.testing.assert_frame_equal(df.distil.duplicates("text", threshold=np.int64(1), model=sentence), out)  # as k
     loose = df.distil.duplicates("text", threshold=0.05, model=sentence)["text_dup_group"]
     assert loose[10] == loose[11] == 0  # near: every text with one first row
     assert list(df.columns) == ["text"]  # the input is not changed
@@ -193,6 +194,13 @@ def test_zero_shot_labels(sentence):
      "one '\\{\\}' for the label \\(write '\\{\\{' and '\\}\\}' for braces\\)"),
     (lambda df, m: df.distil.classify(labels=["a", "b"], template="about {} ({x})", model=m), "one '\\{\\}'"),
     (lambda df, m: df.distil.classify(labels=["a"], model=m), "at least two"),
+    (lambda df, m: df.distil.classify(labels=["\u200b", "a"], model=m), r"Got the label '\\u200b', in which .* reads "
+     r"no token .*Give each label a word"),
+    (lambda df, m: df.distil.duplicates(threshold=np.bool_(True), model=m), "threshold=np.True_"),
+    (lambda df, m: df["text"].distil.duplicates(embeddings="foo", model=m), r"Got embeddings='foo', a column "
+     r"name, but a Series has no other columns: pass embeddings= the Series of vectors itself"),
+    (lambda df, m: df["text"].distil.search("a", embeddings=df["text"].iloc[:1], model=m),
+     r"pass the vectors of the same rows, with the same index \(a column of the same frame, or its name\)"),
 ])
 def test_bad_arguments_are_clear_errors(sentence, call, message):
     with pytest.raises(ValueError, match=message):
