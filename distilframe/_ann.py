@@ -55,6 +55,13 @@ class InvertedFile:
             for start in range(0, n, PIECE):
                 self.index.add(np.ascontiguousarray(matrix[self.rows[start:start + PIECE]], dtype=np.float32))
 
+    def _search(self, queries: np.ndarray, k: int, probes: int) -> np.ndarray:
+        """faiss's row positions; the probes are this call's (not the index's nprobe, which another thread's
+        search would share)."""
+        if self.lists == 1:
+            return self.index.search(queries, k)[1]
+        return self.index.search(queries, k, params=_faiss().SearchParametersIVF(nprobe=int(probes)))[1]
+
     def top_k(self, queries: np.ndarray, k: int, probes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(row numbers, exact cosines) of about the ``k`` best rows per query, best first, ties by row number:
         ``min(k, rows)`` of them, as exact search gives (more clusters are probed where the first hold fewer)."""
@@ -63,16 +70,13 @@ class InvertedFile:
             return np.empty((len(queries), 0), dtype=np.int64), np.empty((len(queries), 0), dtype=np.float32)
         queries32 = np.ascontiguousarray(queries, dtype=np.float32)
         probes = min(self.lists, int(probes or self.probes))
-        if self.lists > 1:
-            self.index.nprobe = probes
-        _, found = self.index.search(queries32, k)
+        found = self._search(queries32, k, probes)
         # A query whose probed clusters hold fewer than k rows probes twice as many, until k are found (as
         # many rows as exact search gives), or every cluster is probed.
         short = np.flatnonzero((found < 0).any(axis=1))
         while len(short) and probes < self.lists:
             probes = min(self.lists, 2 * probes)
-            self.index.nprobe = probes
-            found[short] = self.index.search(queries32[short], k)[1]
+            found[short] = self._search(queries32[short], k, probes)
             short = short[(found[short] < 0).any(axis=1)]
         rows = np.where(found >= 0, self.rows[np.maximum(found, 0)], -1)
         picked = self.matrix[np.maximum(rows, 0)].astype(np.float64)  # as _search: exact in float64, 6 decimals

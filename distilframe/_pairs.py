@@ -30,13 +30,16 @@ _LOCK = threading.Lock()
 class RowPairs(str):
     """The hashes of the (text, vector) pairs embed made with one model and its settings, and of the texts it
     gave no vector (a text of no token): one object per process and settings, shared by the records of every
-    frame embedded with them (8 bytes a row), and freed with the last of those frames.
+    frame embedded with them (8 bytes a row embedded), kept while one of those frames is.
 
     A ``str``, the settings' name ("distilframe rows <key>"): the records of two results embedded alike are
     equal, so ``pd.concat`` keeps the record, as it keeps equal ``attrs``; and pandas' and pyarrow's writers,
-    which store ``attrs`` as JSON, can write it (read back, it is that name alone, and checks nothing).
-    Copied as itself (pandas deep-copies ``attrs`` at every step); unpickled (a Dask worker's result), it
-    joins the process's object of the same name."""
+    which store ``attrs`` as JSON, can write it. Written to a file or pickled (a Dask worker's partition or
+    result), it is that name alone, and checks nothing: the check holds within the process that embedded.
+    Copied as itself (pandas deep-copies ``attrs`` at every step).
+
+    A vector is told by the bits of its first 16 dimensions: a vector of another text, or one normalised,
+    scaled or cast to another precision, differs in all of them; one edited past them is not told."""
 
     _made: list[np.ndarray]
     _empty: list[np.ndarray]
@@ -58,8 +61,10 @@ class RowPairs(str):
         return self
 
     def __reduce__(self):
-        made, empty = self._sets()
-        return _joined, (str(self), made, empty)
+        # Pickled (to_pickle, a Dask or multiprocessing worker), it is its name alone, as read from a file:
+        # the hashes are the process's for every frame embedded alike, not the frame's, and would travel
+        # with every copy (8 MB for a million rows).
+        return str, (str(self),)
 
     def __repr__(self) -> str:
         made, empty = self._sets()

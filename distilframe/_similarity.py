@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_TEMPLATE", "TEMPERATURE", "Embedded", "SearchIndex", "added_columns", "changed_rows", "check_k",
            "check_label_prompts", "check_labels", "check_queries", "check_threshold", "column_embeddings",
-           "duplicates", "frame_embeddings", "query_vectors", "recorded_step", "result_names", "results_frame",
-           "search", "top_rows", "warn_unrecorded", "zero_shot", "zero_shot_metadata"]
+           "duplicates", "frame_embeddings", "not_a_series", "query_vectors", "recorded_step", "result_names",
+           "results_frame", "search", "top_rows", "warn_unrecorded", "zero_shot", "zero_shot_metadata"]
 
 DEFAULT_TEMPLATE = "{}"
 # Zero-shot scores are softmax(cosine / TEMPERATURE) over the labels. 0.05 keeps a clear winner near 1 and a
@@ -159,10 +159,12 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
     """
     fallback = default_model("search") if fallback is None else fallback
     meta = None
+    source = frame if frame is not None else existing  # the record of what made the column
     if existing is not None:
-        meta = _step_metadata(frame if frame is not None else existing, existing.name)
+        meta = _step_metadata(source, existing.name)
         if meta is None and existing.attrs:
-            meta = _step_metadata(existing, existing.name)
+            source = existing  # a column of another result, given as embeddings=: its own record
+            meta = _step_metadata(source, existing.name)
     if existing is not None and meta is not None:
         loaded = load("embed", meta["model"] if model is None else model, options)
         # The recorded max_length is the column's, not the caller's: only an explicit one is said to be too long.
@@ -170,7 +172,7 @@ def column_embeddings(texts: "pd.Series", model: str | os.PathLike | None, optio
         wanted = file_metadata("embed", texts.name, filled, loaded)
         if shaping(wanted) == shaping(meta):
             matrix = to_numpy(existing)
-            changed = changed_rows(frame if frame is not None else existing, existing, texts, matrix)
+            changed = changed_rows(source, existing, texts, matrix)
             if not changed:
                 return _from_column(existing, loaded, filled, texts, matrix)
             warn(f"{changed:,} {'row' if changed == 1 else 'rows'} of {existing.name!r} "
@@ -253,6 +255,13 @@ def embedded_column(columns: Sequence[Any], text_columns: Sequence[Any]) -> Any:
     return held[0] if len(held) == 1 else None
 
 
+def not_a_series(embeddings: Any) -> ValueError:
+    """The error for ``embeddings=`` a column name given to the Series accessor, which has no other column."""
+    return ValueError(f"Got embeddings={embeddings!r}, a column name, but a Series has no other columns: pass "
+                      "embeddings= the Series of vectors itself (with the same index), or call the method on the "
+                      f"frame, such as df.distil.search('a query', 'text', embeddings={embeddings!r}).")
+
+
 def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: str | os.PathLike | None,
                      options: RunOptions, embeddings: Any = None,
                      fallback: str | os.PathLike | None = None, *, quiet: bool = False) -> Embedded:
@@ -269,9 +278,7 @@ def frame_embeddings(frame: "pd.DataFrame | None", texts: "pd.Series", model: st
                              "(a column of the same frame, or its name).")
         existing = embeddings
     elif embeddings is not None and frame is None:  # the Series accessor: there is no other column to name
-        raise ValueError(f"Got embeddings={embeddings!r}, a column name, but a Series has no other columns: pass "
-                         "embeddings= the Series of vectors itself (with the same index), or call the method on "
-                         f"the frame, such as df.distil.search('a query', 'text', embeddings={embeddings!r}).")
+        raise not_a_series(embeddings)
     elif embeddings is not None:
         if embeddings not in frame.columns:
             raise _text.missing_column(embeddings, list(frame.columns))

@@ -537,6 +537,10 @@ class DistilSeriesAccessor:
 
         ``embeddings`` is a Series of vectors with the same index. As :meth:`DistilDataFrameAccessor.search`.
         """
+        if embeddings is not None and not isinstance(embeddings, pd.Series):
+            from ._similarity import not_a_series
+
+            raise not_a_series(embeddings)
         frame = self._obj.to_frame(name=self._obj.name if self._obj.name is not None else "text")
         frame.attrs = dict(self._obj.attrs)
         return _search(frame, frame.iloc[:, 0], locals())

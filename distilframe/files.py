@@ -181,7 +181,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     files = sorted([*path.glob("*.parquet"), *path.glob("*.pq")]) if path.is_dir() else [path]
     if not files:
         raise FileError(f"{path} is a folder without .parquet files.")
-    if not path.is_dir() and path.suffix.lower() not in (".parquet", ".pq") and path.is_file():
+    if not path.is_dir() and path.is_file() and _magic(path) not in (b"PAR1", None):
         raise FileError(f"{path.name!r} is not a Parquet file: only Parquet records the job that wrote it (a "
                         f"{path.suffix or 'file without extension'} holds the rows alone). Read it as it is, or "
                         "write the job's OUTPUT as .parquet.")
@@ -504,7 +504,7 @@ class _Job:
         series.index = pd.RangeIndex(first + row_offset, first + row_offset + len(series))  # errors name them
         series.name = self.column
         if not isinstance(table, pd.DataFrame) and pa.types.is_binary(table.schema.field(self.column).type):
-            series = _decoded(series, self.options.errors, subject)
+            series = _decoded(series, self.options.errors, subject, unit)
         values = texts(series, self.options.errors, subject=subject, unit=unit,
                        coerce="--errors coerce (errors='coerce')")
         outcome = run(self.task, values, loaded, self.options)
@@ -579,6 +579,15 @@ class _Job:
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
+def _magic(path: Path) -> bytes | None:
+    """The first 4 bytes of a file (b"PAR1" for Parquet); None if it cannot be read (said by the reader)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4)
+    except OSError:
+        return None
+
+
 def _job_hash(state: dict[str, Any]) -> str:
     """A digest of a job's state (``_Job._state``): the first 32 hex digits of the SHA-256 of its JSON."""
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]
@@ -597,10 +606,10 @@ def _write_part(table, path: Path, job: str) -> None:
         pq.write_table(table, tmp)
 
 
-def _decoded(series, errors: str, subject: str):
+def _decoded(series, errors: str, subject: str, unit: str = "row"):
     """A column read as bytes (the text column of a CSV) as strings: invalid UTF-8 is an error naming its
     row (the index label) and byte, or is replaced by U+FFFD with ``errors="coerce"``, as the accessor does
-    with bytes. ``subject`` names the column and the file."""
+    with bytes. ``subject`` names the column and the file, ``unit`` what its rows are ("row", "record")."""
     out = []
     for row, value in series.items():
         if value is None:
@@ -610,7 +619,7 @@ def _decoded(series, errors: str, subject: str):
             out.append(value.decode("utf-8"))
         except UnicodeDecodeError as e:
             if errors != "coerce":
-                raise FileError(f"{subject} is not valid UTF-8 in row {row} (byte {e.start} of the cell: "
+                raise FileError(f"{subject} is not valid UTF-8 in {unit} {row} (byte {e.start} of the cell: "
                                 f"{value[e.start:e.start + 4]!r}). Pass --errors coerce "
                                 "(errors='coerce') to replace invalid bytes with U+FFFD, or save the file as "
                                 "UTF-8.") from None
@@ -672,14 +681,18 @@ class _Reader:
 
     def rows(self, column: str) -> tuple[str, int, str]:
         """How errors name ``column`` and its rows, as a user finds them in the file: (subject, the number of
-        the first data row, unit). A sheet's and a CSV's rows are numbered as a spreadsheet shows them (the
-        header is row 1), a JSON Lines file's by line, a Parquet file's from 0, as pandas counts them."""
+        the first data row, unit). A sheet's rows are numbered as the spreadsheet shows them (the header is
+        row 1; every row is read, empty ones too). A CSV's and a JSON Lines file's records are counted from 1
+        (a record is not a line: the readers skip blank lines, and a CSV cell may hold line breaks), a
+        Parquet file's rows from 0, as pandas counts them."""
         if self.kind == "excel":
             return f"Column {column!r} of sheet {self.sheet!r} in {self.path.name!r}", 2, "row"
         if self.kind in ("csv", "tsv"):
-            return f"Column {column!r} of {self.path.name!r} (the header is row 1)", 2, "row"
+            return (f"Column {column!r} of {self.path.name!r} (records counted from 1 below the header, blank "
+                    "lines skipped)"), 1, "record"
         if self.kind == "jsonl":
-            return f"Column {column!r} of {self.path.name!r}", 1, "line"
+            return f"Column {column!r} of {self.path.name!r} (records counted from 1, blank lines skipped)", 1, \
+                "record"
         return f"Column {column!r} of {self.path.name!r} (rows counted from 0)", 0, "row"
 
     def _fail(self, e: Exception) -> FileError:

@@ -73,6 +73,9 @@ def test_metadata_and_info(tmp_path, frame, capsys):
     with pytest.raises(FileError, match=r"'rows.csv' is not a Parquet file: only Parquet records the job"):
         read_metadata(tmp_path / "rows.csv")
     (tmp_path / "rows.csv").unlink()
+    shutil.copy(tmp_path / "out.parquet", tmp_path / "renamed.parq")  # Parquet by its content, not its name
+    assert read_metadata(tmp_path / "renamed.parq")["rows"] == 7
+    (tmp_path / "renamed.parq").unlink()
     (tmp_path / "in.parquet").unlink()  # a folder of results: two jobs' files are not one result's parts
     embed_file(source := write_input(frame, tmp_path / "in.csv"), tmp_path / "other.pq", column="text")
     with pytest.raises(FileError, match=r"holds Parquet files of different results \(other.pq and out.parquet"):
@@ -387,9 +390,9 @@ def test_mixed_columns_follow_the_accessors_row_rules(tmp_path, suffix):
     df = pd.DataFrame({"id": [1, 2, 3], "other": ["x", 7, None], "review": ["great film", 5, "awful"]})
     source = write_input(df, tmp_path / f"in{suffix}")
     out = tmp_path / "out.parquet"
-    # As df.distil.embed says it, with the row a user finds in the file (the sheet's row 3, the file's line 2).
+    # As df.distil.embed says it, with the row a user finds in the file (the sheet's row 3, the file's record 2).
     where = "of sheet 'Sheet1' in 'in.xlsx' has 1 non-string value, in row 3 (int)" if suffix == ".xlsx" else \
-        "of 'in.jsonl' has 1 non-string value, in line 2 (int)"
+        "of 'in.jsonl' (records counted from 1, blank lines skipped) has 1 non-string value, in record 2 (int)"
     with pytest.raises(TypeError, match=re.escape(f"Column 'review' {where}. Pass --errors coerce (errors='coerce') "
                                                   "to convert it")):
         embed_file(source, out, column="review", cache=False)
@@ -401,6 +404,14 @@ def test_mixed_columns_follow_the_accessors_row_rules(tmp_path, suffix):
     expected = df["review"].distil.embed(errors="coerce", cache=False)
     np.testing.assert_allclose(distilframe.to_numpy(table.column("review_embedding").to_pandas()),
                                distilframe.to_numpy(expected), atol=1e-6)
+
+
+def test_a_json_lines_record_is_counted_without_its_blank_lines(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "a good film"}\n\n{"text": "fine"}\n{"text": 5}\n')
+    with pytest.raises(TypeError, match=re.escape("(records counted from 1, blank lines skipped) has 1 non-string "
+                                                  "value, in record 3 (int)")):
+        embed_file(source, tmp_path / "out.parquet", column="text", cache=False)
 
 
 def workbook(path: Path) -> Path:
@@ -480,8 +491,8 @@ def test_invalid_utf8_in_a_csv_names_the_row_or_is_replaced(tmp_path, errors):
     out = tmp_path / "out.parquet"
     if errors == "raise":
         run = run_cli("embed", source, out, "--column", "text")
-        assert_one_line_error(run, "Column 'text' of 'in.csv' (the header is row 1) is not valid UTF-8 in row 3",
-                              "byte 3", "--errors coerce")
+        assert_one_line_error(run, "Column 'text' of 'in.csv' (records counted from 1 below the header, blank lines "
+                              "skipped) is not valid UTF-8 in record 2", "byte 3", "--errors coerce")
         assert not out.exists() and not (tmp_path / "out.parquet.distilframe-parts").exists()
     else:
         embed_file(source, out, column="text", errors="coerce", cache=False)

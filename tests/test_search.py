@@ -199,6 +199,8 @@ def test_zero_shot_labels(sentence):
     (lambda df, m: df.distil.duplicates(threshold=np.bool_(True), model=m), "threshold=np.True_"),
     (lambda df, m: df["text"].distil.duplicates(embeddings="foo", model=m), r"Got embeddings='foo', a column "
      r"name, but a Series has no other columns: pass embeddings= the Series of vectors itself"),
+    (lambda df, m: df["text"].distil.search("a", embeddings="text_embedding", model=m), r"Got "
+     r"embeddings='text_embedding', a column name, but a Series has no other columns"),
     (lambda df, m: df["text"].distil.search("a", embeddings=df["text"].iloc[:1], model=m),
      r"pass the vectors of the same rows, with the same index \(a column of the same frame, or its name\)"),
 ])
@@ -397,7 +399,10 @@ def test_a_column_changed_since_embed_is_not_taken_for_its_embeddings(sentence, 
     out = pd.DataFrame({"t": texts}).distil.embed("t", model=sentence, cache=False)
     pairs = out.attrs["distilframe"][-1]["rows"]
     assert copy.deepcopy(pairs) is pairs and out.copy().attrs["distilframe"][-1]["rows"] is pairs  # shared
-    assert isinstance(pairs, RowPairs) and pickle.loads(pickle.dumps(pairs)) is pairs  # joins the process's
+    assert isinstance(pairs, RowPairs)
+    copied = pickle.loads(pickle.dumps(out))  # its name alone, as from a file: the process's hashes stay here
+    assert copied.attrs == out.attrs and type(copied.attrs["distilframe"][-1]["rows"]) is str
+    assert len(pickle.dumps(out)) < 4096
     seen = count_runs(get_model(sentence))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # filtered, sorted, concatenated: the same rows, reused
@@ -438,6 +443,10 @@ def test_a_column_changed_since_embed_is_not_taken_for_its_embeddings(sentence, 
     with pytest.warns(distilframe.DistilFrameWarning, match="^4 rows of 't_embedding'"):
         found = swapped.distil.search("green tea", k=1, cache=False)
     assert found["t"].tolist() == ["green tea"] and found["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    elsewhere = pd.DataFrame({"t": ["zebra", "apple", "house", "car", None, None]})  # another result's vectors
+    with pytest.warns(distilframe.DistilFrameWarning, match="^4 rows of 't_embedding'"):
+        found = elsewhere.distil.search("house", k=1, embeddings=out["t_embedding"], cache=False)
+    assert found["t"].tolist() == ["house"] and found["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match=r"4 rows of 't_embedding' are not the embeddings .* the file would say they "
                        r"are\. Embed the column again"):
         swapped.distil.to_parquet(tmp_path / "out.parquet")
