@@ -221,14 +221,15 @@ def _has_text(texts: "pd.Series") -> np.ndarray:
 
 
 def changed_rows(source: "pd.DataFrame | pd.Series", column: "pd.Series", texts: "pd.Series",
-                  matrix: np.ndarray) -> int:
-    """How many rows of the embedding ``column`` (as ``matrix``) are not what the recorded embed step of
-    ``source`` made of ``texts`` (:class:`RowPairs`); 0 when the step keeps no pairs (a Dask step, a record read
-    from a file) or embedded other texts."""
+                 matrix: np.ndarray | None = None) -> int:
+    """How many rows of the embedding ``column`` (as ``matrix``, read from it if not given) are not what the
+    recorded embed step of ``source`` made of ``texts`` (:class:`RowPairs`); 0 when the step keeps no pairs (a
+    Dask step, a record read from a file) or embedded other texts."""
     step = _embed_step(source, column.name)
     pairs = None if step is None else step.get("rows")
     if not isinstance(pairs, RowPairs) or step["column"] != texts.name:  # read from a file: its name alone
         return 0
+    matrix = to_numpy(column) if matrix is None else matrix
     has_vector = ~np.isnan(matrix).any(axis=1) & (np.abs(matrix).sum(axis=1) > 0)
     return pairs.changed(_text.texts(texts, "coerce"), matrix, has_vector)
 

@@ -44,14 +44,14 @@ def _write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool
 
 def _refuse_changed(df: pd.DataFrame, step: dict[str, Any]) -> None:
     """An embedding column whose rows are no longer what embed made of their texts is not written as such."""
-    from ._frame import out_name, to_numpy
+    from ._frame import out_name
     from ._similarity import changed_rows
 
     column = step["column"]
     if step["task"] != "embed" or column not in df.columns:
         return
     vectors = df[out_name(column, "embedding")]
-    changed = changed_rows(df, vectors, df[column], to_numpy(vectors))
+    changed = changed_rows(df, vectors, df[column])  # the vectors are read only where the record keeps pairs
     if changed:
         raise ValueError(f"{changed:,} {'row' if changed == 1 else 'rows'} of {vectors.name!r} "
                          f"{'is not the embedding' if changed == 1 else 'are not the embeddings'} that embed made of "
